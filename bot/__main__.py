@@ -1,0 +1,210 @@
+"""Command line: `python -m bot [serve|socket|check|notify|cancel] …`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.cancellation import (
+    CancellationService,
+    Origin,
+    StaticKeys,
+    headline,
+    modelslab_said,
+)
+from bot.config import Purpose, Settings, load_settings
+from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
+from bot.logs import setup_logging
+from bot.modelslab import ModelsLabClient, OutcomeKind
+from bot.store import Cancellation, Store
+from bot.workspaces import single_workspace_id
+
+logger = logging.getLogger("bot")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SCHEDULED = 0, 1, 2, 3
+# The client's whole budget plus a margin: the terminal waits for one complete attempt series.
+CLI_WAIT_SECONDS = 40.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Cancel ModelsLab trainings from Slack. Without a command: Socket Mode when "
+        "SLACK_APP_TOKEN is set, otherwise the HTTP server.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve", help="run the HTTP server (port: --port, else $PORT, else 3000)"
+    )
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server container listens on all interfaces
+    serve.add_argument("--port", type=int)
+    sub.add_parser("socket", help="run in Socket Mode (needs SLACK_APP_TOKEN)")
+    check = sub.add_parser("check", help="validate the configuration; exit 0 only if all is well")
+    check.add_argument(
+        "--offline", action="store_true", help="skip the calls to Slack and ModelsLab"
+    )
+    notify = sub.add_parser("notify", help="post a training notification with a Cancel button")
+    notify.add_argument("training_id")
+    notify.add_argument("--channel", required=True)
+    notify.add_argument("--title")
+    notify.add_argument("--owner")
+    notify.add_argument("--team")
+    cancel = sub.add_parser(
+        "cancel", help="cancel a training from the terminal (audited as origin cli)"
+    )
+    cancel.add_argument("training_id")
+    cancel.add_argument("--team", help="workspace id (T…); default: the bot's workspace")
+    cancel.add_argument("--dry-run", action="store_true", help="do everything but call ModelsLab")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command and return its exit code."""
+    args = build_parser().parse_args(argv)
+    command = args.command
+    try:
+        if command == "cancel":
+            return asyncio.run(cmd_cancel(args))
+        print(
+            f"`python -m bot {command or ''}` is not built yet.".replace("  ", " "), file=sys.stderr
+        )
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print("The configuration has problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(purpose: Purpose, *, dry_run: bool = False) -> Settings:
+    settings = load_settings(purpose)
+    setup_logging(level="WARNING", fmt=settings.log_format, secrets=settings.secrets)
+    if dry_run and not settings.dry_run:
+        from dataclasses import replace
+
+        settings = replace(settings, dry_run=True)
+    return settings
+
+
+async def open_store(settings: Settings) -> Store:
+    """Connect to the database (waiting for PostgreSQL up to 30 s) and apply migrations."""
+    store = Store.from_url(settings.database_url)
+    try:
+        await store.connect(wait=30.0)
+        await store.migrate()
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+def _when(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def describe_for_terminal(row: Cancellation) -> str:
+    """Return one line saying what became of a cancellation."""
+    said = modelslab_said(row)
+    line = f"Training {row.training_id}: {headline(row)}"
+    if row.state == "requested" and row.outcome == OutcomeKind.RATE_LIMITED.value:
+        line += f"; retry at {_when(row.next_attempt_at)} by a running server (python -m bot serve)"
+    if said:
+        line += f". {said}"
+    return line + "."
+
+
+def exit_code_for(row: Cancellation) -> int:
+    """Map a cancellation to the `cancel` command's exit code (design §3)."""
+    if row.state == "cancelled":
+        return EXIT_OK
+    if row.state == "requested" and row.outcome == OutcomeKind.RATE_LIMITED.value:
+        return EXIT_SCHEDULED
+    return EXIT_FAILED
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a training with the stored key and print the outcome in one line."""
+    settings = _settings(Purpose.CANCEL, dry_run=args.dry_run)
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"Cannot cancel: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    slack = None
+    try:
+        if args.team:
+            workspace_id = args.team
+        else:
+            if settings.slack_bot_token:
+                from slack_sdk.web.async_client import AsyncWebClient
+
+                slack = AsyncWebClient(
+                    token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10
+                )
+            workspace_id = await single_workspace_id(store=store, slack=slack)
+        async with ModelsLabClient(
+            base_url=settings.modelslab_api_url,
+            v6_url=settings.modelslab_v6_url,
+            dry_run=settings.dry_run,
+        ) as client:
+            service = CancellationService(
+                store=store,
+                client=client,
+                keys=StaticKeys(settings.modelslab_api_key),
+                dry_run=settings.dry_run,
+            )
+            result = await service.request(
+                workspace_id=workspace_id,
+                training_id=args.training_id,
+                requested_by=f"cli:{getpass.getuser()}",
+                origin=Origin.CLI,
+            )
+            row = result.cancellation
+            if not result.created and row.is_final:
+                print(
+                    f"Training {row.training_id} was already cancelled by {row.requested_by} "
+                    f"at {_when(row.finished_at or row.requested_at)}: {headline(row)}."
+                )
+                return EXIT_OK
+            if result.created:
+                await service.run_now(row.id)
+            settled = await service.wait_settled(row.id, timeout=CLI_WAIT_SECONDS)
+            if settled is None or not (settled.is_final or settled.outcome):
+                print(
+                    f"Training {row.training_id} is being cancelled by another instance; "
+                    "its outcome will be posted in Slack."
+                )
+                return EXIT_FAILED
+            print(describe_for_terminal(settled))
+            return exit_code_for(settled)
+    except InvalidTrainingId as exc:
+        print(f"Not a training id: {exc}.", file=sys.stderr)
+        return EXIT_USAGE
+    except MissingKey:
+        print(
+            "Cannot cancel: no ModelsLab API key is configured. Set MODELSLAB_API_KEY.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except StoreUnavailable as exc:
+        print(f"Cannot cancel: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    except BotError as exc:
+        print(f"Cannot cancel: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if slack is not None and slack.session is not None:
+            await slack.session.close()
+        await store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

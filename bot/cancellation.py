@@ -1,0 +1,324 @@
+"""The cancellation service: claim, queue, call ModelsLab, record. It knows nothing of Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.errors import MissingKey, StoreUnavailable
+from bot.ids import validate_training_id
+from bot.modelslab import CancelOutcome, ModelsLabClient, OutcomeKind
+from bot.store import Cancellation, Store
+
+logger = logging.getLogger(__name__)
+
+KeyLookup = Callable[[str], Awaitable[str | None]]
+FinishedHook = Callable[[Cancellation], Awaitable[None]]
+
+STATE_FOR_OUTCOME = {
+    OutcomeKind.ACCEPTED: "cancelled",
+    OutcomeKind.STOPPED: "cancelled",
+    OutcomeKind.PROBABLY_CANCELLED: "cancelled",
+    OutcomeKind.DRY_RUN: "cancelled",
+    OutcomeKind.REFUSED: "rejected",
+    OutcomeKind.NOT_FOUND: "rejected",
+    OutcomeKind.BAD_KEY: "rejected",
+    OutcomeKind.UNAVAILABLE: "failed",
+}
+NO_KEY = "no_key"
+
+
+class Origin(str, enum.Enum):
+    """Where a cancellation was asked for (recorded for the audit trail)."""
+
+    COMMAND = "command"
+    BUTTON = "button"
+    RETRY = "retry"
+    CLI = "cli"
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """What a request did: claimed a new cancellation, or found one already active."""
+
+    cancellation: Cancellation
+    created: bool
+
+
+def new_worker_id() -> str:
+    """Return a lease-owner id unique to this process."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class StaticKeys:
+    """A key lookup that returns one configured key for every workspace."""
+
+    def __init__(self, key: str | None) -> None:
+        self._key = key
+
+    async def __call__(self, workspace_id: str) -> str | None:
+        """Return the configured key."""
+        return self._key
+
+
+class CancellationService:
+    """Claims cancellations and works them off the store's durable queue."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: ModelsLabClient,
+        keys: KeyLookup,
+        dry_run: bool = False,
+        lease_seconds: float = 45.0,
+        poll_interval: float = 5.0,
+        concurrency: int = 16,
+        worker_id: str | None = None,
+        on_finished: FinishedHook | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.keys = keys
+        self.dry_run = dry_run
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.worker_id = worker_id or new_worker_id()
+        self.on_finished = on_finished
+        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- the request path (runs before the ack: one key lookup and one INSERT) -------------------
+
+    async def request(
+        self,
+        *,
+        workspace_id: str,
+        training_id: str,
+        requested_by: str,
+        origin: Origin,
+        channel_id: str | None = None,
+    ) -> RequestResult:
+        """Validate and claim a cancellation; raise InvalidTrainingId or MissingKey."""
+        training_id = validate_training_id(training_id)
+        if not self.dry_run and not await self.keys(workspace_id):
+            raise MissingKey(
+                "no ModelsLab API key is set for this workspace; an admin has to set one first"
+            )
+        claim = await self.store.claim(
+            workspace_id=workspace_id,
+            training_id=training_id,
+            requested_by=requested_by,
+            origin=origin.value,
+            dry_run=self.dry_run,
+            channel_id=channel_id,
+        )
+        if claim.created:
+            self.wake()
+        return RequestResult(claim.cancellation, claim.created)
+
+    def wake(self) -> None:
+        """Tell the worker loop there is new work."""
+        self._wake.set()
+
+    # -- the worker -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker loop on the running event loop."""
+        if self._loop_task is None:
+            self._stopping = False
+            self._loop_task = asyncio.create_task(self._run(), name="cancellation-worker")
+
+    async def stop(self, *, grace: float = 20.0) -> None:
+        """Stop taking work; let in-flight calls finish within `grace`, leave the rest leased."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                # Their rows stay leased; another instance retakes them when the lease expires.
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.drain()
+                backoff = 0.5
+                delay = await self._idle_delay()
+            except StoreUnavailable as exc:
+                logger.warning("worker: %s; retrying in %.1fs", exc, backoff)
+                delay, backoff = backoff, min(backoff * 2, 30.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def drain(self) -> int:
+        """Lease what is due and start processing it; return how many rows were taken."""
+        free = self._concurrency - len(self._tasks)
+        if free <= 0 or self._stopping:
+            return 0
+        rows = await self.store.take_due(
+            self.worker_id, lease_seconds=self.lease_seconds, limit=free
+        )
+        for row in rows:
+            task = asyncio.create_task(self._guarded(row), name=f"cancel-{row.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+        return len(rows)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        # A free slot may mean more due work can be taken.
+        self._wake.set()
+
+    async def _idle_delay(self) -> float:
+        next_due = await self.store.next_due_at()
+        if next_due is None:
+            return self.poll_interval
+        return max(0.05, min(self.poll_interval, next_due - time.time() + 0.01))
+
+    async def _guarded(self, row: Cancellation) -> None:
+        async with self._slots:
+            try:
+                await self.process(row)
+            except StoreUnavailable as exc:
+                # The lease expires and the row is retried; nothing is lost.
+                logger.warning("cancellation %s: %s", row.id, exc)
+
+    async def process(self, row: Cancellation) -> Cancellation | None:
+        """Call ModelsLab for one leased cancellation and record the outcome."""
+        # A row found in "calling" was interrupted mid-call: that call may have reached ModelsLab.
+        may_have_reached = row.state == "calling"
+        key = None if row.dry_run else await self.keys(row.workspace_id)
+        if key is None and not row.dry_run:
+            final = await self.store.finish(
+                row.id,
+                self.worker_id,
+                state="rejected",
+                outcome=NO_KEY,
+                reason="no ModelsLab API key is set for this workspace",
+            )
+            return await self._finished(final)
+        calling = await self.store.mark_calling(
+            row.id, self.worker_id, lease_seconds=self.lease_seconds
+        )
+        if calling is None:
+            return None
+        started = time.monotonic()
+        outcome = await self.client.cancel(
+            row.training_id, key or "", may_have_reached=may_have_reached
+        )
+        logger.info(
+            "cancellation %s: training=%s workspace=%s outcome=%s calls=%d latency_ms=%d",
+            row.id,
+            row.training_id,
+            row.workspace_id,
+            outcome.kind.value,
+            outcome.attempts,
+            (time.monotonic() - started) * 1000,
+        )
+        return await self._record(calling, outcome)
+
+    async def _record(self, row: Cancellation, outcome: CancelOutcome) -> Cancellation | None:
+        if outcome.kind is OutcomeKind.RATE_LIMITED:
+            delay = outcome.retry_after if outcome.retry_after is not None else 30.0
+            updated = await self.store.reschedule(
+                row.id,
+                self.worker_id,
+                next_attempt_at=time.time() + delay,
+                outcome=outcome.kind.value,
+                reason=outcome.reason,
+            )
+            await self._notify_waiters()
+            return updated
+        final = await self.store.finish(
+            row.id,
+            self.worker_id,
+            state=STATE_FOR_OUTCOME[outcome.kind],
+            outcome=outcome.kind.value,
+            reason=outcome.reason,
+        )
+        return await self._finished(final)
+
+    async def _finished(self, row: Cancellation | None) -> Cancellation | None:
+        if row is not None and self.on_finished is not None:
+            await self.on_finished(row)
+        await self._notify_waiters()
+        return row
+
+    async def _notify_waiters(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- waiting (terminal, tests) --------------------------------------------------------------
+
+    async def run_now(self, cancellation_id: int) -> Cancellation | None:
+        """Process one cancellation in this process if it is due and nobody holds it."""
+        row = await self.store.take(
+            cancellation_id, self.worker_id, lease_seconds=self.lease_seconds
+        )
+        if row is None:
+            return None
+        return await self.process(row)
+
+    async def wait_settled(self, cancellation_id: int, *, timeout: float) -> Cancellation | None:
+        """Wait until a cancellation is final or rescheduled; return it as it then stands."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row = await self.store.get_cancellation(cancellation_id)
+            if row is None or row.is_final or (row.state == "requested" and row.outcome):
+                return row
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return row
+            # Another process may be doing the work, so poll as well as listen.
+            async with self._changed:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(0.5, remaining))
+
+
+_HEADLINES = {
+    OutcomeKind.ACCEPTED.value: "cancel accepted",
+    OutcomeKind.STOPPED.value: "stopped (ModelsLab confirmed)",
+    OutcomeKind.PROBABLY_CANCELLED.value: "probably cancelled (not confirmed)",
+    OutcomeKind.DRY_RUN.value: "dry run: ModelsLab was not called, nothing was cancelled",
+    OutcomeKind.REFUSED.value: "refused by ModelsLab",
+    OutcomeKind.NOT_FOUND.value: "not found: ModelsLab has no training with this id",
+    OutcomeKind.BAD_KEY.value: "refused: ModelsLab rejected the API key",
+    OutcomeKind.UNAVAILABLE.value: "failed: ModelsLab could not be reached",
+    OutcomeKind.RATE_LIMITED.value: "rate-limited by ModelsLab; a retry is scheduled",
+    NO_KEY: "refused: no ModelsLab API key is set for this workspace",
+}
+
+
+def headline(row: Cancellation) -> str:
+    """Return the outcome of a cancellation in a few words."""
+    if row.outcome is None:
+        return "being cancelled" if row.state == "calling" else "queued"
+    return _HEADLINES.get(row.outcome, row.outcome)
+
+
+def modelslab_said(row: Cancellation) -> str:
+    """Return what ModelsLab answered, quoted, or an empty string."""
+    if not row.reason or row.outcome in (NO_KEY, OutcomeKind.DRY_RUN.value):
+        return ""
+    return f'ModelsLab said: "{row.reason}"'

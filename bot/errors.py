@@ -1,0 +1,54 @@
+"""The bot's exceptions.
+
+::
+
+    BotError
+    ├── ConfigError            settings missing or malformed (lists every problem)
+    ├── InvalidTrainingId      an id that must never reach a URL
+    ├── MissingKey             no ModelsLab key for the workspace
+    ├── SecretStorageDisabled  a secret would be written without BOT_ENCRYPTION_KEY
+    ├── StoreUnavailable       the database cannot be reached
+    └── ModelsLabError         a ModelsLab answer that is not an outcome
+        └── ModelsLabUnavailable   transport failure, 5xx, non-JSON, missing route
+
+Definitive ModelsLab answers (accepted, refused, not found, bad key, rate limited) are not
+exceptions: the client returns them as a :class:`bot.modelslab.CancelOutcome`.
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base class for every error the bot raises on purpose."""
+
+
+class ConfigError(BotError):
+    """One or more settings are missing or malformed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class InvalidTrainingId(BotError, ValueError):
+    """A training id that is not a UUID or ``[A-Za-z0-9_-]{1,64}``."""
+
+
+class MissingKey(BotError):
+    """The workspace has no ModelsLab key."""
+
+
+class SecretStorageDisabled(BotError):
+    """Storing a secret was refused because BOT_ENCRYPTION_KEY is not set."""
+
+
+class StoreUnavailable(BotError):
+    """The database could not be reached."""
+
+
+class ModelsLabError(BotError):
+    """ModelsLab gave no usable answer."""
+
+
+class ModelsLabUnavailable(ModelsLabError):
+    """ModelsLab could not be reached or answered with a server error."""

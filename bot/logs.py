@@ -1,0 +1,70 @@
+"""Logging: text or JSON lines, with every secret redacted on the handler's formatter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+# Slack tokens and signed-URL-like secrets, whatever logger emits them.
+_TOKEN_PATTERNS = re.compile(
+    r"xox[abposre]-[0-9A-Za-z-]+|xapp-[0-9]-[0-9A-Za-z-]+"
+    r"|https://hooks\.slack\.com/[^\s\"'<>]+"
+)
+REDACTED = "[redacted]"
+_EXTRA_FIELDS = ("workspace", "user", "training", "origin", "outcome", "latency_ms")
+
+
+class Redactor:
+    """Replaces token patterns and the configured secret values in text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        values = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._secrets = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def __call__(self, text: str) -> str:
+        """Return text with every secret replaced."""
+        text = _TOKEN_PATTERNS.sub(REDACTED, text)
+        if self._secrets is not None:
+            text = self._secrets.sub(REDACTED, text)
+        return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose output never contains a secret."""
+
+    def __init__(self, redact: Redactor, *, json_lines: bool = False) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._redact = redact
+        self._json = json_lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format the record, then redact."""
+        if not self._json:
+            return self._redact(super().format(record))
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in _EXTRA_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return self._redact(json.dumps(entry, default=str))
+
+
+def setup_logging(*, level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    """Send every logger's records through one redacting handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(Redactor(secrets), json_lines=fmt == "json"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

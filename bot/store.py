@@ -1,0 +1,593 @@
+"""The store: the only module that speaks SQL (SQLAlchemy Core on an async engine).
+
+Cancellations double as a durable work queue: a request inserts a row (the claim), workers
+take due rows under a lease, and a row whose lease expired (its worker died) is taken again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from bot.errors import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Requested, in flight, or done: at most one such row per (workspace, training, dry_run).
+ACTIVE_STATES = ("requested", "calling", "cancelled")
+ACTIVE_WHERE = "state IN ('requested', 'calling', 'cancelled')"
+FINAL_STATES = ("cancelled", "rejected", "failed")
+# Any constant works; it only has to be the same in every instance.
+_MIGRATION_LOCK_ID = 0x63616E63
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+cancellations = sa.Table(
+    "cancellations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("training_id", sa.String(64), nullable=False),
+    sa.Column("requested_by", sa.String(64), nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(24)),
+    sa.Column("reason", sa.Text),
+    sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
+    sa.Column("requested_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("finished_at", sa.Double),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Double, nullable=False),
+    sa.Column("lease_owner", sa.String(80)),
+    sa.Column("lease_expires_at", sa.Double),
+    sa.Column("channel_id", sa.String(32)),
+    sa.Column("report_state", sa.String(16), nullable=False, default="none"),
+    sa.Index(
+        "uq_cancellations_active",
+        "workspace_id",
+        "training_id",
+        "dry_run",
+        unique=True,
+        sqlite_where=sa.text(ACTIVE_WHERE),
+        postgresql_where=sa.text(ACTIVE_WHERE),
+    ),
+    sa.Index("ix_cancellations_due", "state", "next_attempt_at"),
+    sa.Index("ix_cancellations_recent", "workspace_id", "requested_at"),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("workspace_id", sa.String(32), primary_key=True),
+    sa.Column("training_id", sa.String(64), primary_key=True),
+    sa.Column("channel_id", sa.String(32), nullable=False),
+    sa.Column("message_ts", sa.String(32), nullable=False),
+    sa.Column("owner_id", sa.String(32)),
+    sa.Column("title", sa.Text),
+    sa.Column("stage", sa.String(48)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+bot_meta = sa.Table(
+    "bot_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """One cancellation request and where it stands."""
+
+    id: int
+    workspace_id: str
+    training_id: str
+    requested_by: str
+    origin: str
+    state: str
+    outcome: str | None
+    reason: str | None
+    dry_run: bool
+    requested_at: float
+    updated_at: float
+    finished_at: float | None
+    attempts: int
+    next_attempt_at: float
+    lease_owner: str | None
+    lease_expires_at: float | None
+    channel_id: str | None
+    report_state: str
+
+    @property
+    def is_final(self) -> bool:
+        """True once the cancellation has an outcome that will not change."""
+        return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The result of a claim: the new row, or the active one that was there first."""
+
+    cancellation: Cancellation
+    created: bool
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A training notification the bot posted."""
+
+    workspace_id: str
+    training_id: str
+    channel_id: str
+    message_ts: str
+    owner_id: str | None
+    title: str | None
+    stage: str | None
+    created_at: float
+
+
+def _cancellation(row: Mapping[str, Any] | sa.Row[Any]) -> Cancellation:
+    m = row._mapping if isinstance(row, sa.Row) else row
+    return Cancellation(**{k: m[k] for k in Cancellation.__dataclass_fields__})
+
+
+def _notification(row: sa.Row[Any]) -> Notification:
+    m = row._mapping
+    return Notification(**{k: m[k] for k in Notification.__dataclass_fields__})
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over transaction control from pysqlite so claims can BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Taking the write lock up front means no transaction fails half-way on SQLITE_BUSY.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Create the async engine for a URL from bot.config.async_database_url."""
+    if url.startswith("sqlite"):
+        # One connection: SQLite has one writer anyway, and queueing in the pool is cheaper
+        # than queueing on the file lock.
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=30, poolclass=sa.AsyncAdaptedQueuePool
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+class Store:
+    """Persistence for cancellations, notifications and bot metadata."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        """Build a store on a new engine."""
+        return cls(create_engine(url))
+
+    async def close(self) -> None:
+        """Dispose of the engine's connections."""
+        await self.engine.dispose()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def connect(self, *, wait: float = 30.0) -> None:
+        """Wait until the database answers (PostgreSQL may still be starting), then return."""
+        deadline = time.monotonic() + wait
+        delay = 0.25
+        while True:
+            try:
+                await self.ping()
+            except StoreUnavailable:
+                if self.dialect == "sqlite" or time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
+            else:
+                return
+
+    async def ping(self) -> None:
+        """Run a trivial query; raise StoreUnavailable if the database does not answer."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (OSError, DBAPIError) as exc:
+            raise StoreUnavailable(_describe_db_error(exc)) from exc
+
+    async def migrate(self) -> None:
+        """Apply Alembic migrations, holding a PostgreSQL advisory lock while doing so."""
+        from bot.migrations import upgrade
+
+        try:
+            async with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    await conn.execute(sa.select(sa.func.pg_advisory_lock(_MIGRATION_LOCK_ID)))
+                try:
+                    await conn.run_sync(upgrade)
+                    await conn.commit()
+                finally:
+                    if self.dialect == "postgresql":
+                        await conn.execute(
+                            sa.select(sa.func.pg_advisory_unlock(_MIGRATION_LOCK_ID))
+                        )
+                        await conn.commit()
+        except (OSError, DBAPIError) as exc:
+            raise StoreUnavailable(_describe_db_error(exc)) from exc
+
+    async def schema_revision(self) -> str | None:
+        """Return the applied Alembic revision, or None for an empty database."""
+        from bot.migrations import current_revision
+
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(current_revision)
+
+    # -- cancellations -------------------------------------------------------------------------
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    async def claim(
+        self,
+        *,
+        workspace_id: str,
+        training_id: str,
+        requested_by: str,
+        origin: str,
+        dry_run: bool = False,
+        channel_id: str | None = None,
+        now: float | None = None,
+    ) -> Claim:
+        """Insert a new cancellation unless an active one exists; return either."""
+        now = time.time() if now is None else now
+        c = cancellations.c
+        stmt = (
+            self._insert(cancellations)
+            .values(
+                workspace_id=workspace_id,
+                training_id=training_id,
+                requested_by=requested_by,
+                origin=origin,
+                state="requested",
+                dry_run=dry_run,
+                requested_at=now,
+                updated_at=now,
+                attempts=0,
+                next_attempt_at=now,
+                channel_id=channel_id,
+                report_state="none",
+            )
+            .on_conflict_do_nothing(
+                index_elements=["workspace_id", "training_id", "dry_run"],
+                index_where=sa.text(ACTIVE_WHERE),
+            )
+            .returning(*cancellations.c)
+        )
+        existing_q = sa.select(cancellations).where(
+            c.workspace_id == workspace_id,
+            c.training_id == training_id,
+            c.dry_run == dry_run,
+            c.state.in_(ACTIVE_STATES),
+        )
+        # The active row can turn final between our INSERT and SELECT; then the INSERT wins next time.
+        for _ in range(5):
+            async with self._begin() as conn:
+                row = (await conn.execute(stmt)).first()
+                if row is not None:
+                    return Claim(_cancellation(row), created=True)
+                existing = (await conn.execute(existing_q)).first()
+                if existing is not None:
+                    return Claim(_cancellation(existing), created=False)
+        raise StoreUnavailable("the cancellation could not be claimed (too much contention)")
+
+    async def take_due(
+        self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None
+    ) -> list[Cancellation]:
+        """Lease up to `limit` cancellations that are due and not leased by a live worker."""
+        now = time.time() if now is None else now
+        c = cancellations.c
+        due = (
+            sa.select(c.id)
+            .where(
+                c.state.in_(("requested", "calling")),
+                c.next_attempt_at <= now,
+                sa.or_(c.lease_expires_at.is_(None), c.lease_expires_at < now),
+            )
+            .order_by(c.next_attempt_at, c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        async with self._begin() as conn:
+            ids = list((await conn.execute(due)).scalars())
+            if not ids:
+                return []
+            rows = await conn.execute(
+                sa.update(cancellations)
+                .where(c.id.in_(ids))
+                .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
+                .returning(*cancellations.c)
+            )
+            return sorted((_cancellation(r) for r in rows), key=lambda r: (r.next_attempt_at, r.id))
+
+    async def take(
+        self, cancellation_id: int, owner: str, *, lease_seconds: float, now: float | None = None
+    ) -> Cancellation | None:
+        """Lease one cancellation if it is due and free; None if it is not."""
+        now = time.time() if now is None else now
+        c = cancellations.c
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(
+                        c.id == cancellation_id,
+                        c.state.in_(("requested", "calling")),
+                        c.next_attempt_at <= now,
+                        sa.or_(c.lease_expires_at.is_(None), c.lease_expires_at < now),
+                    )
+                    .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
+                    .returning(*cancellations.c)
+                )
+            ).first()
+        return _cancellation(row) if row is not None else None
+
+    async def mark_calling(
+        self, cancellation_id: int, owner: str, *, lease_seconds: float
+    ) -> Cancellation | None:
+        """Record that a ModelsLab call is about to be sent; None if the lease was lost."""
+        now = time.time()
+        c = cancellations.c
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(
+                        c.id == cancellation_id,
+                        c.lease_owner == owner,
+                        c.state.in_(("requested", "calling")),
+                    )
+                    .values(
+                        state="calling",
+                        attempts=c.attempts + 1,
+                        lease_expires_at=now + lease_seconds,
+                        updated_at=now,
+                    )
+                    .returning(*cancellations.c)
+                )
+            ).first()
+        return _cancellation(row) if row is not None else None
+
+    async def finish(
+        self, cancellation_id: int, owner: str, *, state: str, outcome: str, reason: str
+    ) -> Cancellation | None:
+        """Record a final outcome; None if another worker holds the row now."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"not a final state: {state}")
+        now = time.time()
+        return await self._update_leased(
+            cancellation_id,
+            owner,
+            state=state,
+            outcome=outcome,
+            reason=reason,
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            report_state="pending",
+        )
+
+    async def reschedule(
+        self, cancellation_id: int, owner: str, *, next_attempt_at: float, outcome: str, reason: str
+    ) -> Cancellation | None:
+        """Put a cancellation back in the queue until `next_attempt_at` (e.g. after a 429)."""
+        return await self._update_leased(
+            cancellation_id,
+            owner,
+            state="requested",
+            outcome=outcome,
+            reason=reason,
+            next_attempt_at=next_attempt_at,
+            updated_at=time.time(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    async def release(self, cancellation_id: int, owner: str) -> None:
+        """Give a leased row back without an outcome (shutdown), so any instance can take it."""
+        c = cancellations.c
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.update(cancellations)
+                .where(c.id == cancellation_id, c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    async def _update_leased(
+        self, cancellation_id: int, owner: str, **values: Any
+    ) -> Cancellation | None:
+        c = cancellations.c
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(
+                        c.id == cancellation_id,
+                        c.lease_owner == owner,
+                        c.state.in_(("requested", "calling")),
+                    )
+                    .values(**values)
+                    .returning(*cancellations.c)
+                )
+            ).first()
+        return _cancellation(row) if row is not None else None
+
+    async def get_cancellation(self, cancellation_id: int) -> Cancellation | None:
+        """Return one cancellation by id."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(cancellations).where(cancellations.c.id == cancellation_id)
+                )
+            ).first()
+        return _cancellation(row) if row is not None else None
+
+    async def recent_cancellations(
+        self, workspace_id: str, *, limit: int = 10
+    ) -> list[Cancellation]:
+        """Return the workspace's latest cancellations, newest first."""
+        c = cancellations.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(cancellations)
+                .where(c.workspace_id == workspace_id)
+                .order_by(c.requested_at.desc(), c.id.desc())
+                .limit(limit)
+            )
+            return [_cancellation(r) for r in rows]
+
+    async def next_due_at(self) -> float | None:
+        """Return when the next queued cancellation becomes due (or its lease expires)."""
+        c = cancellations.c
+        # Scalar max(a, b) is spelled greatest(a, b) on PostgreSQL.
+        pairwise_max = sa.func.greatest if self.dialect == "postgresql" else sa.func.max
+        when = pairwise_max(c.next_attempt_at, sa.func.coalesce(c.lease_expires_at, 0))
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(sa.func.min(when)).where(c.state.in_(("requested", "calling")))
+                )
+            ).scalar()
+        return float(value) if value is not None else None
+
+    # -- notifications --------------------------------------------------------------------------
+
+    async def save_notification(
+        self,
+        *,
+        workspace_id: str,
+        training_id: str,
+        channel_id: str,
+        message_ts: str,
+        owner_id: str | None = None,
+        title: str | None = None,
+        stage: str | None = None,
+    ) -> None:
+        """Record (or move) the notification message for a training."""
+        now = time.time()
+        values = {
+            "channel_id": channel_id,
+            "message_ts": message_ts,
+            "owner_id": owner_id,
+            "title": title,
+            "stage": stage,
+            "updated_at": now,
+        }
+        stmt = (
+            self._insert(notifications)
+            .values(workspace_id=workspace_id, training_id=training_id, created_at=now, **values)
+            .on_conflict_do_update(index_elements=["workspace_id", "training_id"], set_=values)
+        )
+        async with self._begin() as conn:
+            await conn.execute(stmt)
+
+    async def get_notification(self, workspace_id: str, training_id: str) -> Notification | None:
+        """Return the notification for a training, if the bot posted one."""
+        n = notifications.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(notifications).where(
+                        n.workspace_id == workspace_id, n.training_id == training_id
+                    )
+                )
+            ).first()
+        return _notification(row) if row is not None else None
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        """Return a bot metadata value."""
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(sa.select(bot_meta.c.value).where(bot_meta.c.key == key))
+            ).scalar()
+        return str(value) if value is not None else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Set a bot metadata value."""
+        stmt = (
+            self._insert(bot_meta)
+            .values(key=key, value=value)
+            .on_conflict_do_update(index_elements=["key"], set_={"value": value})
+        )
+        async with self._begin() as conn:
+            await conn.execute(stmt)
+
+    def _begin(self) -> Any:
+        return _Transaction(self.engine)
+
+
+class _Transaction:
+    """engine.begin() that turns connection failures into StoreUnavailable."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._cm = engine.begin()
+
+    async def __aenter__(self) -> AsyncConnection:
+        try:
+            return await self._cm.__aenter__()
+        except (OSError, OperationalError) as exc:
+            raise StoreUnavailable(_describe_db_error(exc)) from exc
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        try:
+            return await self._cm.__aexit__(*exc)
+        except (OSError, OperationalError) as exc:
+            raise StoreUnavailable(_describe_db_error(exc)) from exc
+
+
+def _describe_db_error(exc: BaseException) -> str:
+    # The driver's message can include the URL; keep only its first line and drop credentials.
+    text = (
+        str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    )
+    return f"the database is not reachable: {text[:200]}"

@@ -1,0 +1,65 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when TEST_DATABASE_URL is set) and fakes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.config import async_database_url
+from bot.store import Store, metadata
+from tests.fakes.modelslab import FakeModelsLab
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards; URL as users write it."""
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL is not set (.ci/run sets it)")
+    admin = make_url(TEST_DATABASE_URL.replace("postgres://", "postgresql://", 1))
+    name = f"cancelbot_{secrets.token_hex(4)}"
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL as a user would write it: a new SQLite file, or the shared PG database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bot.db'}"
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A migrated, empty store on each database kind."""
+    s = Store.from_url(async_database_url(database_url))
+    await s.migrate()
+    async with s.engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            await conn.execute(table.delete())
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+async def modelslab() -> AsyncIterator[FakeModelsLab]:
+    """A fake ModelsLab on a loopback port."""
+    async with FakeModelsLab() as fake:
+        yield fake
