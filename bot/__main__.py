@@ -10,6 +10,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from slack_sdk.errors import SlackApiError, SlackClientError
+
 from bot.cancellation import (
     CancellationService,
     Origin,
@@ -17,7 +19,7 @@ from bot.cancellation import (
     headline,
     modelslab_said,
 )
-from bot.config import Purpose, Settings, load_settings
+from bot.config import Purpose, Settings, load_settings, read_environment
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.logs import setup_logging
 from bot.modelslab import ModelsLabClient, OutcomeKind
@@ -68,13 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command and return its exit code."""
     args = build_parser().parse_args(argv)
     command = args.command
+    if command is None:
+        # Socket Mode when an app token is configured, otherwise HTTP (design §3).
+        command = "socket" if read_environment().get("SLACK_APP_TOKEN", "").strip() else "serve"
+        args = build_parser().parse_args([command])
+    handlers = {
+        "cancel": cmd_cancel,
+        "notify": cmd_notify,
+        "serve": cmd_run,
+        "socket": cmd_run,
+        "check": cmd_check,
+    }
     try:
-        if command == "cancel":
-            return asyncio.run(cmd_cancel(args))
-        print(
-            f"`python -m bot {command or ''}` is not built yet.".replace("  ", " "), file=sys.stderr
-        )
-        return EXIT_USAGE
+        return asyncio.run(handlers[command](args))
     except ConfigError as exc:
         print("The configuration has problems:", file=sys.stderr)
         for problem in exc.problems:
@@ -84,9 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _settings(purpose: Purpose, *, dry_run: bool = False) -> Settings:
+def _settings(purpose: Purpose, *, dry_run: bool = False, log_level: str = "WARNING") -> Settings:
     settings = load_settings(purpose)
-    setup_logging(level="WARNING", fmt=settings.log_format, secrets=settings.secrets)
+    setup_logging(
+        level=log_level or settings.log_level, fmt=settings.log_format, secrets=settings.secrets
+    )
     if dry_run and not settings.dry_run:
         from dataclasses import replace
 
@@ -204,6 +214,125 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
         if slack is not None and slack.session is not None:
             await slack.session.close()
         await store.close()
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    """Run the bot: the HTTP server or Socket Mode."""
+    from bot import server
+
+    socket_mode = args.command == "socket"
+    settings = load_settings(Purpose.SOCKET if socket_mode else Purpose.SERVE)
+    setup_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets)
+    port = getattr(args, "port", None) or settings.port
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"Cannot start: {exc}. Check DATABASE_URL.", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        if socket_mode:
+            await server.socket(settings, store, host="0.0.0.0", port=port)  # noqa: S104 - health routes for the platform
+        else:
+            await server.serve(settings, store, host=args.host, port=port or 3000)
+    except BotError as exc:
+        print(f"Cannot start: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"Cannot start: {exc.strerror or exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await store.close()
+    return EXIT_OK
+
+
+async def cmd_notify(args: argparse.Namespace) -> int:
+    """Post a training notification with a Cancel button and record it in the store."""
+    from bot.blocks import build_notification
+    from bot.ids import validate_training_id
+    from bot.server import identify_workspace
+    from bot.slack import SlackClients
+    from bot.store import Notification
+
+    settings = _settings(Purpose.NOTIFY)
+    try:
+        training_id = validate_training_id(args.training_id)
+    except InvalidTrainingId as exc:
+        print(f"Not a training id: {exc}.", file=sys.stderr)
+        return EXIT_USAGE
+    if args.channel[:1] not in ("C", "G") or not args.channel.isalnum():
+        print(
+            "--channel takes a channel ID such as C0123ABCD (channel details > About).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.owner and not (args.owner[:1] in ("U", "W") and args.owner.isalnum()):
+        print("--owner takes a Slack user ID such as U0123ABCD.", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"Cannot notify: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    clients = SlackClients(base_url=settings.slack_api_url)
+    try:
+        workspace_id = args.team or str(
+            (await identify_workspace(settings, store, clients)).team_id
+        )
+        draft = Notification(
+            workspace_id=workspace_id,
+            training_id=training_id,
+            channel_id=args.channel,
+            message_ts="",
+            owner_id=args.owner,
+            title=args.title,
+            stage=None,
+            created_at=0.0,
+        )
+        latest = await store.latest_cancellation(workspace_id, training_id)
+        client = clients.reporter_for(str(settings.slack_bot_token))
+        response = await client.chat_postMessage(
+            channel=args.channel, **build_notification(draft, latest)
+        )
+        await store.save_notification(
+            workspace_id=workspace_id,
+            training_id=training_id,
+            channel_id=str(response["channel"]),
+            message_ts=str(response["ts"]),
+            owner_id=args.owner,
+            title=args.title,
+        )
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        hint = (
+            " (invite the bot to the channel with /invite)"
+            if error in ("not_in_channel", "channel_not_found")
+            else ""
+        )
+        print(f"Slack refused the notification: {error}{hint}.", file=sys.stderr)
+        return EXIT_FAILED
+    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        print(
+            f"Slack could not be reached ({type(exc).__name__}); nothing was posted.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except BotError as exc:
+        print(f"Cannot notify: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await clients.close()
+        await store.close()
+    print(
+        f"Posted the notification for training {training_id} in {args.channel} (ts {response['ts']})."
+    )
+    return EXIT_OK
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the configuration (and, unless --offline, the tokens and key)."""
+    from bot.check import run_check
+
+    return await run_check(offline=args.offline)
 
 
 if __name__ == "__main__":

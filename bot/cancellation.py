@@ -111,6 +111,7 @@ class CancellationService:
         requested_by: str,
         origin: Origin,
         channel_id: str | None = None,
+        response_url: str | None = None,
     ) -> RequestResult:
         """Validate and claim a cancellation; raise InvalidTrainingId or MissingKey."""
         training_id = validate_training_id(training_id)
@@ -125,6 +126,7 @@ class CancellationService:
             origin=origin.value,
             dry_run=self.dry_run,
             channel_id=channel_id,
+            response_url=response_url,
         )
         if claim.created:
             self.wake()

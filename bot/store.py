@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 ACTIVE_STATES = ("requested", "calling", "cancelled")
 ACTIVE_WHERE = "state IN ('requested', 'calling', 'cancelled')"
 FINAL_STATES = ("cancelled", "rejected", "failed")
+# Training stages after which there is nothing left to cancel.
+FINISHED_STAGES = ("model_ready", "trained_model_uploaded", "failed", "training_failed")
 # Any constant works; it only has to be the same in every instance.
 _MIGRATION_LOCK_ID = 0x63616E63
 
@@ -58,6 +60,19 @@ cancellations = sa.Table(
     sa.Column("lease_expires_at", sa.Double),
     sa.Column("channel_id", sa.String(32)),
     sa.Column("report_state", sa.String(16), nullable=False, default="none"),
+    # The report outbox: what has been posted where, and the reporter's own lease.
+    sa.Column("response_url", sa.Text),  # encrypted
+    sa.Column("report_channel", sa.String(32)),
+    sa.Column("report_thread_ts", sa.String(32)),
+    sa.Column("reply_ts", sa.String(32)),
+    sa.Column("audit_ts", sa.String(32)),
+    sa.Column("rendered", sa.String(64)),
+    sa.Column("report_posting", sa.String(16)),
+    sa.Column("report_attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("report_next_at", sa.Double, nullable=False, default=0),
+    sa.Column("report_lease_owner", sa.String(80)),
+    sa.Column("report_lease_expires_at", sa.Double),
+    sa.Column("report_error", sa.Text),
     sa.Index(
         "uq_cancellations_active",
         "workspace_id",
@@ -69,6 +84,8 @@ cancellations = sa.Table(
     ),
     sa.Index("ix_cancellations_due", "state", "next_attempt_at"),
     sa.Index("ix_cancellations_recent", "workspace_id", "requested_at"),
+    sa.Index("ix_cancellations_reports", "report_state", "report_next_at"),
+    sa.Index("ix_cancellations_latest", "workspace_id", "training_id", "requested_at"),
 )
 
 notifications = sa.Table(
@@ -115,6 +132,16 @@ class Cancellation:
     lease_expires_at: float | None
     channel_id: str | None
     report_state: str
+    response_url: str | None = None
+    report_channel: str | None = None
+    report_thread_ts: str | None = None
+    reply_ts: str | None = None
+    audit_ts: str | None = None
+    rendered: str | None = None
+    report_posting: str | None = None
+    report_attempts: int = 0
+    report_next_at: float = 0.0
+    report_error: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -273,6 +300,7 @@ class Store:
         origin: str,
         dry_run: bool = False,
         channel_id: str | None = None,
+        response_url: str | None = None,
         now: float | None = None,
     ) -> Claim:
         """Insert a new cancellation unless an active one exists; return either."""
@@ -292,7 +320,11 @@ class Store:
                 attempts=0,
                 next_attempt_at=now,
                 channel_id=channel_id,
-                report_state="none",
+                response_url=response_url,
+                # Reported from the start: the notification shows "Cancelling…" while it runs.
+                report_state="pending",
+                report_attempts=0,
+                report_next_at=now,
             )
             .on_conflict_do_nothing(
                 index_elements=["workspace_id", "training_id", "dry_run"],
@@ -413,6 +445,7 @@ class Store:
             lease_owner=None,
             lease_expires_at=None,
             report_state="pending",
+            report_next_at=now,
         )
 
     async def reschedule(
@@ -429,6 +462,8 @@ class Store:
             updated_at=time.time(),
             lease_owner=None,
             lease_expires_at=None,
+            report_state="pending",
+            report_next_at=time.time(),
         )
 
     async def release(self, cancellation_id: int, owner: str) -> None:
@@ -498,6 +533,115 @@ class Store:
             ).scalar()
         return float(value) if value is not None else None
 
+    async def latest_cancellation(self, workspace_id: str, training_id: str) -> Cancellation | None:
+        """Return the newest cancellation of a training (real ones before dry runs)."""
+        c = cancellations.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(cancellations)
+                    .where(c.workspace_id == workspace_id, c.training_id == training_id)
+                    .order_by(c.dry_run, c.requested_at.desc(), c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return _cancellation(row) if row is not None else None
+
+    # -- the report outbox ----------------------------------------------------------------------
+
+    async def take_reports(
+        self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None
+    ) -> list[Cancellation]:
+        """Lease cancellations whose reports are due."""
+        now = time.time() if now is None else now
+        c = cancellations.c
+        due = (
+            sa.select(c.id)
+            .where(
+                c.report_state == "pending",
+                c.report_next_at <= now,
+                sa.or_(c.report_lease_expires_at.is_(None), c.report_lease_expires_at < now),
+            )
+            .order_by(c.report_next_at, c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        async with self._begin() as conn:
+            ids = list((await conn.execute(due)).scalars())
+            if not ids:
+                return []
+            rows = await conn.execute(
+                sa.update(cancellations)
+                .where(c.id.in_(ids))
+                .values(
+                    report_lease_owner=owner,
+                    report_lease_expires_at=now + lease_seconds,
+                    report_attempts=c.report_attempts + 1,
+                )
+                .returning(*cancellations.c)
+            )
+            return sorted((_cancellation(r) for r in rows), key=lambda r: r.id)
+
+    async def update_report(self, cancellation_id: int, owner: str, **values: Any) -> bool:
+        """Record report progress (posted ts, rendered state); False if the lease was lost."""
+        c = cancellations.c
+        async with self._begin() as conn:
+            result = await conn.execute(
+                sa.update(cancellations)
+                .where(c.id == cancellation_id, c.report_lease_owner == owner)
+                .values(**values)
+            )
+        return bool(result.rowcount)
+
+    async def end_report(
+        self,
+        cancellation_id: int,
+        owner: str,
+        *,
+        seen_state: str,
+        report_state: str,
+        next_at: float | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Release the report lease; the state guard keeps a newer outcome pending."""
+        c = cancellations.c
+        values: dict[str, Any] = {
+            "report_lease_owner": None,
+            "report_lease_expires_at": None,
+            "report_error": error,
+            "report_posting": None,
+        }
+        if next_at is not None:
+            values["report_next_at"] = next_at
+        async with self._begin() as conn:
+            result = await conn.execute(
+                sa.update(cancellations)
+                .where(
+                    c.id == cancellation_id, c.report_lease_owner == owner, c.state == seen_state
+                )
+                .values(report_state=report_state, **values)
+            )
+            if not result.rowcount:
+                # The cancellation moved on while we reported: leave it pending for the next pass.
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(c.id == cancellation_id, c.report_lease_owner == owner)
+                    .values(report_state="pending", report_next_at=time.time(), **values)
+                )
+        return bool(result.rowcount)
+
+    async def next_report_at(self) -> float | None:
+        """Return when the next pending report is due."""
+        c = cancellations.c
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(sa.func.min(c.report_next_at)).where(c.report_state == "pending")
+                )
+            ).scalar()
+        return float(value) if value is not None else None
+
     # -- notifications --------------------------------------------------------------------------
 
     async def save_notification(
@@ -541,6 +685,29 @@ class Store:
                 )
             ).first()
         return _notification(row) if row is not None else None
+
+    async def cancellable_notifications(
+        self, workspace_id: str, *, limit: int = 10
+    ) -> list[Notification]:
+        """Return notifications whose training has no active cancellation, newest first."""
+        n, c = notifications.c, cancellations.c
+        active = sa.exists().where(
+            c.workspace_id == n.workspace_id,
+            c.training_id == n.training_id,
+            c.state.in_(ACTIVE_STATES),
+            c.dry_run.is_(False),
+        )
+        finished = n.stage.in_(FINISHED_STAGES)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(notifications)
+                .where(
+                    n.workspace_id == workspace_id, ~active, sa.or_(n.stage.is_(None), ~finished)
+                )
+                .order_by(n.created_at.desc())
+                .limit(limit)
+            )
+            return [_notification(r) for r in rows]
 
     # -- metadata -------------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from bot.config import async_database_url
 from bot.store import Store, metadata
 from tests.fakes.modelslab import FakeModelsLab
+from tests.fakes.slack import FakeSlack
+from tests.harness import Bot, running_bot
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -63,3 +65,23 @@ async def modelslab() -> AsyncIterator[FakeModelsLab]:
     """A fake ModelsLab on a loopback port."""
     async with FakeModelsLab() as fake:
         yield fake
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """A fake Slack Web API (and response_url, Socket Mode) on a loopback port."""
+    async with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A new SQLite database file, as a user writes its URL."""
+    return f"sqlite:///{tmp_path / 'bot.db'}"
+
+
+@pytest.fixture
+async def bot(slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str) -> AsyncIterator[Bot]:
+    """A single-workspace bot on SQLite, served on a loopback port."""
+    async with running_bot(slack, modelslab, sqlite_url) as running:
+        yield running

@@ -1,0 +1,154 @@
+"""Who may cancel: one policy for every path (command, button, Retry, the list)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+logger = logging.getLogger(__name__)
+
+# None: this deployment does not serve that workspace.
+EntriesLookup = Callable[[str], Awaitable[Sequence[str] | None]]
+ClientLookup = Callable[[str], Awaitable[Any]]
+
+NOT_LISTED = "You are not on this workspace's cancel allow-list; ask an admin to add you."
+OTHER_WORKSPACE = "This bot is not set up for your workspace, so it cannot cancel anything for you."
+EMPTY_LIST = (
+    "Nobody may cancel yet: this workspace's cancel allow-list is empty. "
+    "Ask an admin to add people or user groups."
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An authorisation answer with the reason a refused user is shown."""
+
+    allowed: bool
+    reason: str = ""
+
+
+class GroupLookupFailed(Exception):
+    """A user group's members could not be read from Slack."""
+
+
+class GroupMembers:
+    """Caches user-group membership; refreshes it in the background, never on the ack path twice."""
+
+    def __init__(
+        self, *, clients: ClientLookup, ttl: float = 300.0, max_stale: float = 3600.0
+    ) -> None:
+        self._clients = clients
+        self._ttl = ttl
+        self._max_stale = max_stale
+        self._cache: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
+        self._refreshing: dict[tuple[str, str], asyncio.Task[frozenset[str]]] = {}
+
+    async def members(self, workspace_id: str, group_id: str, *, timeout: float) -> frozenset[str]:
+        """Return the group's members, from cache when fresh enough; raise GroupLookupFailed."""
+        key = (workspace_id, group_id)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None:
+            members, fetched = cached
+            if now - fetched > self._ttl:
+                self._refresh(key)
+            if now - fetched <= self._max_stale:
+                return members
+        task = self._refresh(key)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout=timeout)
+        except asyncio.TimeoutError as exc:
+            raise GroupLookupFailed(
+                f"Slack did not list the members of user group {group_id} in time; try again in a moment"
+            ) from exc
+
+    def _refresh(self, key: tuple[str, str]) -> asyncio.Task[frozenset[str]]:
+        task = self._refreshing.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fetch(key))
+            self._refreshing[key] = task
+            task.add_done_callback(lambda t: self._done(key, t))
+        return task
+
+    def _done(self, key: tuple[str, str], task: asyncio.Task[frozenset[str]]) -> None:
+        self._refreshing.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("user group %s: %s", key[1], task.exception())
+
+    async def _fetch(self, key: tuple[str, str]) -> frozenset[str]:
+        workspace_id, group_id = key
+        client = await self._clients(workspace_id)
+        try:
+            response = await client.usergroups_users_list(usergroup=group_id)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error == "plan_upgrade_required":
+                raise GroupLookupFailed(
+                    f"user group {group_id} cannot be checked: Slack user groups need a paid plan; "
+                    "ask an admin to list people individually"
+                ) from exc
+            raise GroupLookupFailed(
+                f"Slack refused to list user group {group_id} ({error})"
+            ) from exc
+        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            raise GroupLookupFailed(
+                f"Slack could not be reached to list user group {group_id}"
+            ) from exc
+        members = frozenset(response.get("users") or ())
+        self._cache[key] = (members, time.monotonic())
+        return members
+
+    def warm(self, workspace_id: str, group_ids: Sequence[str]) -> None:
+        """Start fetching groups in the background (at start-up)."""
+        for group_id in group_ids:
+            self._refresh((workspace_id, group_id))
+
+
+class AccessPolicy:
+    """Decides whether a user may cancel in a workspace."""
+
+    def __init__(
+        self, *, entries: EntriesLookup, groups: GroupMembers, timeout: float = 1.5
+    ) -> None:
+        self._entries = entries
+        self._groups = groups
+        self._timeout = timeout
+
+    async def check(self, workspace_id: str, user_id: str) -> Decision:
+        """Allow listed users and members of listed groups; refuse everyone else (fail closed)."""
+        entries = await self._entries(workspace_id)
+        if entries is None:
+            return Decision(False, OTHER_WORKSPACE)
+        if not entries:
+            return Decision(False, EMPTY_LIST)
+        if user_id in entries:
+            return Decision(True)
+        groups = [e for e in entries if e.startswith("S")]
+        problems: list[str] = []
+        for group_id in groups:
+            try:
+                members = await self._groups.members(workspace_id, group_id, timeout=self._timeout)
+            except GroupLookupFailed as exc:
+                problems.append(str(exc))
+                continue
+            if user_id in members:
+                return Decision(True)
+        if problems:
+            return Decision(False, f"Your access could not be confirmed: {problems[0]}.")
+        return Decision(False, NOT_LISTED)
+
+
+def static_entries(workspace_id: str, entries: Sequence[str]) -> EntriesLookup:
+    """Return the allow-list lookup of a single-workspace deployment (from the environment)."""
+    fixed = tuple(entries)
+
+    async def lookup(team_id: str) -> Sequence[str] | None:
+        return fixed if team_id == workspace_id else None
+
+    return lookup

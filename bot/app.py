@@ -1,0 +1,73 @@
+"""The Bolt app factory. No import-time side effects: everything is handed in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import listeners
+from bot.context import DEPS_KEY, Deps
+
+logger = logging.getLogger(__name__)
+
+Authorize = Callable[..., Awaitable[AuthorizeResult]]
+
+
+def create_app(
+    *, deps: Deps, client: AsyncWebClient, authorize: Authorize, signing_secret: str | None
+) -> AsyncApp:
+    """Build the Bolt app with its listeners; serving it is the web layer's or Socket Mode's job."""
+    app = AsyncApp(
+        client=client,
+        authorize=authorize,
+        signing_secret=signing_secret,
+        # Our web layer verifies HTTP requests before Bolt sees them (bot.web); Socket Mode needs none.
+        request_verification_enabled=bool(signing_secret),
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+        logger=logging.getLogger("bot.bolt"),
+    )
+
+    async def inject_deps(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
+        context[DEPS_KEY] = deps
+        await next()
+
+    app.use(inject_deps)
+    app.error(handle_listener_error)
+    listeners.register(app)
+    return app
+
+
+async def handle_listener_error(
+    error: Exception, body: dict[str, Any], respond: Any, request: AsyncBoltRequest
+) -> BoltResponse | None:
+    """The listener boundary: log the traceback, tell the user briefly, answer Slack 200."""
+    logger.error("listener failed", exc_info=error)
+    if body.get("response_url"):
+        try:
+            await respond(
+                text=":warning: Something went wrong on our side; nothing was cancelled by this request. "
+                "Try again, or ask the bot's operator to check its logs.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        except Exception:  # noqa: BLE001 - the boundary must not raise while reporting an error
+            logger.warning("could not tell the user about the error")
+    return BoltResponse(status=200, body="")
+
+
+def single_workspace_authorize(result: AuthorizeResult) -> Authorize:
+    """Authorize every request with the one workspace's cached auth.test result (no call per request)."""
+
+    async def authorize(**_: Any) -> AuthorizeResult:
+        return result
+
+    return authorize

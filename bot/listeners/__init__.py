@@ -1,0 +1,14 @@
+"""Bolt listeners, one package per Slack surface."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.listeners import actions, commands, events
+
+
+def register(app: AsyncApp) -> None:
+    """Register every surface's listeners."""
+    commands.register(app)
+    actions.register(app)
+    events.register(app)

@@ -1,0 +1,89 @@
+"""The cancel path shared by the command and the buttons: validate → authorise → claim."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.blocks import build_error, build_invalid_id, build_refusal, build_request_ack, who
+from bot.cancellation import Origin
+from bot.context import Deps
+from bot.errors import InvalidTrainingId, MissingKey, StoreUnavailable
+from bot.ids import validate_training_id
+
+logger = logging.getLogger(__name__)
+STORE_DOWN = "The bot's database is not answering, so nothing was cancelled. Try again in a moment."
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """A user's request to cancel, as plain values."""
+
+    workspace_id: str
+    user_id: str
+    training_id: str
+    origin: Origin
+    channel_id: str | None
+    response_url: str | None
+
+
+@dataclass(frozen=True)
+class CancelAnswer:
+    """What to tell the requester, and whether a new cancellation was claimed."""
+
+    message: dict[str, Any]
+    created: bool = False
+    refused: bool = False
+
+
+async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
+    """Run the cancel path up to the claim; the result is what the ack says."""
+    try:
+        training_id = validate_training_id(req.training_id)
+    except InvalidTrainingId as exc:
+        return CancelAnswer(build_invalid_id(str(exc)))
+    decision = await deps.access.check(req.workspace_id, req.user_id)
+    if not decision.allowed:
+        return CancelAnswer(build_refusal(decision), refused=True)
+    try:
+        result = await deps.service.request(
+            workspace_id=req.workspace_id,
+            training_id=training_id,
+            requested_by=req.user_id,
+            origin=req.origin,
+            channel_id=req.channel_id,
+            response_url=deps.reporter.seal_response_url(req.response_url),
+        )
+        note = await deps.store.get_notification(req.workspace_id, training_id)
+    except MissingKey as exc:
+        return CancelAnswer(build_error(f"{str(exc).capitalize()}."))
+    except StoreUnavailable:
+        logger.warning("store unavailable on the cancel path")
+        return CancelAnswer(build_error(STORE_DOWN))
+    if result.created:
+        deps.reporter.remember_response_url(result.cancellation.id, req.response_url)
+        deps.reporter.wake()
+    return CancelAnswer(
+        build_request_ack(result.cancellation, created=result.created, notification=note),
+        created=result.created,
+    )
+
+
+async def audit_refusal(deps: Deps, req: CancelRequest, reason: str) -> None:
+    """Post a refusal to the audit channel, if there is one (best effort, after the ack)."""
+    channel = await deps.audit_channel(req.workspace_id)
+    if not channel:
+        return
+    client = await deps.slack_client(req.workspace_id)
+    text = (
+        f":no_entry: {who(req.user_id)} was refused cancelling training `{req.training_id[:64]}` "
+        f"(via {req.origin.value}): {reason}"
+    )
+    try:
+        await client.chat_postMessage(channel=channel, text=text)
+    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        logger.warning("audit channel: refusal not posted (%s)", type(exc).__name__)

@@ -1,0 +1,113 @@
+"""/cancel-training: cancel, list, history, help."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from bot.blocks import (
+    build_cancellable_list,
+    build_error,
+    build_history,
+    build_refusal,
+    build_usage,
+    thread_link,
+)
+from bot.cancellation import Origin
+from bot.context import deps_of
+from bot.errors import StoreUnavailable
+from bot.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
+
+SUBCOMMANDS = ("help", "history", "watch", "cancel")
+
+
+class Verb(str, enum.Enum):
+    """What the command text asks for."""
+
+    CANCEL = "cancel"
+    LIST = "list"
+    HELP = "help"
+    HISTORY = "history"
+    WATCH = "watch"
+    USAGE = "usage"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The command text, understood."""
+
+    verb: Verb
+    argument: str = ""
+
+
+def parse_command_text(text: str) -> Parsed:
+    """Split the text into a subcommand and its argument (design §3)."""
+    words = text.split()
+    if not words:
+        return Parsed(Verb.LIST)
+    first = words[0].lower()
+    if first in SUBCOMMANDS:
+        rest = words[1:]
+        if first in ("help", "history"):
+            return Parsed(Verb(first)) if not rest else Parsed(Verb.USAGE)
+        if len(rest) != 1:
+            return Parsed(Verb.USAGE)
+        return Parsed(Verb.CANCEL if first == "cancel" else Verb.WATCH, rest[0])
+    if len(words) == 1:
+        return Parsed(Verb.CANCEL, words[0])
+    return Parsed(Verb.USAGE)
+
+
+async def handle_cancel_training(
+    ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
+    """Route /cancel-training by its text."""
+    deps = deps_of(context)
+    parsed = parse_command_text(str(command.get("text") or ""))
+    workspace_id, user_id = str(context.team_id), str(context.user_id)
+    if parsed.verb is Verb.CANCEL:
+        req = CancelRequest(
+            workspace_id=workspace_id,
+            user_id=user_id,
+            training_id=parsed.argument,
+            origin=Origin.COMMAND,
+            channel_id=context.channel_id,
+            response_url=command.get("response_url"),
+        )
+        answer = await request_cancel(deps, req)
+        await ack(**answer.message)
+        if answer.refused:
+            await audit_refusal(deps, req, answer.message["text"])
+        return
+    if parsed.verb in (Verb.HELP, Verb.USAGE):
+        await ack(**build_usage())
+        return
+    await ack()
+    if parsed.verb is Verb.WATCH:
+        await respond(**build_error("Watching trainings is not available yet."))
+        return
+    try:
+        if parsed.verb is Verb.HISTORY:
+            rows = await deps.store.recent_cancellations(workspace_id, limit=10)
+            links: dict[int, str] = {}
+            for row in rows:
+                note = await deps.store.get_notification(workspace_id, row.training_id)
+                if note is not None:
+                    links[row.id] = thread_link(note.channel_id, note.message_ts)
+                elif row.report_channel and row.report_thread_ts and row.report_channel != "-":
+                    links[row.id] = thread_link(row.report_channel, row.report_thread_ts)
+            await respond(**build_history(rows, links))
+            return
+        decision = await deps.access.check(workspace_id, user_id)
+        if not decision.allowed:
+            await respond(**build_refusal(decision))
+            return
+        notes = await deps.store.cancellable_notifications(workspace_id, limit=10)
+        await respond(**build_cancellable_list(notes))
+    except StoreUnavailable:
+        await respond(**build_error(STORE_DOWN))

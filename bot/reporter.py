@@ -1,0 +1,437 @@
+"""Delivers cancellation reports to Slack through the store's outbox, at least once.
+
+A report is: the notification re-rendered in place, a public parent message when there is no
+notification, the outcome as a thread reply, and the audit-channel copy. Each step records what
+it posted, so a resumed report skips what is done and looks (by message metadata) for a post
+whose recording was interrupted before posting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.blocks import build_announcement, build_notification, build_outcome
+from bot.cancellation import new_worker_id
+from bot.crypto import SecretBox
+from bot.errors import BotError, StoreUnavailable
+from bot.store import Cancellation, Store
+
+logger = logging.getLogger(__name__)
+
+ClientLookup = Callable[[str], Awaitable[Any]]
+ChannelLookup = Callable[[str], Awaitable[str | None]]
+METADATA_TYPE = "cancel_training_report"
+# Errors that retrying cannot fix: the bot is not in the channel, the message is gone, ...
+PERMANENT_ERRORS = frozenset(
+    {
+        "not_in_channel",
+        "channel_not_found",
+        "is_archived",
+        "message_not_found",
+        "cant_update_message",
+        "restricted_action",
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "msg_too_long",
+        "invalid_blocks",
+        "thread_not_found",
+        "no_permission",
+    }
+)
+MAX_REPORT_ATTEMPTS = 8
+
+
+class _Transient(Exception):
+    """Slack could not take the report now; try again later."""
+
+
+class _Permanent(Exception):
+    """Slack refused the post for a reason retrying cannot fix."""
+
+
+class Reporter:
+    """Works off pending reports: thread replies, notification updates, audit posts."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clients: ClientLookup,
+        secret_box: SecretBox,
+        audit_channel: ChannelLookup,
+        session: Any = None,
+        lease_seconds: float = 60.0,
+        poll_interval: float = 5.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.secret_box = secret_box
+        self.audit_channel = audit_channel
+        self.session = session
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.owner = new_worker_id()
+        self._concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._message_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Without BOT_ENCRYPTION_KEY response_urls are never written to the database.
+        self._response_urls: dict[int, str] = {}
+
+    # -- response_url fallback --------------------------------------------------------------------
+
+    def seal_response_url(self, url: str | None) -> str | None:
+        """Return the response_url encrypted for the store, or None when it must stay in memory."""
+        if not url or not self.secret_box.enabled:
+            return None
+        return self.secret_box.encrypt(url)
+
+    def remember_response_url(self, cancellation_id: int, url: str | None) -> None:
+        """Keep a response_url in memory (used when it cannot be stored encrypted)."""
+        if url and not self.secret_box.enabled:
+            self._response_urls[cancellation_id] = url
+
+    def _response_url(self, row: Cancellation) -> str | None:
+        if row.response_url and self.secret_box.enabled:
+            with contextlib.suppress(BotError):
+                return self.secret_box.decrypt(row.response_url)
+        return self._response_urls.get(row.id)
+
+    # -- loop ---------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Tell the reporter there is something to report."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the delivery loop."""
+        if self._loop_task is None:
+            self._stopping = False
+            self._loop_task = asyncio.create_task(self._run(), name="reporter")
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop the loop; give in-flight deliveries `grace` seconds (their leases cover the rest)."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.drain()
+                backoff = 0.5
+                next_at = await self.store.next_report_at()
+                delay = self.poll_interval
+                if next_at is not None:
+                    delay = max(0.05, min(delay, next_at - time.time() + 0.01))
+            except StoreUnavailable as exc:
+                logger.warning("reporter: %s; retrying in %.1fs", exc, backoff)
+                delay, backoff = backoff, min(backoff * 2, 30.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def drain(self) -> int:
+        """Lease due reports and start delivering them."""
+        free = self._concurrency - len(self._tasks)
+        if free <= 0 or self._stopping:
+            return 0
+        rows = await self.store.take_reports(
+            self.owner, lease_seconds=self.lease_seconds, limit=free
+        )
+        for row in rows:
+            task = asyncio.create_task(self._guarded(row), name=f"report-{row.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+        return len(rows)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _guarded(self, row: Cancellation) -> None:
+        try:
+            await self.deliver(row)
+        except _Transient as exc:
+            attempts = row.report_attempts
+            if attempts >= MAX_REPORT_ATTEMPTS:
+                logger.warning(
+                    "report %s undeliverable after %d attempts: %s", row.id, attempts, exc
+                )
+                await self._fallback(row, self._outcome_text(row))
+                await self.store.end_report(
+                    row.id,
+                    self.owner,
+                    seen_state=row.state,
+                    report_state="undeliverable",
+                    error=str(exc),
+                )
+                return
+            delay = min(300.0, 2.0**attempts)
+            logger.info("report %s deferred %.0fs: %s", row.id, delay, exc)
+            await self.store.end_report(
+                row.id,
+                self.owner,
+                seen_state=row.state,
+                report_state="pending",
+                next_at=time.time() + delay,
+                error=str(exc),
+            )
+        except StoreUnavailable as exc:
+            logger.warning("report %s: %s", row.id, exc)
+        except Exception:
+            # The listener-boundary rule applies here too: one bad report must not stop the loop.
+            logger.exception("report %s failed", row.id)
+            await self.store.end_report(
+                row.id,
+                self.owner,
+                seen_state=row.state,
+                report_state="pending",
+                next_at=time.time() + 60,
+                error="internal error",
+            )
+
+    # -- one report ------------------------------------------------------------------------------
+
+    async def deliver(self, row: Cancellation) -> None:
+        """Bring Slack up to date with one cancellation."""
+        client = await self.clients(row.workspace_id)
+        if client is None:
+            # The workspace is gone (uninstalled): nothing can be posted; the record stays.
+            await self.store.end_report(
+                row.id, self.owner, seen_state=row.state, report_state="undeliverable"
+            )
+            return
+        note = await self.store.get_notification(row.workspace_id, row.training_id)
+        if note is not None:
+            await self._render_notification(client, row, note.channel_id, note.message_ts)
+            thread: tuple[str, str] | None = (note.channel_id, note.message_ts)
+            owner_id = note.owner_id
+        else:
+            thread = await self._own_thread(client, row)
+            owner_id = None
+        if not row.is_final:
+            await self.store.end_report(
+                row.id, self.owner, seen_state=row.state, report_state="waiting"
+            )
+            return
+        if row.reply_ts is None:
+            await self._post_outcome(client, row, thread, owner_id)
+        audit = await self.audit_channel(row.workspace_id)
+        if audit and row.audit_ts is None:
+            message = build_outcome(row, owner_id=owner_id)
+            try:
+                ts = await self._post_once(
+                    client, row, "audit", channel=audit, thread_ts=None, message=message
+                )
+            except _Permanent as exc:
+                logger.warning("audit channel %s refused the report: %s", audit, exc)
+                ts = None
+            await self.store.update_report(
+                row.id, self.owner, audit_ts=ts or "-", report_posting=None
+            )
+        await self.store.end_report(
+            row.id, self.owner, seen_state=row.state, report_state="delivered"
+        )
+
+    async def _render_notification(
+        self, client: Any, row: Cancellation, channel: str, ts: str
+    ) -> None:
+        lock = self._message_locks.setdefault((channel, ts), asyncio.Lock())
+        async with lock:
+            # Render from the store, not from this row: the newest state always wins.
+            note = await self.store.get_notification(row.workspace_id, row.training_id)
+            latest = await self.store.latest_cancellation(row.workspace_id, row.training_id)
+            if note is None:
+                return
+            key = f"{latest.id}:{latest.state}:{latest.outcome}" if latest else "none"
+            if row.rendered == key:
+                return
+            try:
+                await client.chat_update(channel=channel, ts=ts, **build_notification(note, latest))
+            except SlackApiError as exc:
+                self._raise_if_transient(exc)
+                logger.warning(
+                    "notification %s/%s not updated: %s", channel, ts, exc.response.get("error")
+                )
+            except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+                raise _Transient(f"chat.update: {type(exc).__name__}") from exc
+            await self.store.update_report(row.id, self.owner, rendered=key)
+
+    async def _own_thread(self, client: Any, row: Cancellation) -> tuple[str, str] | None:
+        if row.report_thread_ts and row.report_channel:
+            return row.report_channel, row.report_thread_ts
+        if row.report_channel == "-" or not row.channel_id:
+            return None
+        try:
+            ts = await self._post_once(
+                client,
+                row,
+                "announce",
+                channel=row.channel_id,
+                thread_ts=None,
+                message=build_announcement(row),
+            )
+        except _Permanent:
+            await self.store.update_report(
+                row.id, self.owner, report_channel="-", report_posting=None
+            )
+            return None
+        await self.store.update_report(
+            row.id,
+            self.owner,
+            report_channel=row.channel_id,
+            report_thread_ts=ts,
+            report_posting=None,
+        )
+        return (row.channel_id, ts) if ts else None
+
+    async def _post_outcome(
+        self, client: Any, row: Cancellation, thread: tuple[str, str] | None, owner_id: str | None
+    ) -> None:
+        message = build_outcome(row, owner_id=owner_id)
+        if thread is not None:
+            try:
+                ts = await self._post_once(
+                    client, row, "reply", channel=thread[0], thread_ts=thread[1], message=message
+                )
+            except _Permanent as exc:
+                logger.info(
+                    "report %s: cannot post in %s (%s); using response_url", row.id, thread[0], exc
+                )
+            else:
+                await self.store.update_report(
+                    row.id, self.owner, reply_ts=ts or "-", report_posting=None
+                )
+                return
+        delivered = await self._fallback(row, message["text"])
+        await self.store.update_report(
+            row.id, self.owner, reply_ts="response_url" if delivered else "-"
+        )
+
+    async def _post_once(
+        self,
+        client: Any,
+        row: Cancellation,
+        step: str,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        message: dict[str, Any],
+    ) -> str | None:
+        """Post a message unless an interrupted earlier attempt already did (found by metadata)."""
+        if row.report_posting == step:
+            found = await self._find_earlier_post(client, row, step, channel, thread_ts)
+            if found:
+                return found
+        await self.store.update_report(row.id, self.owner, report_posting=step)
+        metadata = {
+            "event_type": METADATA_TYPE,
+            "event_payload": {"cancellation_id": row.id, "step": step},
+        }
+        try:
+            response = await client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                metadata=metadata,
+                unfurl_links=False,
+                **message,
+            )
+        except SlackApiError as exc:
+            self._raise_if_transient(exc)
+            raise _Permanent(str(exc.response.get("error"))) from exc
+        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            raise _Transient(f"chat.postMessage: {type(exc).__name__}") from exc
+        return str(response.get("ts") or "") or None
+
+    async def _find_earlier_post(
+        self, client: Any, row: Cancellation, step: str, channel: str, thread_ts: str | None
+    ) -> str | None:
+        try:
+            if thread_ts:
+                response = await client.conversations_replies(
+                    channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+                )
+            else:
+                response = await client.conversations_history(
+                    channel=channel,
+                    oldest=str(row.requested_at - 1),
+                    include_all_metadata=True,
+                    limit=200,
+                )
+        except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            # Better a duplicate than a lost report.
+            logger.info(
+                "report %s: could not look for an earlier post (%s)", row.id, type(exc).__name__
+            )
+            return None
+        for message in response.get("messages") or []:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if (
+                meta.get("event_type") == METADATA_TYPE
+                and payload.get("cancellation_id") == row.id
+                and payload.get("step") == step
+            ):
+                return str(message.get("ts"))
+        return None
+
+    @staticmethod
+    def _raise_if_transient(exc: SlackApiError) -> None:
+        error = str(exc.response.get("error") or "")
+        status = getattr(exc.response, "status_code", 200)
+        if (
+            status == 429
+            or status >= 500
+            or error
+            in (
+                "ratelimited",
+                "internal_error",
+                "fatal_error",
+                "service_unavailable",
+                "request_timeout",
+            )
+        ):
+            raise _Transient(f"Slack answered {status} {error}".strip()) from exc
+        if error not in PERMANENT_ERRORS:
+            logger.warning("Slack error treated as permanent: %s", error)
+
+    def _outcome_text(self, row: Cancellation) -> str:
+        return str(build_outcome(row)["text"])
+
+    async def _fallback(self, row: Cancellation, text: str) -> bool:
+        """Tell the requester privately through their response_url; True if it was accepted."""
+        url = self._response_url(row)
+        if not url:
+            return False
+        webhook = AsyncWebhookClient(url, session=self.session, timeout=10)
+        try:
+            response = await webhook.send(
+                text=text, response_type="ephemeral", replace_original=False
+            )
+        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            logger.info("report %s: response_url failed (%s)", row.id, type(exc).__name__)
+            return False
+        return bool(200 <= response.status_code < 300)

@@ -1,0 +1,944 @@
+"""A fake Slack on loopback: the Web API, response_url and Socket Mode (design §5, §8).
+
+One aiohttp app on ``127.0.0.1``, port 0, that answers the Web API methods the bot uses with
+Slack's shapes (``/work/shared/slack/payloads.md``), records every call, and can be told to fail
+(429 with ``Retry-After``, error codes, 5xx, hangs). ``base_url`` is what slack_sdk's
+``AsyncWebClient(base_url=...)`` takes; ``response_url(name)`` gives a ``response_url`` whose posts
+are recorded; ``/socket`` is a Socket Mode websocket the test drives envelope by envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+__all__ = [
+    "ApiCall",
+    "FakeSlack",
+    "Message",
+    "Reply",
+    "error",
+    "hang",
+    "rate_limited",
+    "server_error",
+]
+
+FIRST_TS = 1764201600_000100  # microseconds: "1764201600.000100", the first ts the fake hands out
+TS_STEP = 100
+# Fields Slack takes as JSON; form-encoded callers send them as JSON strings.
+JSON_FIELDS = frozenset(
+    {"blocks", "attachments", "metadata", "view", "unfurls", "user_auth_blocks"}
+)
+
+
+# --- records -----------------------------------------------------------------------------
+
+
+@dataclass
+class ApiCall:
+    """One Web API request the fake received.
+
+    ``args`` merges the query string, form and JSON bodies; JSON-string fields (``blocks``,
+    ``metadata``, ``view``, …) are decoded; ``token`` (from ``Authorization: Bearer`` or a
+    ``token`` field) is taken out of ``args``. For ``oauth.v2.access`` the Basic-auth credentials
+    appear as ``args["client_id"]``/``args["client_secret"]``.
+    """
+
+    method: str
+    args: dict[str, Any]
+    token: str | None
+    at: float
+
+
+@dataclass
+class Message:
+    """A message in a channel as the fake stores it."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[Any] | None
+    thread_ts: str | None
+    metadata: dict[str, Any] | None
+    user: str | None
+    updates: int = 0
+    bot_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer that replaces the normal behaviour of a method."""
+
+    status: int = 200
+    body: Mapping[str, Any] | None = None
+    text: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    hang: bool = False
+
+
+def rate_limited(retry_after: int = 1) -> Reply:
+    """HTTP 429 with ``Retry-After`` (seconds) and Slack's ``ratelimited`` body."""
+    return Reply(
+        status=429,
+        body={"ok": False, "error": "ratelimited"},
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def error(code: str) -> Reply:
+    """HTTP 200 ``{"ok": false, "error": code}``."""
+    return Reply(body={"ok": False, "error": code})
+
+
+def server_error(status: int = 500) -> Reply:
+    """An HTML 5xx page, as Slack's edge serves it when Slack itself is failing."""
+    return Reply(status=status, text=f"<html><body><h1>{status} Server Error</h1></body></html>")
+
+
+def hang() -> Reply:
+    """Never answer (until ``stop()``)."""
+    return Reply(hang=True)
+
+
+@dataclass
+class _Socket:
+    ws: web.WebSocketResponse
+    silent: bool = False
+
+
+_Handler = Callable[[ApiCall], dict[str, Any]]
+
+
+def _truthy(value: Any) -> bool:
+    return value in (True, 1, "1", "true", "True")
+
+
+def _decode_json_fields(args: dict[str, Any]) -> None:
+    for key in JSON_FIELDS & args.keys():
+        value = args[key]
+        if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+            with contextlib.suppress(ValueError):
+                args[key] = json.loads(value)
+
+
+def _short(args: Mapping[str, Any], limit: int = 160) -> str:
+    text = json.dumps(args, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- the server --------------------------------------------------------------------------
+
+
+class FakeSlack:
+    """Slack's Web API, response_url and Socket Mode as an aiohttp app on 127.0.0.1, port 0."""
+
+    def __init__(
+        self,
+        *,
+        team_id: str = "T0A1B2C3D",
+        bot_user_id: str = "U0BOTUSER",
+        bot_token: str = "xoxb-fake-bot-token",
+        app_token: str = "xapp-1-fake-app-token",
+        bot_id: str = "B0BOT0001",
+        app_id: str = "A0APP0001",
+        team_name: str = "Acme ML",
+        team_domain: str = "acme-ml",
+    ) -> None:
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.bot_id = bot_id
+        self.app_id = app_id
+        self.team_name = team_name
+        self.team_domain = team_domain
+
+        # What the test configures.
+        self.usergroups: dict[str, list[str]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.paid_plan = True
+        self.channels_without_bot: set[str] = set()
+        self.delay = 0.0
+        self.oauth_teams: dict[str, dict[str, Any]] = {}
+        self.client_id: str | None = None  # None: any client_id is accepted
+        self.client_secret: str | None = None
+        self.revoked_tokens: set[str] = set()
+
+        # What the fake records.
+        self.calls: list[ApiCall] = []
+        self.messages: dict[str, list[Message]] = defaultdict(list)
+        self.views: dict[str, dict[str, Any]] = {}
+        self.home_tabs: dict[str, dict[str, Any]] = {}
+        self.response_posts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.socket_connections = 0
+        self.acks: list[dict[str, Any]] = []
+
+        self._faults: dict[tuple[str, str | None], list[Reply]] = {}
+        self._response_faults: dict[str, list[Reply]] = {}
+        self._used_codes: set[str] = set()
+        self._next_ts = FIRST_TS
+        self._view_counter = 0
+        self._sockets: list[_Socket] = []
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._methods: dict[str, _Handler] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "conversations.replies": self._conversations_replies,
+            "conversations.history": self._conversations_history,
+            "usergroups.users.list": self._usergroups_users_list,
+            "users.info": self._users_info,
+            "views.publish": self._views_publish,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "oauth.v2.access": self._oauth_v2_access,
+            "apps.connections.open": self._apps_connections_open,
+        }
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on a free loopback port."""
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{name}", self._response)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Close the sockets, end every request still in flight (hangs included), stop listening."""
+        for sock in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sock.ws.close(code=1001, message=b"server stopping"), 0.5)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlack:
+        """Start the fake."""
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the fake."""
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port the fake listens on."""
+        assert self._port is not None, "start() the fake first"
+        return self._port
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/`` for ``AsyncWebClient(base_url=...)``."""
+        return f"{self.root_url}/api/"
+
+    @property
+    def socket_url(self) -> str:
+        """The websocket URL ``apps.connections.open`` hands out."""
+        return f"ws://127.0.0.1:{self.port}/socket"
+
+    def response_url(self, name: str = "r1") -> str:
+        """A ``response_url`` whose JSON posts land in ``response_posts[name]``."""
+        return f"{self.root_url}/response/{name}"
+
+    # --- scripting -----------------------------------------------------------------------
+
+    def fail(self, method: str, *replies: Reply, channel: str | None = None) -> None:
+        """Answer the next calls of ``method`` (optionally only for ``channel``) with ``replies``.
+
+        Consumed one per call, in order; then the method behaves normally again. Faults for a
+        specific channel are used before channel-less ones.
+        """
+        self._faults.setdefault((method, channel), []).extend(replies)
+
+    def fail_response(self, name: str, *replies: Reply) -> None:
+        """Answer the next posts to ``response_url(name)`` with ``replies`` (not recorded as posts)."""
+        self._response_faults.setdefault(name, []).extend(replies)
+
+    def revoke(self, token: str) -> None:
+        """Every later call with ``token`` answers ``token_revoked``."""
+        self.revoked_tokens.add(token)
+
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str | None = None,
+        bot_id: str | None = "B0OTHER01",
+        blocks: list[Any] | None = None,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
+        """Seed a message not posted by the bot (an alert from another integration, a person)."""
+        message = Message(
+            channel=channel,
+            ts=self._new_ts(),
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            metadata=metadata,
+            user=user,
+            bot_id=None if user is not None else bot_id,
+        )
+        self.messages[channel].append(message)
+        return message
+
+    # --- inspection ----------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[ApiCall]:
+        """The recorded calls of one method, in order."""
+        return [call for call in self.calls if call.method == method]
+
+    async def wait_for(
+        self,
+        method: str,
+        count: int = 1,
+        timeout: float = 5.0,
+        where: Callable[[ApiCall], bool] | None = None,
+    ) -> list[ApiCall]:
+        """Wait until ``count`` calls of ``method`` (matching ``where``) arrived; return all that match."""
+
+        def matching() -> list[ApiCall]:
+            return [c for c in self.calls_to(method) if where is None or where(c)]
+
+        try:
+            await self._wait(lambda: len(matching()) >= count, timeout)
+        except asyncio.TimeoutError:
+            seen = "\n".join(f"  {c.method} {_short(c.args)}" for c in self.calls) or "  (none)"
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {count} {method} call(s)"
+                f"{' matching where=' if where else ''}; {len(matching())} arrived. Calls seen:\n{seen}"
+            ) from None
+        return matching()
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """The replies (not the parent) in a thread, oldest first."""
+        return [m for m in self.messages.get(channel, []) if m.thread_ts == thread_ts != m.ts]
+
+    def find_message(self, channel: str, ts: str) -> Message | None:
+        """The stored message with this ts, if any."""
+        return next((m for m in self.messages.get(channel, []) if m.ts == ts), None)
+
+    async def wait_for_response(
+        self, name: str, count: int = 1, timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` posts reached ``response_url(name)``; return them all."""
+        try:
+            await self._wait(lambda: len(self.response_posts.get(name, [])) >= count, timeout)
+        except asyncio.TimeoutError:
+            got = {k: len(v) for k, v in self.response_posts.items()}
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {count} post(s) to response_url "
+                f"{name!r}; posts so far per name: {got}"
+            ) from None
+        return list(self.response_posts[name])
+
+    async def _wait(self, predicate: Callable[[], bool], timeout: float) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- HTTP plumbing -------------------------------------------------------------------
+
+    def _track(self) -> asyncio.Task[Any]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        return task
+
+    async def _parse(self, request: web.Request) -> tuple[str | None, dict[str, Any]]:
+        args: dict[str, Any] = dict(request.query)
+        raw = await request.read()
+        if raw:
+            if request.content_type == "application/json":
+                with contextlib.suppress(ValueError):
+                    body = json.loads(raw)
+                    if isinstance(body, dict):
+                        args.update(body)
+            elif request.content_type in ("application/x-www-form-urlencoded", ""):
+                form = await request.post()
+                args.update({k: v for k, v in form.items() if isinstance(v, str)})
+        _decode_json_fields(args)
+        token: str | None = None
+        form_token = args.pop("token", None)
+        auth = request.headers.get("Authorization", "")
+        scheme, _, credentials = auth.partition(" ")
+        if scheme.lower() == "bearer" and credentials:
+            token = credentials.strip()
+        elif scheme.lower() == "basic" and credentials:
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                user, _, password = base64.b64decode(credentials).decode().partition(":")
+                args.setdefault("client_id", user)
+                args.setdefault("client_secret", password)
+        if token is None and isinstance(form_token, str):
+            token = form_token
+        return token, args
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        task = self._track()
+        try:
+            method = request.match_info["method"]
+            token, args = await self._parse(request)
+            call = ApiCall(method, args, token, time.monotonic())
+            self.calls.append(call)
+            await self._notify()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            fault = self._take_fault(method, args.get("channel"))
+            if fault is not None:
+                return await self._reply(fault)
+            handler = self._methods.get(method)
+            body = self._unknown_method(call) if handler is None else handler(call)
+            return web.json_response(body)
+        finally:
+            self._tasks.discard(task)
+
+    def _take_fault(self, method: str, channel: Any) -> Reply | None:
+        for key in ((method, channel), (method, None)) if channel else ((method, None),):
+            queue = self._faults.get(key)
+            if queue:
+                return queue.pop(0)
+        return None
+
+    async def _reply(self, reply: Reply) -> web.StreamResponse:
+        if reply.hang:
+            await asyncio.Event().wait()  # until stop() cancels this handler
+        if reply.text is not None:
+            return web.Response(
+                status=reply.status,
+                text=reply.text,
+                content_type="text/html",
+                headers=dict(reply.headers),
+            )
+        return web.json_response(
+            dict(reply.body or {}), status=reply.status, headers=dict(reply.headers)
+        )
+
+    async def _response(self, request: web.Request) -> web.StreamResponse:
+        task = self._track()
+        try:
+            name = request.match_info["name"]
+            raw = await request.read()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            queue = self._response_faults.get(name)
+            if queue:
+                return await self._reply(queue.pop(0))
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {"_raw": raw.decode("utf-8", "replace")}
+            if not isinstance(body, dict):
+                body = {"_raw": body}
+            self.response_posts[name].append(body)
+            await self._notify()
+            return web.Response(text="ok", content_type="text/plain")
+        finally:
+            self._tasks.discard(task)
+
+    # --- token checks --------------------------------------------------------------------
+
+    def _bot_tokens(self) -> dict[str, dict[str, Any]]:
+        """Every bot token the fake knows, with the team it belongs to."""
+        tokens: dict[str, dict[str, Any]] = {
+            self.bot_token: {
+                "team_id": self.team_id,
+                "team_name": self.team_name,
+                "bot_user_id": self.bot_user_id,
+            }
+        }
+        for team in self.oauth_teams.values():
+            if team.get("bot_token"):
+                tokens[str(team["bot_token"])] = team
+        return tokens
+
+    def _token_error(self, call: ApiCall, *, app_level: bool = False) -> dict[str, Any] | None:
+        token = call.token
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token in self.revoked_tokens:
+            return {"ok": False, "error": "token_revoked"}
+        if app_level:
+            if token == self.app_token:
+                return None
+            wrong_type = token in self._bot_tokens()
+        else:
+            if token in self._bot_tokens():
+                return None
+            wrong_type = token == self.app_token
+        return {"ok": False, "error": "not_allowed_token_type" if wrong_type else "invalid_auth"}
+
+    # --- methods -------------------------------------------------------------------------
+
+    def _unknown_method(self, call: ApiCall) -> dict[str, Any]:
+        return {"ok": False, "error": "unknown_method", "req_method": call.method}
+
+    def _new_ts(self) -> str:
+        micros = self._next_ts
+        self._next_ts += TS_STEP
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _message_dict(self, m: Message, *, with_metadata: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "message", "text": m.text, "ts": m.ts}
+        if m.user is not None:
+            out["user"] = m.user
+        if m.bot_id is not None:
+            out["bot_id"] = m.bot_id
+            if m.user is None:
+                out["subtype"] = "bot_message"
+        if m.bot_id == self.bot_id:
+            out["app_id"] = self.app_id
+        out["team"] = self.team_id
+        if m.blocks is not None:
+            out["blocks"] = m.blocks
+        replies = self.thread(m.channel, m.ts)
+        if m.thread_ts is not None and m.thread_ts != m.ts:
+            out["thread_ts"] = m.thread_ts
+            parent = self.find_message(m.channel, m.thread_ts)
+            if parent is not None and parent.user is not None:
+                out["parent_user_id"] = parent.user
+        elif replies:
+            out["thread_ts"] = m.ts
+            out["reply_count"] = len(replies)
+            out["reply_users_count"] = len({r.user or r.bot_id for r in replies})
+            out["latest_reply"] = replies[-1].ts
+            out["reply_users"] = sorted({r.user or r.bot_id or "" for r in replies})
+        if m.updates:
+            out["edited"] = {"user": m.user, "ts": m.ts}
+        if with_metadata and m.metadata is not None:
+            out["metadata"] = m.metadata
+        return out
+
+    def _auth_test(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call)
+        if problem:
+            return problem
+        team = self._bot_tokens()[call.token or ""]
+        team_id = str(team.get("team_id", self.team_id))
+        return {
+            "ok": True,
+            "url": f"https://{self.team_domain}.slack.com/",
+            "team": team.get("team_name", self.team_name),
+            "user": "cancel-training-bot",
+            "team_id": team_id,
+            "user_id": team.get("bot_user_id", self.bot_user_id),
+            "bot_id": team.get("bot_id", self.bot_id),
+            "is_enterprise_install": bool(team.get("is_enterprise_install", False)),
+        }
+
+    def _channel_error(self, channel: Any) -> dict[str, Any] | None:
+        if not isinstance(channel, str) or not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.channels_without_bot:
+            return {"ok": False, "error": "not_in_channel"}
+        return None
+
+    def _chat_post_message(self, call: ApiCall) -> dict[str, Any]:
+        args = call.args
+        problem = self._token_error(call) or self._channel_error(args.get("channel"))
+        if problem:
+            return problem
+        if not args.get("text") and not args.get("blocks") and not args.get("attachments"):
+            return {"ok": False, "error": "no_text"}
+        thread_ts = args.get("thread_ts") or None
+        message = Message(
+            channel=args["channel"],
+            ts=self._new_ts(),
+            text=str(args.get("text") or ""),
+            blocks=args.get("blocks") or None,
+            thread_ts=str(thread_ts) if thread_ts else None,
+            metadata=args.get("metadata") or None,
+            user=self.bot_user_id,
+            bot_id=self.bot_id,
+        )
+        self.messages[message.channel].append(message)
+        return {
+            "ok": True,
+            "channel": message.channel,
+            "ts": message.ts,
+            "message": self._message_dict(message),
+        }
+
+    def _chat_update(self, call: ApiCall) -> dict[str, Any]:
+        args = call.args
+        problem = self._token_error(call) or self._channel_error(args.get("channel"))
+        if problem:
+            return problem
+        message = self.find_message(args["channel"], str(args.get("ts", "")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.user != self.bot_user_id:
+            return {"ok": False, "error": "cant_update_message"}
+        if "text" in args:
+            message.text = str(args["text"] or "")
+        if "blocks" in args:
+            message.blocks = args["blocks"]
+        if "metadata" in args:
+            message.metadata = args["metadata"] or None
+        message.updates += 1
+        return {
+            "ok": True,
+            "channel": message.channel,
+            "ts": message.ts,
+            "text": message.text,
+            "message": self._message_dict(message),
+        }
+
+    def _chat_post_ephemeral(self, call: ApiCall) -> dict[str, Any]:
+        args = call.args
+        problem = self._token_error(call)
+        if not problem and not args.get("channel"):
+            problem = {"ok": False, "error": "channel_not_found"}
+        if not problem and not args.get("user"):
+            problem = {"ok": False, "error": "user_not_found"}
+        if problem:
+            return problem
+        return {"ok": True, "message_ts": self._new_ts()}
+
+    def _conversations_replies(self, call: ApiCall) -> dict[str, Any]:
+        args = call.args
+        problem = self._token_error(call) or self._channel_error(args.get("channel"))
+        if problem:
+            return problem
+        with_metadata = _truthy(args.get("include_all_metadata"))
+        parent = self.find_message(args["channel"], str(args.get("ts", "")))
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        if parent.thread_ts not in (None, parent.ts):
+            found = [parent]  # a reply's ts: Slack answers with just that message
+        else:
+            found = [parent, *self.thread(parent.channel, parent.ts)]
+        limit = int(args.get("limit") or 1000)
+        return {
+            "ok": True,
+            "messages": [self._message_dict(m, with_metadata=with_metadata) for m in found][:limit],
+            "has_more": len(found) > limit,
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _conversations_history(self, call: ApiCall) -> dict[str, Any]:
+        args = call.args
+        problem = self._token_error(call) or self._channel_error(args.get("channel"))
+        if problem:
+            return problem
+        with_metadata = _truthy(args.get("include_all_metadata"))
+        inclusive = _truthy(args.get("inclusive"))
+        latest = float(args["latest"]) if args.get("latest") else None
+        oldest = float(args["oldest"]) if args.get("oldest") else None
+
+        def in_range(m: Message) -> bool:
+            ts = float(m.ts)
+            if latest is not None and (ts > latest or (ts == latest and not inclusive)):
+                return False
+            return oldest is None or ts > oldest or (ts == oldest and inclusive)
+
+        top = [
+            m
+            for m in self.messages.get(args["channel"], [])
+            if m.thread_ts in (None, m.ts) and in_range(m)
+        ]
+        top.reverse()
+        limit = int(args.get("limit") or 100)
+        return {
+            "ok": True,
+            "messages": [self._message_dict(m, with_metadata=with_metadata) for m in top[:limit]],
+            "has_more": len(top) > limit,
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _usergroups_users_list(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call)
+        if problem:
+            return problem
+        if not self.paid_plan:
+            return {"ok": False, "error": "plan_upgrade_required"}
+        group = call.args.get("usergroup")
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
+
+    def _users_info(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call)
+        if problem:
+            return problem
+        user_id = call.args.get("user")
+        if not isinstance(user_id, str) or not user_id:
+            return {"ok": False, "error": "user_not_found"}
+        user: dict[str, Any] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": user_id.lower(),
+            "real_name": user_id,
+            "deleted": False,
+            "is_admin": False,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "is_bot": False,
+            "is_app_user": False,
+            "tz": "Europe/Berlin",
+            "profile": {"real_name": user_id, "display_name": user_id.lower()},
+        }
+        user.update(self.users.get(user_id, {}))
+        return {"ok": True, "user": user}
+
+    def _view_answer(self, view: Any, view_id: str) -> dict[str, Any]:
+        shown = dict(view) if isinstance(view, dict) else {}
+        shown.update(
+            {
+                "id": view_id,
+                "team_id": self.team_id,
+                "app_id": self.app_id,
+                "bot_id": self.bot_id,
+                "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+                "state": {"values": {}},
+            }
+        )
+        shown.setdefault("private_metadata", "")
+        shown.setdefault("callback_id", "")
+        self.views[view_id] = shown
+        return {"ok": True, "view": shown}
+
+    def _new_view_id(self) -> str:
+        self._view_counter += 1
+        return f"V0VIEW{self._view_counter:04d}"
+
+    def _views_publish(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call)
+        if problem:
+            return problem
+        user_id = call.args.get("user_id")
+        view = call.args.get("view")
+        if not isinstance(user_id, str) or not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        previous = self.home_tabs.get(user_id)
+        answer = self._view_answer(view, previous["id"] if previous else self._new_view_id())
+        self.home_tabs[user_id] = answer["view"]
+        return answer
+
+    def _views_open(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call)
+        if problem:
+            return problem
+        if not call.args.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = call.args.get("view")
+        if not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        return self._view_answer(view, self._new_view_id())
+
+    def _views_update(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call)
+        if problem:
+            return problem
+        view = call.args.get("view")
+        view_id = call.args.get("view_id")
+        external_id = call.args.get("external_id")
+        if not isinstance(view_id, str) and isinstance(external_id, str):
+            view_id = next(
+                (k for k, v in self.views.items() if v.get("external_id") == external_id), None
+            )
+        if not isinstance(view_id, str) or view_id not in self.views:
+            return {"ok": False, "error": "not_found"}
+        if not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        return self._view_answer(view, view_id)
+
+    def _oauth_v2_access(self, call: ApiCall) -> dict[str, Any]:
+        args = call.args
+        if not args.get("client_id"):
+            return {"ok": False, "error": "invalid_client_id"}
+        if self.client_id is not None and args["client_id"] != self.client_id:
+            return {"ok": False, "error": "invalid_client_id"}
+        if self.client_secret is not None and args.get("client_secret") != self.client_secret:
+            return {"ok": False, "error": "bad_client_secret"}
+        code = args.get("code")
+        if not isinstance(code, str) or code not in self.oauth_teams or code in self._used_codes:
+            return {"ok": False, "error": "invalid_code"}
+        self._used_codes.add(code)  # codes are single use, as at Slack
+        team = self.oauth_teams[code]
+        authed = team.get("authed_user", "U0ALICE01")
+        authed_user = dict(authed) if isinstance(authed, dict) else {"id": str(authed)}
+        return {
+            "ok": True,
+            "access_token": team.get("bot_token", "xoxb-fake-installed-token"),
+            "token_type": "bot",
+            "scope": team.get(
+                "scope", "commands,chat:write,chat:write.public,usergroups:read,users:read"
+            ),
+            "bot_user_id": team.get("bot_user_id", self.bot_user_id),
+            "app_id": self.app_id,
+            "team": {"id": team.get("team_id", self.team_id), "name": team.get("team_name", "")},
+            "enterprise": team.get("enterprise"),
+            "is_enterprise_install": bool(team.get("is_enterprise_install", False)),
+            "authed_user": authed_user,
+        }
+
+    def _apps_connections_open(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call, app_level=True)
+        if problem:
+            return problem
+        return {"ok": True, "url": self.socket_url}
+
+    # --- Socket Mode ---------------------------------------------------------------------
+
+    def _live_sockets(self) -> list[_Socket]:
+        return [s for s in self._sockets if not s.silent and not s.ws.closed]
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        task = self._track()
+        ws = web.WebSocketResponse(autoping=False)  # pings are answered below, unless silent
+        sock = _Socket(ws)
+        try:
+            await ws.prepare(request)
+            self._sockets.append(sock)
+            self.socket_connections += 1
+            await ws.send_json(
+                {
+                    "type": "hello",
+                    "num_connections": len(self._live_sockets()),
+                    "debug_info": {
+                        "host": "applink-fake-1",
+                        "build_number": 1,
+                        "approximate_connection_time": 18060,
+                    },
+                    "connection_info": {"app_id": self.app_id},
+                }
+            )
+            await self._notify()
+            async for msg in ws:
+                if sock.silent:
+                    continue
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    with contextlib.suppress(ValueError):
+                        data = json.loads(msg.data)
+                        if isinstance(data, dict) and "envelope_id" in data:
+                            self.acks.append(data)
+                            await self._notify()
+            return ws
+        finally:
+            if sock in self._sockets:
+                self._sockets.remove(sock)
+            self._tasks.discard(task)
+            await self._notify()
+
+    async def socket_connected(self, timeout: float = 5.0, *, count: int | None = None) -> None:
+        """Wait until a client holds an open (non-silent) socket; with ``count``, until that many
+        connections have been made in all (for reconnect tests)."""
+
+        def ready() -> bool:
+            enough = count is None or self.socket_connections >= count
+            return enough and bool(self._live_sockets())
+
+        try:
+            await self._wait(ready, timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"no Socket Mode client connected within {timeout}s "
+                f"(connections so far: {self.socket_connections}, "
+                f"apps.connections.open calls: {len(self.calls_to('apps.connections.open'))})"
+            ) from None
+
+    async def send_envelope(
+        self,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        accepts_response_payload: bool = True,
+        envelope_id: str | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Send an envelope on the newest live socket; return the app's ack for it.
+
+        ``retry_attempt``/``retry_reason`` are added for ``events_api`` envelopes, as Slack does.
+        """
+        await self.socket_connected(timeout)
+        envelope_id = envelope_id or str(uuid.uuid4())
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "type": type_,
+            "accepts_response_payload": accepts_response_payload,
+            "payload": payload,
+        }
+        if type_ == "events_api":
+            envelope["retry_attempt"] = retry_attempt
+            envelope["retry_reason"] = retry_reason
+        already = sum(1 for a in self.acks if a.get("envelope_id") == envelope_id)
+        await self._live_sockets()[-1].ws.send_json(envelope)
+
+        def acked() -> list[dict[str, Any]]:
+            return [a for a in self.acks if a.get("envelope_id") == envelope_id]
+
+        try:
+            await self._wait(lambda: len(acked()) > already, timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(
+                f"the app did not ack envelope {envelope_id} ({type_}) within {timeout}s; "
+                f"acks seen: {[a.get('envelope_id') for a in self.acks]}"
+            ) from None
+        return acked()[-1]
+
+    async def disconnect_socket(self, reason: str = "refresh_requested") -> None:
+        """Ask every live client to reconnect, as Slack does before it recycles a socket."""
+        for sock in self._live_sockets():
+            await sock.ws.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake-1"}}
+            )
+
+    async def drop_socket(self) -> None:
+        """Close every socket from the server side (a close frame, no disconnect message)."""
+        for sock in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sock.ws.close(code=1011, message=b"fake dropped"), 1.0)
+
+    def go_silent(self) -> None:
+        """The sockets open now stop answering: no pongs, no acks read, nothing sent.
+
+        The TCP connections stay open. Connections made afterwards behave normally.
+        """
+        for sock in self._sockets:
+            sock.silent = True

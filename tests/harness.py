@@ -1,0 +1,106 @@
+"""An in-process bot served on a loopback port, wired to the fake Slack and fake ModelsLab."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.config import Purpose, Settings, load_settings
+from bot.server import Runtime, build_runtime
+from bot.store import Store
+from tests.fakes.modelslab import FakeModelsLab
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_requests import (
+    block_actions_payload,
+    form_payload_body,
+    signed,
+    slash_command_body,
+)
+
+SIGNING_SECRET = "8f742231b10e8888abcd99aaabbb85a5"
+ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
+TRAINING = "F5jvdzGnYi"
+CHANNEL = "C0TRAIN01"
+
+
+def bot_env(
+    slack: FakeSlack, modelslab: FakeModelsLab, database_url: str, **overrides: str
+) -> dict[str, str]:
+    """Environment for a single-workspace bot pointed at the fakes."""
+    env = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.base_url,
+        "MODELSLAB_API_URL": modelslab.base_url,
+        "MODELSLAB_API_KEY": "good-key",
+        "CANCEL_ALLOWED_USERS": f"{ALICE},{BOB}",
+        "DATABASE_URL": database_url,
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v != ""}
+
+
+@dataclass
+class Bot:
+    """A running bot and helpers to talk to it as Slack does."""
+
+    runtime: Runtime
+    url: str
+    session: aiohttp.ClientSession
+    slack: FakeSlack
+    modelslab: FakeModelsLab
+    settings: Settings
+
+    @property
+    def secret(self) -> str:
+        return str(self.settings.slack_signing_secret)
+
+    async def post(self, body: bytes, content_type: str, **headers: str) -> tuple[int, str]:
+        all_headers = {**signed(body, self.secret, content_type=content_type), **headers}
+        async with self.session.post(
+            f"{self.url}/slack/events", data=body, headers=all_headers
+        ) as resp:
+            return resp.status, await resp.text()
+
+    async def command(self, text: str, **fields: str) -> dict[str, Any]:
+        """Send /cancel-training and return the ack's JSON body ({} for an empty ack)."""
+        body = slash_command_body(text=text, response_url=self.slack.response_url("cmd"), **fields)
+        status, text_body = await self.post(body, "application/x-www-form-urlencoded")
+        assert status == 200, (status, text_body)
+        return json.loads(text_body) if text_body else {}
+
+    async def click(self, value: str = TRAINING, *, user_id: str = BOB, **kw: Any) -> int:
+        """Click a button on a message; return the HTTP status."""
+        kw.setdefault("response_url", self.slack.response_url(f"click-{user_id}"))
+        payload = block_actions_payload(value=value, user_id=user_id, **kw)
+        status, _ = await self.post(form_payload_body(payload), "application/x-www-form-urlencoded")
+        return status
+
+
+@asynccontextmanager
+async def running_bot(
+    slack: FakeSlack, modelslab: FakeModelsLab, database_url: str, **env: str
+) -> AsyncIterator[Bot]:
+    """Build the runtime exactly as `serve` does and serve it on 127.0.0.1, port 0."""
+    settings = load_settings(Purpose.SERVE, bot_env(slack, modelslab, database_url, **env))
+    store = Store.from_url(settings.database_url)
+    await store.migrate()
+    runtime = await build_runtime(settings, store)
+    runner = web.AppRunner(runtime.web_app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    runtime.start_workers()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Bot(runtime, f"http://127.0.0.1:{port}", session, slack, modelslab, settings)
+    finally:
+        await runner.cleanup()
+        await runtime.close()

@@ -1,0 +1,148 @@
+"""/cancel-training through real signed HTTP, against the fake Slack and fake ModelsLab."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.listeners.commands.cancel_training import Parsed, Verb, parse_command_text
+from tests.fakes import modelslab as ml
+from tests.harness import ALICE, CAROL, CHANNEL, TRAINING, Bot
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", Parsed(Verb.LIST)),
+        ("  ", Parsed(Verb.LIST)),
+        ("help", Parsed(Verb.HELP)),
+        ("HISTORY", Parsed(Verb.HISTORY)),
+        ("F5jvdzGnYi", Parsed(Verb.CANCEL, "F5jvdzGnYi")),
+        ("cancel help", Parsed(Verb.CANCEL, "help")),
+        ("watch abc", Parsed(Verb.WATCH, "abc")),
+        ("two words", Parsed(Verb.USAGE)),
+        ("help me", Parsed(Verb.USAGE)),
+        ("cancel", Parsed(Verb.USAGE)),
+    ],
+)
+def test_command_text_is_parsed_as_the_design_says(text: str, expected: Parsed) -> None:
+    assert parse_command_text(text) == expected
+
+
+async def test_allowed_user_cancels_and_the_outcome_lands_in_a_thread(bot: Bot) -> None:
+    ack = await bot.command(TRAINING)
+    assert ack["response_type"] == "ephemeral" and "Cancelling training" in ack["text"]
+    posts = await bot.slack.wait_for("chat.postMessage", count=2)
+    parent, outcome = posts[0].args, posts[1].args
+    assert (
+        parent["channel"] == CHANNEL
+        and f"<@{ALICE}> asked to cancel training `{TRAINING}`" in parent["text"]
+    )
+    assert outcome["thread_ts"] == bot.slack.messages[CHANNEL][0].ts
+    assert (
+        "cancel accepted" in outcome["text"]
+        and TRAINING in outcome["text"]
+        and f"<@{ALICE}>" in outcome["text"]
+    )
+    assert len(bot.modelslab.cancel_calls(TRAINING)) == 1
+
+
+async def test_second_request_is_told_who_got_there_first(bot: Bot) -> None:
+    await bot.command(TRAINING)
+    await bot.slack.wait_for("chat.postMessage", count=2)
+    again = await bot.command(TRAINING, user_id="U0BOB0001", user_name="bob")
+    assert "already cancelled" in again["text"] and f"<@{ALICE}>" in again["text"]
+    assert len(bot.modelslab.cancel_calls()) == 1
+
+
+async def test_refused_user_is_told_privately_and_nothing_is_called(bot: Bot) -> None:
+    ack = await bot.command(TRAINING, user_id=CAROL, user_name="carol")
+    assert ack["response_type"] == "ephemeral" and "allow-list" in ack["text"]
+    assert bot.modelslab.calls == []
+    assert bot.slack.calls_to("chat.postMessage") == []
+
+
+@pytest.mark.parametrize("text", ["../etc", "a%2eb", "x" * 65, "abc?x=1"])
+async def test_malformed_ids_get_an_explanation_and_no_call(bot: Bot, text: str) -> None:
+    ack = await bot.command(text)
+    assert ack["response_type"] == "ephemeral" and "not a training id" in ack["text"]
+    assert bot.modelslab.calls == []
+
+
+async def test_help_and_junk_get_usage(bot: Bot) -> None:
+    for text in ("help", "please stop it"):
+        ack = await bot.command(text)
+        assert "/cancel-training history" in ack["text"]
+
+
+async def test_channel_and_text_containing_payload_still_work(bot: Bot) -> None:
+    ack = await bot.command(TRAINING, channel_name="payload-alerts", user_name="payload")
+    assert "Cancelling training" in ack["text"]
+    await bot.slack.wait_for("chat.postMessage", count=2)
+    help_ack = await bot.command("cancel payload")
+    assert "already" in help_ack["text"] or "Cancelling" in help_ack["text"]
+
+
+async def test_history_lists_the_last_cancellations(bot: Bot) -> None:
+    await bot.command(TRAINING)
+    await bot.slack.wait_for("chat.postMessage", count=2)
+    assert await bot.command("history") == {}
+    [posted] = await bot.slack.wait_for_response("cmd")
+    assert posted["response_type"] == "ephemeral"
+    assert (
+        TRAINING in posted["text"]
+        and "cancel accepted" in posted["text"]
+        and "thread" in posted["text"]
+    )
+
+
+async def test_bare_command_lists_cancellable_trainings_with_buttons(bot: Bot) -> None:
+    store = bot.runtime.store
+    await store.save_notification(
+        workspace_id=bot.slack.team_id, training_id="run1", channel_id=CHANNEL, message_ts="1.1"
+    )
+    await store.save_notification(
+        workspace_id=bot.slack.team_id, training_id="run2", channel_id=CHANNEL, message_ts="1.2"
+    )
+    assert await bot.command("") == {}
+    [posted] = await bot.slack.wait_for_response("cmd")
+    buttons = [b["accessory"] for b in posted["blocks"] if "accessory" in b]
+    assert {b["value"] for b in buttons} == {"run1", "run2"}
+    assert all(b["style"] == "danger" and "confirm" in b for b in buttons)
+
+
+async def test_bare_command_refuses_people_off_the_list(bot: Bot) -> None:
+    await bot.command("", user_id=CAROL)
+    [posted] = await bot.slack.wait_for_response("cmd")
+    assert "allow-list" in posted["text"]
+
+
+async def test_no_post_permission_falls_back_to_response_url(bot: Bot) -> None:
+    bot.slack.channels_without_bot.add(CHANNEL)
+    await bot.command(TRAINING)
+    [posted] = await bot.slack.wait_for_response("cmd")
+    assert "cancel accepted" in posted["text"] and posted["response_type"] == "ephemeral"
+
+
+async def test_modelslab_refusal_is_reported_with_its_reason(bot: Bot) -> None:
+    bot.modelslab.script(TRAINING, ml.error("Training already completed"))
+    await bot.command(TRAINING)
+    posts = await bot.slack.wait_for("chat.postMessage", count=2)
+    assert "Training already completed" in posts[1].args["text"]
+
+
+async def test_twenty_concurrent_commands_make_one_call(bot: Bot) -> None:
+    users = [f"U0USER{i:03d}" for i in range(20)]
+    bot.runtime.deps.access._entries = _allow(users)  # type: ignore[attr-defined]
+    acks = await asyncio.gather(*(bot.command(TRAINING, user_id=u) for u in users))
+    assert sum("Cancelling training" in a["text"] for a in acks) == 1
+    await bot.slack.wait_for("chat.postMessage", count=2)
+    assert len(bot.modelslab.cancel_calls()) == 1
+
+
+def _allow(users: list[str]):
+    async def lookup(team_id: str):
+        return users
+
+    return lookup
