@@ -140,6 +140,39 @@ def exit_code_for(row: Cancellation) -> int:
     return EXIT_FAILED
 
 
+async def report_from_terminal(settings: Settings, store: Store, row: Cancellation) -> None:
+    """Post the outcome in the notification's thread and the audit channel, as any origin is."""
+    if not settings.slack_bot_token:
+        return
+    from bot.crypto import SecretBox
+    from bot.reporter import Reporter
+    from bot.slack import SlackClients
+
+    token = settings.slack_bot_token
+    clients = SlackClients(base_url=settings.slack_api_url)
+
+    async def client_for(team_id: str) -> object:
+        return clients.reporter_for(token)
+
+    async def audit_channel(team_id: str) -> str | None:
+        return settings.audit_channel
+
+    reporter = Reporter(
+        store=store,
+        clients=client_for,
+        secret_box=SecretBox(settings.encryption_keys),
+        audit_channel=audit_channel,
+        session=clients.session,
+    )
+    try:
+        # Bounded: a running server's reporter delivers whatever is left.
+        await asyncio.wait_for(reporter.deliver_now(row.id), timeout=15)
+    except asyncio.TimeoutError:
+        logger.warning("Slack report not delivered yet; a running server will deliver it")
+    finally:
+        await clients.close()
+
+
 async def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel a training with the stored key and print the outcome in one line."""
     settings = _settings(Purpose.CANCEL, dry_run=args.dry_run)
@@ -194,6 +227,7 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
                 )
                 return EXIT_FAILED
             print(describe_for_terminal(settled))
+            await report_from_terminal(settings, store, settled)
             return exit_code_for(settled)
     except InvalidTrainingId as exc:
         print(f"Not a training id: {exc}.", file=sys.stderr)

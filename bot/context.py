@@ -10,6 +10,7 @@ from bot.access import AccessPolicy
 from bot.cancellation import CancellationService
 from bot.reporter import Reporter
 from bot.store import Store
+from bot.workspaces import Workspaces
 
 DEPS_KEY = "cancel_bot_deps"
 
@@ -22,8 +23,13 @@ class Deps:
     service: CancellationService
     access: AccessPolicy
     reporter: Reporter
-    audit_channel: Callable[[str], Awaitable[str | None]]
+    workspaces: Workspaces
+    # The reporter's (retrying) Slack client for a workspace, None when it is not installed.
     slack_client: Callable[[str], Awaitable[Any]]
+    # Forget a workspace: tokens, key, allow-list, settings (uninstall / token revocation).
+    forget_workspace: Callable[[str | None, str | None], Awaitable[None]]
+    # Forget one user's tokens (tokens_revoked for user tokens only).
+    forget_user_tokens: Callable[[str | None, str | None, list[str]], Awaitable[None]]
 
 
 def deps_of(context: Any) -> Deps:

@@ -6,6 +6,7 @@
     ├── ConfigError            settings missing or malformed (lists every problem)
     ├── InvalidTrainingId      an id that must never reach a URL
     ├── MissingKey             no ModelsLab key for the workspace
+    ├── InvalidKey             ModelsLab refused a key being saved
     ├── SecretStorageDisabled  a secret would be written without BOT_ENCRYPTION_KEY
     ├── StoreUnavailable       the database cannot be reached
     └── ModelsLabError         a ModelsLab answer that is not an outcome
@@ -36,6 +37,10 @@ class InvalidTrainingId(BotError, ValueError):
 
 class MissingKey(BotError):
     """The workspace has no ModelsLab key."""
+
+
+class InvalidKey(BotError):
+    """ModelsLab refused a key that was about to be stored."""
 
 
 class SecretStorageDisabled(BotError):

@@ -213,6 +213,14 @@ class Reporter:
                 error="internal error",
             )
 
+    async def deliver_now(self, cancellation_id: int) -> None:
+        """Deliver one cancellation's report in this process (the terminal has no reporter loop)."""
+        row = await self.store.take_report(
+            cancellation_id, self.owner, lease_seconds=self.lease_seconds
+        )
+        if row is not None:
+            await self._guarded(row)
+
     # -- one report ------------------------------------------------------------------------------
 
     async def deliver(self, row: Cancellation) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,19 +14,27 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.access import AccessPolicy, GroupMembers, static_entries
+from bot.access import AccessPolicy, GroupMembers
 from bot.app import create_app, single_workspace_authorize
-from bot.cancellation import CancellationService, StaticKeys
+from bot.cancellation import CancellationService
 from bot.config import Mode, Settings
 from bot.context import Deps
 from bot.crypto import SecretBox
 from bot.errors import BotError, ConfigError
 from bot.modelslab import ModelsLabClient
+from bot.oauth import (
+    CachedInstallationAuthorize,
+    EncryptedInstallationStore,
+    add_oauth_routes,
+    build_installation_store,
+    build_oauth_flow,
+    workspace_key,
+)
 from bot.reporter import Reporter
 from bot.slack import SlackClients
 from bot.store import Cancellation, Store
 from bot.web import create_web_app
-from bot.workspaces import TEAM_ID_META
+from bot.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces
 
 logger = logging.getLogger("bot")
 
@@ -33,6 +42,7 @@ logger = logging.getLogger("bot")
 HTTP_SHUTDOWN_SECONDS = 5.0
 WORKER_GRACE_SECONDS = 12.0
 REPORTER_GRACE_SECONDS = 5.0
+TOKEN_CACHE_SECONDS = 600.0
 
 
 @dataclass
@@ -92,38 +102,133 @@ async def identify_workspace(
     return AuthorizeResult.from_auth_test_response(auth_test_response=auth, bot_token=token)
 
 
+class TokenDirectory:
+    """Bot tokens per workspace: the configured one (single) or the installation's (OAuth), cached."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        workspace_id: str | None,
+        installations: EncryptedInstallationStore | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.workspace_id = workspace_id
+        self.installations = installations
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    async def token_for(self, workspace_id: str) -> str | None:
+        """Return the workspace's bot token, or None when it is not installed."""
+        if self.installations is None:
+            return self.settings.slack_bot_token if workspace_id == self.workspace_id else None
+        cached = self._cache.get(workspace_id)
+        if cached is not None and time.monotonic() - cached[1] < TOKEN_CACHE_SECONDS:
+            return cached[0]
+        row = await self.store.get_workspace(workspace_id)
+        if row is None or not row.installed:
+            return None
+        org_wide = row.enterprise_id == workspace_id
+        bot = await self.installations.async_find_bot(
+            enterprise_id=row.enterprise_id,
+            team_id=None if org_wide else workspace_id,
+            is_enterprise_install=org_wide,
+        )
+        if bot is None or not bot.bot_token:
+            return None
+        self._cache[workspace_id] = (bot.bot_token, time.monotonic())
+        return str(bot.bot_token)
+
+    def forget(self, workspace_id: str) -> None:
+        """Drop a cached token."""
+        self._cache.pop(workspace_id, None)
+
+
+async def import_environment(settings: Settings, store: Store, workspaces: Workspaces) -> None:
+    """Once, move a single-workspace deployment's env key and allow-list into that workspace."""
+    target = await store.get_meta(TEAM_ID_META)
+    if target is None or await store.get_meta(ENV_IMPORTED_META) is not None:
+        return
+    if settings.modelslab_api_key and workspaces.box.enabled:
+        row = await store.get_workspace(target)
+        if row is None or not row.key_ciphertext:
+            key = settings.modelslab_api_key
+            await store.update_workspace(
+                target,
+                key_ciphertext=workspaces.box.encrypt(key),
+                key_hint=key[-4:],
+                key_set_at=time.time(),
+                key_set_by="cli:import",
+            )
+    if settings.allowed_entries:
+        await store.allow(target, list(settings.allowed_entries), by="cli:import")
+    await store.record_admin_event(
+        target, actor="cli:import", action="import_env", detail="key and allow-list"
+    )
+    await store.set_meta(ENV_IMPORTED_META, target)
+    logger.info(
+        "imported MODELSLAB_API_KEY and CANCEL_ALLOWED_USERS into workspace %s (once)", target
+    )
+
+
 async def build_runtime(settings: Settings, store: Store) -> Runtime:
-    """Wire the bot together for single-workspace mode."""
-    if settings.mode is not Mode.SINGLE:
-        raise BotError("OAuth mode (SLACK_CLIENT_ID/SLACK_CLIENT_SECRET) is not available yet")
+    """Wire the bot together for the configured mode."""
     clients = SlackClients(base_url=settings.slack_api_url)
+    box = SecretBox(settings.encryption_keys)
+    installations: EncryptedInstallationStore | None = None
+    oauth_flow = None
+    authorize: Any
+    single_id: str | None = None
     try:
-        identity = await identify_workspace(settings, store, clients)
+        if settings.mode is Mode.SINGLE:
+            identity = await identify_workspace(settings, store, clients)
+            single_id = str(identity.team_id)
+            authorize = single_workspace_authorize(identity)
+        else:
+            assert settings.slack_client_id is not None
+            assert settings.slack_client_secret is not None
+            installations = build_installation_store(
+                client_id=settings.slack_client_id, store=store, box=box
+            )
+            authorize = CachedInstallationAuthorize(installations)
+            oauth_flow = build_oauth_flow(
+                client_id=settings.slack_client_id,
+                client_secret=settings.slack_client_secret,
+                installations=installations,
+                store=store,
+                client=clients.fast_for(None),
+            )
     except BaseException:
         await clients.close()
         raise
-    workspace_id = str(identity.team_id)
-    token = str(settings.slack_bot_token)
-
-    async def slack_client(team_id: str) -> Any:
-        return clients.reporter_for(token) if team_id == workspace_id else None
-
-    async def fast_client(team_id: str) -> Any:
-        return clients.fast_for(token)
-
-    async def audit_channel(team_id: str) -> str | None:
-        return settings.audit_channel if team_id == workspace_id else None
-
+    tokens = TokenDirectory(
+        settings=settings, store=store, workspace_id=single_id, installations=installations
+    )
     modelslab = ModelsLabClient(
         base_url=settings.modelslab_api_url,
         v6_url=settings.modelslab_v6_url,
         dry_run=settings.dry_run,
     )
+    workspaces = Workspaces(
+        store=store, box=box, settings=settings, modelslab=modelslab, single_workspace_id=single_id
+    )
+    if settings.mode is Mode.OAUTH:
+        await import_environment(settings, store, workspaces)
+
+    async def slack_client(team_id: str) -> Any:
+        token = await tokens.token_for(team_id)
+        return clients.reporter_for(token) if token else None
+
+    async def fast_client(team_id: str) -> Any:
+        token = await tokens.token_for(team_id)
+        return clients.fast_for(token) if token else None
+
     reporter = Reporter(
         store=store,
         clients=slack_client,
-        secret_box=SecretBox(settings.encryption_keys),
-        audit_channel=audit_channel,
+        secret_box=box,
+        audit_channel=workspaces.audit_channel,
         session=clients.session,
     )
 
@@ -133,32 +238,60 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     service = CancellationService(
         store=store,
         client=modelslab,
-        keys=StaticKeys(settings.modelslab_api_key),
+        keys=workspaces.key_for,
         dry_run=settings.dry_run,
         on_finished=report,
     )
     groups = GroupMembers(clients=fast_client)
-    access = AccessPolicy(
-        entries=static_entries(workspace_id, settings.allowed_entries), groups=groups
-    )
+    access = AccessPolicy(entries=workspaces.entries, groups=groups)
+
+    async def forget_workspace(enterprise_id: str | None, team_id: str | None) -> None:
+        workspace_id = workspace_key(enterprise_id, team_id)
+        if installations is not None:
+            await installations.async_delete_installation(
+                enterprise_id=enterprise_id, team_id=team_id
+            )
+            await installations.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
+            authorize.forget(enterprise_id, team_id)
+        tokens.forget(workspace_id)
+        await store.forget_workspace(workspace_id)
+        logger.info(
+            "workspace %s uninstalled: tokens, key, allow-list and settings deleted", workspace_id
+        )
+
+    async def forget_user_tokens(
+        enterprise_id: str | None, team_id: str | None, users: list[str]
+    ) -> None:
+        if installations is None:
+            return
+        for user_id in users:
+            await installations.async_delete_installation(
+                enterprise_id=enterprise_id, team_id=team_id, user_id=user_id
+            )
+
     deps = Deps(
         store=store,
         service=service,
         access=access,
         reporter=reporter,
-        audit_channel=audit_channel,
+        workspaces=workspaces,
         slack_client=slack_client,
+        forget_workspace=forget_workspace,
+        forget_user_tokens=forget_user_tokens,
     )
     bolt_app = create_app(
         deps=deps,
         client=clients.fast,
-        authorize=single_workspace_authorize(identity),
+        authorize=authorize,
         signing_secret=settings.slack_signing_secret,
     )
     web_app = create_web_app(
         bolt_app=bolt_app, signing_secret=settings.slack_signing_secret, store=store
     )
-    groups.warm(workspace_id, [e for e in settings.allowed_entries if e.startswith("S")])
+    if oauth_flow is not None:
+        add_oauth_routes(web_app, oauth_flow)
+    if single_id is not None:
+        groups.warm(single_id, [e for e in settings.allowed_entries if e.startswith("S")])
     return Runtime(
         settings=settings,
         store=store,
@@ -169,7 +302,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         deps=deps,
         bolt_app=bolt_app,
         web_app=web_app,
-        workspace_id=workspace_id,
+        workspace_id=single_id or "(each installed workspace)",
     )
 
 

@@ -110,6 +110,69 @@ bot_meta = sa.Table(
 )
 
 
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("workspace_id", sa.String(32), primary_key=True),
+    sa.Column("enterprise_id", sa.String(32)),
+    sa.Column("name", sa.String(200)),
+    sa.Column("installed", sa.Boolean, nullable=False, default=False),
+    sa.Column("key_ciphertext", sa.Text),
+    sa.Column("key_hint", sa.String(8)),
+    sa.Column("key_set_at", sa.Double),
+    sa.Column("key_set_by", sa.String(64)),
+    sa.Column("audit_channel", sa.String(32)),
+    sa.Column("notify_channel", sa.String(32)),
+    sa.Column("webhook_token_hash", sa.String(64), unique=True),
+    sa.Column("webhook_token_ciphertext", sa.Text),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+allow_entries = sa.Table(
+    "allow_entries",
+    metadata,
+    sa.Column("workspace_id", sa.String(32), primary_key=True),
+    sa.Column("entry_id", sa.String(32), primary_key=True),
+    sa.Column("added_by", sa.String(64), nullable=False),
+    sa.Column("added_at", sa.Double, nullable=False),
+)
+
+admin_events = sa.Table(
+    "admin_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("at", sa.Double, nullable=False),
+)
+
+# Owned by slack_sdk's installation and OAuth state stores (created by our migrations).
+SLACK_OAUTH_TABLES = ("slack_installations", "slack_bots", "slack_oauth_states")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A Slack workspace the bot serves, and its settings (secrets stay encrypted)."""
+
+    workspace_id: str
+    enterprise_id: str | None
+    name: str | None
+    installed: bool
+    key_ciphertext: str | None
+    key_hint: str | None
+    key_set_at: float | None
+    key_set_by: str | None
+    audit_channel: str | None
+    notify_channel: str | None
+    webhook_token_hash: str | None
+    webhook_token_ciphertext: str | None
+    created_at: float
+    updated_at: float
+
+
 @dataclass(frozen=True)
 class Cancellation:
     """One cancellation request and where it stands."""
@@ -583,6 +646,33 @@ class Store:
             )
             return sorted((_cancellation(r) for r in rows), key=lambda r: r.id)
 
+    async def take_report(
+        self, cancellation_id: int, owner: str, *, lease_seconds: float
+    ) -> Cancellation | None:
+        """Lease one cancellation's pending report, if nobody else holds it."""
+        now = time.time()
+        c = cancellations.c
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(
+                        c.id == cancellation_id,
+                        c.report_state == "pending",
+                        sa.or_(
+                            c.report_lease_expires_at.is_(None), c.report_lease_expires_at < now
+                        ),
+                    )
+                    .values(
+                        report_lease_owner=owner,
+                        report_lease_expires_at=now + lease_seconds,
+                        report_attempts=c.report_attempts + 1,
+                    )
+                    .returning(*cancellations.c)
+                )
+            ).first()
+        return _cancellation(row) if row is not None else None
+
     async def update_report(self, cancellation_id: int, owner: str, **values: Any) -> bool:
         """Record report progress (posted ts, rendered state); False if the lease was lost."""
         c = cancellations.c
@@ -728,6 +818,234 @@ class Store:
         )
         async with self._begin() as conn:
             await conn.execute(stmt)
+
+    # -- workspaces -----------------------------------------------------------------------------
+
+    async def ensure_workspace(
+        self,
+        workspace_id: str,
+        *,
+        enterprise_id: str | None = None,
+        name: str | None = None,
+        installed: bool | None = None,
+    ) -> None:
+        """Create the workspace row if missing; update what is given."""
+        now = time.time()
+        values: dict[str, Any] = {"updated_at": now}
+        if enterprise_id is not None:
+            values["enterprise_id"] = enterprise_id
+        if name is not None:
+            values["name"] = name
+        if installed is not None:
+            values["installed"] = installed
+        stmt = (
+            self._insert(workspaces)
+            .values(
+                workspace_id=workspace_id,
+                created_at=now,
+                installed=bool(installed),
+                **{k: v for k, v in values.items() if k != "installed"},
+            )
+            .on_conflict_do_update(index_elements=["workspace_id"], set_=values)
+        )
+        async with self._begin() as conn:
+            await conn.execute(stmt)
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        """Return one workspace's row."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(workspaces).where(workspaces.c.workspace_id == workspace_id)
+                )
+            ).first()
+        return Workspace(**row._mapping) if row is not None else None
+
+    async def list_workspaces(self) -> list[tuple[Workspace, int]]:
+        """Return every workspace with the size of its allow-list."""
+        a = allow_entries.c
+        count = (
+            sa.select(sa.func.count())
+            .where(a.workspace_id == workspaces.c.workspace_id)
+            .scalar_subquery()
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(workspaces, count.label("allowed")).order_by(workspaces.c.workspace_id)
+            )
+            return [
+                (
+                    Workspace(**{k: r._mapping[k] for k in Workspace.__dataclass_fields__}),
+                    int(r._mapping["allowed"]),
+                )
+                for r in rows
+            ]
+
+    async def update_workspace(self, workspace_id: str, **values: Any) -> None:
+        """Set workspace columns (the row is created if missing)."""
+        await self.ensure_workspace(workspace_id)
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.update(workspaces)
+                .where(workspaces.c.workspace_id == workspace_id)
+                .values(updated_at=time.time(), **values)
+            )
+
+    async def workspace_by_webhook_hash(self, token_hash: str) -> Workspace | None:
+        """Return the workspace whose webhook token hashes to this value."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(workspaces).where(workspaces.c.webhook_token_hash == token_hash)
+                )
+            ).first()
+        return Workspace(**row._mapping) if row is not None else None
+
+    async def allow_list(self, workspace_id: str) -> list[str]:
+        """Return a workspace's stored allow-list entries."""
+        a = allow_entries.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(a.entry_id)
+                .where(a.workspace_id == workspace_id)
+                .order_by(a.added_at, a.entry_id)
+            )
+            return [str(r) for r in rows.scalars()]
+
+    async def allow(self, workspace_id: str, entries: list[str], *, by: str) -> list[str]:
+        """Add entries to a workspace's allow-list; return those that were new."""
+        await self.ensure_workspace(workspace_id)
+        now = time.time()
+        added = []
+        async with self._begin() as conn:
+            for entry in entries:
+                stmt = (
+                    self._insert(allow_entries)
+                    .values(workspace_id=workspace_id, entry_id=entry, added_by=by, added_at=now)
+                    .on_conflict_do_nothing(index_elements=["workspace_id", "entry_id"])
+                )
+                if (await conn.execute(stmt)).rowcount:
+                    added.append(entry)
+        return added
+
+    async def deny(self, workspace_id: str, entries: list[str]) -> list[str]:
+        """Remove entries from a workspace's allow-list; return those that were there."""
+        a = allow_entries.c
+        removed = []
+        async with self._begin() as conn:
+            for entry in entries:
+                result = await conn.execute(
+                    sa.delete(allow_entries).where(
+                        a.workspace_id == workspace_id, a.entry_id == entry
+                    )
+                )
+                if result.rowcount:
+                    removed.append(entry)
+        return removed
+
+    async def record_admin_event(
+        self, workspace_id: str, *, actor: str, action: str, detail: str = ""
+    ) -> None:
+        """Record an admin change (never a secret)."""
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.insert(admin_events).values(
+                    workspace_id=workspace_id,
+                    actor=actor,
+                    action=action,
+                    detail=detail,
+                    at=time.time(),
+                )
+            )
+
+    async def admin_events(self, workspace_id: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """Return a workspace's latest admin changes, newest first."""
+        e = admin_events.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(admin_events)
+                .where(e.workspace_id == workspace_id)
+                .order_by(e.at.desc(), e.id.desc())
+                .limit(limit)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    async def forget_workspace(self, workspace_id: str) -> None:
+        """Uninstall: drop key, allow-list, settings, webhook token and undelivered reports; keep history."""
+        c = cancellations.c
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.delete(allow_entries).where(allow_entries.c.workspace_id == workspace_id)
+            )
+            await conn.execute(
+                sa.update(workspaces)
+                .where(workspaces.c.workspace_id == workspace_id)
+                .values(
+                    installed=False,
+                    key_ciphertext=None,
+                    key_hint=None,
+                    key_set_at=None,
+                    key_set_by=None,
+                    audit_channel=None,
+                    notify_channel=None,
+                    webhook_token_hash=None,
+                    webhook_token_ciphertext=None,
+                    updated_at=time.time(),
+                )
+            )
+            await conn.execute(
+                sa.update(cancellations)
+                .where(c.workspace_id == workspace_id, c.report_state.in_(("pending", "waiting")))
+                .values(report_state="dropped", response_url=None)
+            )
+            await conn.execute(
+                sa.update(cancellations)
+                .where(c.workspace_id == workspace_id)
+                .values(response_url=None)
+            )
+
+    async def rotate_ciphertexts(self, rotate: Any) -> int:
+        """Re-encrypt every stored ciphertext with `rotate` (MultiFernet.rotate); return the count."""
+        targets: list[tuple[sa.Table, str, tuple[str, ...]]] = [
+            (workspaces, "workspace_id", ("key_ciphertext", "webhook_token_ciphertext")),
+            (cancellations, "id", ("response_url",)),
+        ]
+        oauth = sa.MetaData()
+        oauth_tables: tuple[tuple[str, tuple[str, ...]], ...] = (
+            (
+                "slack_installations",
+                (
+                    "bot_token",
+                    "bot_refresh_token",
+                    "user_token",
+                    "user_refresh_token",
+                    "incoming_webhook_url",
+                ),
+            ),
+            ("slack_bots", ("bot_token", "bot_refresh_token")),
+        )
+        for name, cols in oauth_tables:
+            table = sa.Table(
+                name,
+                oauth,
+                sa.Column("id", sa.Integer, primary_key=True),
+                *(sa.Column(col, sa.Text) for col in cols),
+            )
+            targets.append((table, "id", cols))
+        count = 0
+        async with self._begin() as conn:
+            for table, key, cols in targets:
+                rows = await conn.execute(sa.select(table.c[key], *(table.c[col] for col in cols)))
+                for row in rows.all():
+                    updates = {col: rotate(row._mapping[col]) for col in cols if row._mapping[col]}
+                    if updates:
+                        await conn.execute(
+                            sa.update(table)
+                            .where(table.c[key] == row._mapping[key])
+                            .values(**updates)
+                        )
+                        count += len(updates)
+        return count
 
     def _begin(self) -> Any:
         return _Transaction(self.engine)

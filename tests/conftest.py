@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.config import async_database_url
-from bot.store import Store, metadata
+from bot.store import SLACK_OAUTH_TABLES, Store, metadata
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.harness import Bot, running_bot
@@ -54,6 +54,8 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     async with s.engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             await conn.execute(table.delete())
+        for name in SLACK_OAUTH_TABLES:
+            await conn.exec_driver_sql(f"DELETE FROM {name}")
     try:
         yield s
     finally:

@@ -56,4 +56,19 @@ def test_http_and_socket_manifests_differ_only_in_transport() -> None:
     assert http["features"]["slash_commands"][0]["url"].endswith("/slack/events")
     assert "url" not in socket["features"]["slash_commands"][0]
     assert "request_url" not in socket["settings"]["interactivity"]
+    assert "request_url" not in socket["settings"]["event_subscriptions"]
     assert http["oauth_config"] == socket["oauth_config"]
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_manifest_scopes_and_events_match_the_code(name: str) -> None:
+    from bot.oauth import BOT_SCOPES
+
+    manifest = yaml.safe_load((ROOT / name).read_text())
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(BOT_SCOPES)
+    assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {
+        "app_home_opened",
+        "app_uninstalled",
+        "tokens_revoked",
+    }
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True

@@ -75,7 +75,7 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
 
 async def audit_refusal(deps: Deps, req: CancelRequest, reason: str) -> None:
     """Post a refusal to the audit channel, if there is one (best effort, after the ack)."""
-    channel = await deps.audit_channel(req.workspace_id)
+    channel = await deps.workspaces.audit_channel(req.workspace_id)
     if not channel:
         return
     client = await deps.slack_client(req.workspace_id)

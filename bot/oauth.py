@@ -1,0 +1,242 @@
+"""OAuth install (many workspaces): encrypted installation store and cached authorisation."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import Any
+
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.oauth.installation_store import Bot, Installation
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.crypto import SecretBox
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+
+# Exactly the manifest's bot scopes (tests/test_manifest.py keeps them equal).
+BOT_SCOPES = (
+    "commands",
+    "chat:write",
+    "chat:write.public",
+    "usergroups:read",
+    "users:read",
+    "channels:history",
+    "groups:history",
+)
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
+_INSTALLATION_SECRETS = (
+    "bot_token",
+    "bot_refresh_token",
+    "user_token",
+    "user_refresh_token",
+    "incoming_webhook_url",
+)
+_BOT_SECRETS = ("bot_token", "bot_refresh_token")
+
+
+def workspace_key(enterprise_id: str | None, team_id: str | None) -> str:
+    """The id a workspace's data is keyed by: its team, or the org for org-wide installs."""
+    return str(team_id or enterprise_id)
+
+
+class EncryptedInstallationStore(AsyncInstallationStore):
+    """slack_sdk's SQLAlchemy installation store with every token field encrypted at rest."""
+
+    def __init__(
+        self, inner: AsyncSQLAlchemyInstallationStore, box: SecretBox, store: Store
+    ) -> None:
+        self.inner = inner
+        self.box = box
+        self.store = store
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The inner store's logger."""
+        return self.inner.logger
+
+    def _seal(self, obj: Any, fields: tuple[str, ...]) -> Any:
+        sealed = copy.copy(obj)
+        for name in fields:
+            value = getattr(sealed, name, None)
+            if value:
+                setattr(sealed, name, self.box.encrypt(value))
+        return sealed
+
+    def _open(self, obj: Any, fields: tuple[str, ...]) -> Any:
+        if obj is None:
+            return None
+        for name in fields:
+            value = getattr(obj, name, None)
+            if value:
+                setattr(obj, name, self.box.decrypt(value))
+        return obj
+
+    async def async_save(self, installation: Installation) -> None:
+        """Save an installation (tokens encrypted) and mark the workspace installed."""
+        await self.inner.async_save(self._seal(installation, _INSTALLATION_SECRETS))
+        await self.store.ensure_workspace(
+            workspace_key(installation.enterprise_id, installation.team_id),
+            enterprise_id=installation.enterprise_id,
+            name=installation.team_name or installation.enterprise_name,
+            installed=True,
+        )
+
+    async def async_save_bot(self, bot: Bot) -> None:
+        """Save a bot installation with its tokens encrypted."""
+        await self.inner.async_save_bot(self._seal(bot, _BOT_SECRETS))
+
+    async def async_find_bot(
+        self,
+        *,
+        enterprise_id: str | None,
+        team_id: str | None,
+        is_enterprise_install: bool | None = False,
+    ) -> Bot | None:
+        """Find a bot installation and decrypt its tokens."""
+        bot = await self.inner.async_find_bot(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            is_enterprise_install=is_enterprise_install,
+        )
+        return self._open(bot, _BOT_SECRETS)  # type: ignore[no-any-return]
+
+    async def async_find_installation(
+        self,
+        *,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None = None,
+        is_enterprise_install: bool | None = False,
+    ) -> Installation | None:
+        """Find an installation and decrypt its tokens."""
+        installation = await self.inner.async_find_installation(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            user_id=user_id,
+            is_enterprise_install=is_enterprise_install,
+        )
+        return self._open(installation, _INSTALLATION_SECRETS)  # type: ignore[no-any-return]
+
+    async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
+        """Delete a workspace's bot installations."""
+        await self.inner.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
+
+    async def async_delete_installation(
+        self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None
+    ) -> None:
+        """Delete a workspace's installations (or one user's)."""
+        await self.inner.async_delete_installation(
+            enterprise_id=enterprise_id, team_id=team_id, user_id=user_id
+        )
+
+
+class CachedInstallationAuthorize:
+    """Bolt `authorize`: the workspace's bot installation, cached; no auth.test per request."""
+
+    def __init__(self, installations: EncryptedInstallationStore, *, ttl: float = 600.0) -> None:
+        self.installations = installations
+        self.ttl = ttl
+        self._cache: dict[tuple[str | None, str | None], tuple[AuthorizeResult, float]] = {}
+
+    async def __call__(
+        self, *, enterprise_id: str | None, team_id: str | None, context: Any
+    ) -> AuthorizeResult | None:
+        """Return the bot token and ids for the request's workspace."""
+        org_wide = bool(context.get("is_enterprise_install")) if context is not None else False
+        key = (enterprise_id, None if org_wide else team_id)
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached[1] < self.ttl:
+            return cached[0]
+        bot = await self.installations.async_find_bot(
+            enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=org_wide
+        )
+        if bot is None:
+            return None
+        result = AuthorizeResult(
+            enterprise_id=bot.enterprise_id,
+            team_id=bot.team_id,
+            bot_token=bot.bot_token,
+            bot_id=bot.bot_id,
+            bot_user_id=bot.bot_user_id,
+            bot_scopes=bot.bot_scopes,
+        )
+        self._cache[key] = (result, time.monotonic())
+        return result
+
+    def forget(self, enterprise_id: str | None, team_id: str | None) -> None:
+        """Drop cached authorisations of a workspace (uninstall, revocation)."""
+        for key in [
+            k for k in self._cache if k[1] == team_id or (team_id is None and k[0] == enterprise_id)
+        ]:
+            del self._cache[key]
+
+
+def build_installation_store(
+    *, client_id: str, store: Store, box: SecretBox
+) -> EncryptedInstallationStore:
+    """Return slack_sdk's SQLAlchemy installation store on our engine, wrapped for encryption."""
+    inner = AsyncSQLAlchemyInstallationStore(client_id=client_id, engine=store.engine)
+    return EncryptedInstallationStore(inner, box, store)
+
+
+def build_oauth_flow(
+    *,
+    client_id: str,
+    client_secret: str,
+    installations: EncryptedInstallationStore,
+    store: Store,
+    client: AsyncWebClient,
+) -> AsyncOAuthFlow:
+    """Return Bolt's OAuth flow with our stores, paths and Slack API URL."""
+    settings = AsyncOAuthSettings(
+        client_id=client_id,
+        client_secret=client_secret,
+        scopes=list(BOT_SCOPES),
+        user_scopes=[],
+        installation_store=installations,
+        installation_store_bot_only=True,
+        state_store=AsyncSQLAlchemyOAuthStateStore(expiration_seconds=600, engine=store.engine),
+        install_path=INSTALL_PATH,
+        redirect_uri_path=REDIRECT_PATH,
+        install_page_rendering_enabled=True,
+    )
+    return AsyncOAuthFlow(client=client, settings=settings)
+
+
+def add_oauth_routes(app: Any, flow: AsyncOAuthFlow) -> None:
+    """Serve GET /slack/install and GET /slack/oauth_redirect from Bolt's OAuth flow."""
+    from aiohttp import web
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
+    async def _bolt(request: web.Request, handler: Any) -> web.StreamResponse:
+        bolt_request = AsyncBoltRequest(
+            body="",
+            query=request.query_string,
+            headers={k.lower(): v for k, v in request.headers.items()},
+        )
+        response = await handler(bolt_request)
+        out = web.Response(status=response.status, body=response.body or "")
+        for name, values in response.headers.items():
+            if name.lower() == "content-length":
+                continue
+            for value in values:
+                out.headers.add(name, value)
+        return out
+
+    async def handle_install(request: web.Request) -> web.StreamResponse:
+        return await _bolt(request, flow.handle_installation)
+
+    async def handle_redirect(request: web.Request) -> web.StreamResponse:
+        return await _bolt(request, flow.handle_callback)
+
+    app.router.add_get(INSTALL_PATH, handle_install)
+    app.router.add_get(REDIRECT_PATH, handle_redirect)
