@@ -19,12 +19,12 @@ from bot.cancellation import (
     headline,
     modelslab_said,
 )
-from bot.config import Purpose, Settings, load_settings, read_environment
+from bot.config import Mode, Purpose, Settings, load_settings, read_environment
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.logs import setup_logging
 from bot.modelslab import ModelsLabClient, OutcomeKind
 from bot.store import Cancellation, Store
-from bot.workspaces import single_workspace_id
+from bot.workspaces import TEAM_ID_META, single_workspace_id
 
 logger = logging.getLogger("bot")
 
@@ -63,6 +63,29 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("training_id")
     cancel.add_argument("--team", help="workspace id (T…); default: the bot's workspace")
     cancel.add_argument("--dry-run", action="store_true", help="do everything but call ModelsLab")
+    set_key = sub.add_parser(
+        "set-key", help="store a workspace's ModelsLab key, read from stdin (never argv)"
+    )
+    set_key.add_argument(
+        "--team", help="workspace id (T…); default: the bot's workspace (single mode)"
+    )
+    set_key.add_argument(
+        "--no-check", action="store_true", help="store without asking ModelsLab first"
+    )
+    for name, verb in (("allow", "add to"), ("deny", "remove from")):
+        p = sub.add_parser(
+            name, help=f"{verb} a workspace's cancel allow-list (user U…/W… or group S… ids)"
+        )
+        p.add_argument("entries", nargs="+", metavar="ID")
+        p.add_argument(
+            "--team", help="workspace id (T…); default: the bot's workspace (single mode)"
+        )
+    sub.add_parser(
+        "workspaces", help="list workspaces: installed, key set, allow-list size (never a key)"
+    )
+    sub.add_parser(
+        "rotate-keys", help="re-encrypt every stored secret with the newest BOT_ENCRYPTION_KEY"
+    )
     return parser
 
 
@@ -80,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": cmd_run,
         "socket": cmd_run,
         "check": cmd_check,
+        "set-key": cmd_set_key,
+        "allow": cmd_allow,
+        "deny": cmd_allow,
+        "workspaces": cmd_workspaces,
+        "rotate-keys": cmd_rotate_keys,
     }
     try:
         return asyncio.run(handlers[command](args))
@@ -367,6 +395,147 @@ async def cmd_check(args: argparse.Namespace) -> int:
     from bot.check import run_check
 
     return await run_check(offline=args.offline)
+
+
+async def _admin_context(args: argparse.Namespace) -> tuple[Settings, Store, str | None]:
+    settings = _settings(Purpose.ADMIN)
+    store = await open_store(settings)
+    team = getattr(args, "team", None)
+    if team is None and settings.mode is Mode.SINGLE:
+        team = await store.get_meta(TEAM_ID_META)
+    return settings, store, team
+
+
+async def cmd_set_key(args: argparse.Namespace) -> int:
+    """Read a ModelsLab key from stdin, check it, and store it encrypted for one workspace."""
+    from bot.crypto import SecretBox
+    from bot.errors import InvalidKey, SecretStorageDisabled
+    from bot.workspaces import Workspaces
+
+    try:
+        settings, store, team = await _admin_context(args)
+    except StoreUnavailable as exc:
+        print(f"Cannot store the key: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        if team is None:
+            print("Pass --team T… (the workspace id).", file=sys.stderr)
+            return EXIT_USAGE
+        if sys.stdin.isatty():
+            key = getpass.getpass("ModelsLab API key (input hidden): ")
+        else:
+            key = sys.stdin.readline()
+        async with ModelsLabClient(
+            base_url=settings.modelslab_api_url, v6_url=settings.modelslab_v6_url
+        ) as client:
+            workspaces = Workspaces(
+                store=store,
+                box=SecretBox(settings.encryption_keys),
+                settings=settings,
+                modelslab=None if args.no_check else client,
+            )
+            hint = await workspaces.set_key(team, key, by=f"cli:{getpass.getuser()}")
+    except SecretStorageDisabled as exc:
+        print(f"Not stored: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidKey as exc:
+        print(f"Not stored: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await store.close()
+    print(f"Stored the ModelsLab key for workspace {team} (ends …{hint}).")
+    return EXIT_OK
+
+
+async def cmd_allow(args: argparse.Namespace) -> int:
+    """Add or remove allow-list entries of one workspace."""
+    from bot.config import is_allow_entry
+
+    bad = [e for e in args.entries if not is_allow_entry(e)]
+    if bad:
+        print(f"Not a Slack user (U…/W…) or user-group (S…) id: {', '.join(bad)}.", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings, store, team = await _admin_context(args)
+    except StoreUnavailable as exc:
+        print(f"Cannot change the allow-list: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        if team is None:
+            print("Pass --team T… (the workspace id).", file=sys.stderr)
+            return EXIT_USAGE
+        from bot.crypto import SecretBox
+        from bot.workspaces import Workspaces
+
+        workspaces = Workspaces(
+            store=store, box=SecretBox(settings.encryption_keys), settings=settings
+        )
+        by = f"cli:{getpass.getuser()}"
+        if args.command == "allow":
+            changed = await workspaces.allow(team, args.entries, by=by)
+            verb = "Allowed"
+        else:
+            changed = await workspaces.deny(team, args.entries, by=by)
+            verb = "Removed"
+        entries = (
+            await workspaces.entries(team)
+            if settings.mode is Mode.SINGLE
+            else await store.allow_list(team)
+        )
+    finally:
+        await store.close()
+    print(
+        f"{verb} {', '.join(changed) or 'nothing new'} in workspace {team}; the list now has {len(entries or ())} entries."
+    )
+    return EXIT_OK
+
+
+async def cmd_workspaces(args: argparse.Namespace) -> int:
+    """List workspaces: installed, key set or not, allow-list size — never a key."""
+    try:
+        _, store, _ = await _admin_context(args)
+    except StoreUnavailable as exc:
+        print(f"Cannot list workspaces: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        rows = await store.list_workspaces()
+    finally:
+        await store.close()
+    if not rows:
+        print("No workspaces yet.")
+        return EXIT_OK
+    print(f"{'workspace':<14} {'name':<24} {'installed':<10} {'key':<10} allowed")
+    for ws, allowed in rows:
+        key = f"…{ws.key_hint}" if ws.key_ciphertext else "not set"
+        print(
+            f"{ws.workspace_id:<14} {(ws.name or '-')[:24]:<24} {('yes' if ws.installed else 'no'):<10} {key:<10} {allowed}"
+        )
+    return EXIT_OK
+
+
+async def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    """Re-encrypt stored secrets with the newest BOT_ENCRYPTION_KEY (old keys may then be removed)."""
+    from bot.crypto import SecretBox
+
+    settings = _settings(Purpose.ADMIN)
+    box = SecretBox(settings.encryption_keys)
+    if not box.enabled:
+        print("BOT_ENCRYPTION_KEY is not set: there is nothing to rotate.", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"Cannot rotate: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        count = await store.rotate_ciphertexts(box.rotate)
+    except BotError as exc:
+        print(f"Cannot rotate: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await store.close()
+    print(f"Re-encrypted {count} stored secrets with the newest key.")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

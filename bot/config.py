@@ -25,6 +25,11 @@ _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def is_allow_entry(value: str) -> bool:
+    """True for a Slack user id (U…/W…) or user-group id (S…)."""
+    return bool(_USER_ID.fullmatch(value) or _GROUP_ID.fullmatch(value))
+
+
 class Mode(str, enum.Enum):
     """How the bot knows its workspaces."""
 
@@ -215,7 +220,7 @@ def load_settings(purpose: Purpose, env: Mapping[str, str] | None = None) -> Set
         )
 
     allowed = _split_list(get("CANCEL_ALLOWED_USERS"))
-    bad_allowed = [a for a in allowed if not (_USER_ID.fullmatch(a) or _GROUP_ID.fullmatch(a))]
+    bad_allowed = [a for a in allowed if not is_allow_entry(a)]
     if bad_allowed:
         problems.append(
             "CANCEL_ALLOWED_USERS takes Slack user IDs (U…/W…) and user-group IDs (S…), comma-separated; "

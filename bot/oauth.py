@@ -147,8 +147,16 @@ class CachedInstallationAuthorize:
         self.ttl = ttl
         self._cache: dict[tuple[str | None, str | None], tuple[AuthorizeResult, float]] = {}
 
-    async def __call__(
-        self, *, enterprise_id: str | None, team_id: str | None, context: Any
+        # Bolt passes arguments by the callable's parameter names, so hand it a plain function.
+        async def authorize(
+            enterprise_id: str | None, team_id: str | None, context: Any
+        ) -> AuthorizeResult | None:
+            return await self.lookup(enterprise_id, team_id, context)
+
+        self.authorize = authorize
+
+    async def lookup(
+        self, enterprise_id: str | None, team_id: str | None, context: Any
     ) -> AuthorizeResult | None:
         """Return the bot token and ids for the request's workspace."""
         org_wide = bool(context.get("is_enterprise_install")) if context is not None else False

@@ -175,33 +175,39 @@ async def import_environment(settings: Settings, store: Store, workspaces: Works
 async def build_runtime(settings: Settings, store: Store) -> Runtime:
     """Wire the bot together for the configured mode."""
     clients = SlackClients(base_url=settings.slack_api_url)
+    try:
+        return await _build_runtime(settings, store, clients)
+    except BaseException:
+        await clients.close()
+        raise
+
+
+async def _build_runtime(settings: Settings, store: Store, clients: SlackClients) -> Runtime:
     box = SecretBox(settings.encryption_keys)
     installations: EncryptedInstallationStore | None = None
     oauth_flow = None
     authorize: Any
+    cached_authorize: CachedInstallationAuthorize | None = None
     single_id: str | None = None
-    try:
-        if settings.mode is Mode.SINGLE:
-            identity = await identify_workspace(settings, store, clients)
-            single_id = str(identity.team_id)
-            authorize = single_workspace_authorize(identity)
-        else:
-            assert settings.slack_client_id is not None
-            assert settings.slack_client_secret is not None
-            installations = build_installation_store(
-                client_id=settings.slack_client_id, store=store, box=box
-            )
-            authorize = CachedInstallationAuthorize(installations)
-            oauth_flow = build_oauth_flow(
-                client_id=settings.slack_client_id,
-                client_secret=settings.slack_client_secret,
-                installations=installations,
-                store=store,
-                client=clients.fast_for(None),
-            )
-    except BaseException:
-        await clients.close()
-        raise
+    if settings.mode is Mode.SINGLE:
+        identity = await identify_workspace(settings, store, clients)
+        single_id = str(identity.team_id)
+        authorize = single_workspace_authorize(identity)
+    else:
+        assert settings.slack_client_id is not None
+        assert settings.slack_client_secret is not None
+        installations = build_installation_store(
+            client_id=settings.slack_client_id, store=store, box=box
+        )
+        cached_authorize = CachedInstallationAuthorize(installations)
+        authorize = cached_authorize.authorize
+        oauth_flow = build_oauth_flow(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret,
+            installations=installations,
+            store=store,
+            client=clients.fast_for(None),
+        )
     tokens = TokenDirectory(
         settings=settings, store=store, workspace_id=single_id, installations=installations
     )
@@ -252,7 +258,8 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
                 enterprise_id=enterprise_id, team_id=team_id
             )
             await installations.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
-            authorize.forget(enterprise_id, team_id)
+        if cached_authorize is not None:
+            cached_authorize.forget(enterprise_id, team_id)
         tokens.forget(workspace_id)
         await store.forget_workspace(workspace_id)
         logger.info(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, commands, events
+from bot.listeners import actions, commands, events, views
 
 
 def register(app: AsyncApp) -> None:
@@ -12,3 +12,4 @@ def register(app: AsyncApp) -> None:
     commands.register(app)
     actions.register(app)
     events.register(app)
+    views.register(app)

@@ -1,14 +1,28 @@
-"""Button listeners."""
+"""Button and picker listeners."""
 
 from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from bot import home
 from bot.blocks import CANCEL_ACTION, RETRY_ACTION
 from bot.listeners.actions.cancel_button import handle_cancel_button
+from bot.listeners.actions.settings import (
+    handle_channel_pick,
+    handle_edit_allow,
+    handle_remove_key,
+    handle_rotate_webhook,
+    handle_set_key,
+)
 
 
 def register(app: AsyncApp) -> None:
-    """Register the Cancel and Retry buttons."""
+    """Register the Cancel and Retry buttons and the Home tab's admin controls."""
     app.action(CANCEL_ACTION)(handle_cancel_button)
     app.action(RETRY_ACTION)(handle_cancel_button)
+    app.action(home.SET_KEY)(handle_set_key)
+    app.action(home.REMOVE_KEY)(handle_remove_key)
+    app.action(home.EDIT_ALLOW)(handle_edit_allow)
+    app.action(home.ROTATE_WEBHOOK)(handle_rotate_webhook)
+    app.action(home.AUDIT_CHANNEL)(handle_channel_pick)
+    app.action(home.NOTIFY_CHANNEL)(handle_channel_pick)

@@ -1,0 +1,19 @@
+"""Modal submissions and the options they load."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot import home
+from bot.listeners.views.admin_modals import (
+    handle_allow_submit,
+    handle_group_options,
+    handle_key_submit,
+)
+
+
+def register(app: AsyncApp) -> None:
+    """Register the admin modals."""
+    app.view(home.KEY_MODAL)(handle_key_submit)
+    app.view(home.ALLOW_MODAL)(handle_allow_submit)
+    app.options(home.GROUPS_INPUT)(handle_group_options)
