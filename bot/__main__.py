@@ -120,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _sentence(exc: BaseException) -> str:
+    """An error as one sentence ending in a full stop."""
+    return str(exc).rstrip(".") + "."
+
+
 def _settings(purpose: Purpose, *, dry_run: bool = False, log_level: str = "WARNING") -> Settings:
     settings = load_settings(purpose)
     setup_logging(
@@ -269,8 +274,10 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"Cannot cancel: {exc}.", file=sys.stderr)
         return EXIT_FAILED
+    except ConfigError:
+        raise
     except BotError as exc:
-        print(f"Cannot cancel: {exc}.", file=sys.stderr)
+        print(f"Cannot cancel: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         if slack is not None and slack.session is not None:
@@ -296,8 +303,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
             await server.socket(settings, store, host="0.0.0.0", port=port)  # noqa: S104 - health routes for the platform
         else:
             await server.serve(settings, store, host=args.host, port=port or 3000)
+    except ConfigError:
+        raise
     except BotError as exc:
-        print(f"Cannot start: {exc}.", file=sys.stderr)
+        print(f"Cannot start: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
         print(f"Cannot start: {exc.strerror or exc}.", file=sys.stderr)
@@ -378,8 +387,10 @@ async def cmd_notify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    except ConfigError:
+        raise
     except BotError as exc:
-        print(f"Cannot notify: {exc}.", file=sys.stderr)
+        print(f"Cannot notify: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await clients.close()
@@ -529,8 +540,10 @@ async def cmd_rotate_keys(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         count = await store.rotate_ciphertexts(box.rotate)
+    except ConfigError:
+        raise
     except BotError as exc:
-        print(f"Cannot rotate: {exc}.", file=sys.stderr)
+        print(f"Cannot rotate: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await store.close()

@@ -205,6 +205,12 @@ class CancellationService:
             except StoreUnavailable as exc:
                 # The lease expires and the row is retried; nothing is lost.
                 logger.warning("cancellation %s: %s", row.id, exc)
+            except asyncio.CancelledError:
+                # Shutting down mid-call: hand the row back now rather than when the lease expires.
+                # It stays in "calling", so whoever takes it knows the call may have reached ModelsLab.
+                with contextlib.suppress(StoreUnavailable):
+                    await asyncio.shield(self.store.release(row.id, self.worker_id))
+                raise
 
     async def process(self, row: Cancellation) -> Cancellation | None:
         """Call ModelsLab for one leased cancellation and record the outcome."""

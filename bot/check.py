@@ -75,6 +75,26 @@ async def _slack(settings: Settings) -> Item:
     )
 
 
+async def _app_token(settings: Settings) -> Item | None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    if not settings.slack_app_token:
+        return None
+    client = AsyncWebClient(base_url=settings.slack_api_url, timeout=10)
+    try:
+        await client.apps_connections_open(app_token=str(settings.slack_app_token))
+    except SlackApiError as exc:
+        return Item(
+            False,
+            f"SLACK_APP_TOKEN was refused by Slack ({exc.response.get('error')}): create an app-level token with connections:write.",
+        )
+    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        return Item(
+            False, f"Slack could not be reached to check SLACK_APP_TOKEN ({type(exc).__name__})."
+        )
+    return Item(True, "Socket Mode app token works (apps.connections.open)")
+
+
 async def _modelslab(settings: Settings) -> Item:
     if not settings.modelslab_api_key:
         return Item(
@@ -118,6 +138,9 @@ async def checklist(*, offline: bool, env: Mapping[str, str] | None = None) -> l
     items += await _database(settings)
     if not offline:
         items.append(await _slack(settings))
+        app_token = await _app_token(settings)
+        if app_token is not None:
+            items.append(app_token)
         items.append(await _modelslab(settings))
     return items
 

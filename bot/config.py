@@ -18,6 +18,31 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MODELSLAB_API_URL = "https://modelslab.com/api/v3"
 DEFAULT_SQLITE_FILE = "cancel-training.db"
 
+# Every variable the bot reads; .env.example, README.md, app.json and `check` know each one.
+ENV_VARS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_CLIENT_ID",
+    "SLACK_CLIENT_SECRET",
+    "SLACK_API_URL",
+    "MODELSLAB_API_KEY",
+    "MODELSLAB_API_URL",
+    "MODELSLAB_V6_URL",
+    "CANCEL_ALLOWED_USERS",
+    "CANCEL_DRY_RUN",
+    "DATABASE_URL",
+    "BOT_ENCRYPTION_KEY",
+    "BOT_ADMINS",
+    "AUDIT_CHANNEL",
+    "NOTIFY_CHANNEL",
+    "MODELSLAB_WEBHOOK_TOKEN",
+    "METRICS_TOKEN",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "PORT",
+)
+
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 _GROUP_ID = re.compile(r"S[A-Z0-9]{2,}")
 _TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,}")

@@ -16,6 +16,7 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import TracebackType
@@ -288,6 +289,7 @@ class ModelsLabClient:
         budget: float = 30.0,
         max_attempts: int = 3,
         backoff: float = 0.5,
+        observer: Callable[[str, str, float], None] | None = None,
     ) -> None:
         """Configure the client; raise ConfigError when the v6 URL cannot be derived."""
         base = base_url.strip().rstrip("/")
@@ -312,6 +314,8 @@ class ModelsLabClient:
         self._budget = budget
         self._max_attempts = max_attempts
         self._backoff = backoff
+        # Told (endpoint, result, seconds) after every HTTP call: metrics, without coupling.
+        self._observer = observer
         self._owns_http = http is None
         self._http = (
             http
@@ -599,16 +603,22 @@ class ModelsLabClient:
                 body=b"".join(chunks)[:MAX_BODY_BYTES],
             )
 
-    @staticmethod
-    def _log(path: str, result: str, started: float, training_id: str | None) -> None:
+    def _log(self, path: str, result: str, started: float, training_id: str | None) -> None:
         # Path and id only: the key is in the body, which is never logged.
+        elapsed = time.monotonic() - started
         logger.debug(
             "ModelsLab POST %s -> %s in %.0f ms (training %s)",
             path,
             result,
-            (time.monotonic() - started) * 1000,
+            elapsed * 1000,
             training_id or "-",
         )
+        if self._observer is not None:
+            # The endpoint without the training id keeps metric labels bounded.
+            endpoint = (
+                path.rsplit("/", 1)[0] if training_id and path.endswith(training_id) else path
+            )
+            self._observer(endpoint.strip("/"), result, elapsed)
 
 
 def _interpret(answer: _Answer, api: str) -> _Verdict:

@@ -359,6 +359,27 @@ async def serve(settings: Settings, store: Store, *, host: str, port: int) -> No
         await runtime.close()
 
 
+async def verify_app_token(settings: Settings, clients: SlackClients) -> None:
+    """Ask Slack for a Socket Mode URL once, so a bad app token is a clear error, not a retry loop."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    client = AsyncWebClient(base_url=settings.slack_api_url, session=clients.session, timeout=10)
+    try:
+        await client.apps_connections_open(app_token=str(settings.slack_app_token))
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        raise ConfigError(
+            [
+                f"SLACK_APP_TOKEN was refused by Slack ({error}): create an app-level token with "
+                "connections:write (Basic Information > App-Level Tokens)."
+            ]
+        ) from exc
+    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        raise BotError(
+            f"Slack could not be reached to open Socket Mode ({type(exc).__name__})"
+        ) from exc
+
+
 async def socket(settings: Settings, store: Store, *, host: str, port: int | None) -> None:
     """Run Socket Mode (and the HTTP routes when a port is given) until SIGTERM/SIGINT."""
     from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -368,16 +389,24 @@ async def socket(settings: Settings, store: Store, *, host: str, port: int | Non
     runner: web.AppRunner | None = None
     handler = AsyncSocketModeHandler(runtime.bolt_app, app_token=settings.slack_app_token)
     try:
+        await verify_app_token(settings, runtime.clients)
         if port is not None:
             runner = await _start_site(runtime, host, port)
         runtime.start_workers()
-        await handler.connect_async()  # type: ignore[no-untyped-call]
-        routes = f" and HTTP on {host}:{port}" if port is not None else ""
-        announce(settings, runtime, f"Socket Mode{routes}")
-        await stop.wait()
+        # Connecting retries on its own; SIGTERM must still be honoured while it does.
+        connect = asyncio.ensure_future(handler.connect_async())  # type: ignore[no-untyped-call]
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({connect, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if connect.done():
+            connect.result()
+            routes = f" and HTTP on {host}:{port}" if port is not None else ""
+            announce(settings, runtime, f"Socket Mode{routes}")
+            await stopping
+        else:
+            connect.cancel()
         logger.info("shutting down Socket Mode")
         await handler.close_async()  # type: ignore[no-untyped-call]
+    finally:
         if runner is not None:
             await runner.cleanup()
-    finally:
         await runtime.close()

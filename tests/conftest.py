@@ -55,7 +55,7 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         for table in reversed(metadata.sorted_tables):
             await conn.execute(table.delete())
         for name in SLACK_OAUTH_TABLES:
-            await conn.exec_driver_sql(f"DELETE FROM {name}")
+            await conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - constant table names
     try:
         yield s
     finally:

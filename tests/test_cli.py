@@ -144,15 +144,30 @@ async def test_help_lists_the_commands(cli_env) -> None:
         assert command in run.out
 
 
-async def test_terminal_cancel_is_reported_in_the_thread_and_audit_channel(cli_env, modelslab, store: Store) -> None:
+async def test_terminal_cancel_is_reported_in_the_thread_and_audit_channel(
+    cli_env, modelslab, store: Store
+) -> None:
     from tests.fakes.slack import FakeSlack
 
     async with FakeSlack() as slack:
-        note = slack.add_message("C0TRAIN01", "Training F5jvdzGnYi is running", user=slack.bot_user_id, bot_id=slack.bot_id)
-        await store.save_notification(
-            workspace_id=slack.team_id, training_id="F5jvdzGnYi", channel_id="C0TRAIN01", message_ts=note.ts
+        note = slack.add_message(
+            "C0TRAIN01",
+            "Training F5jvdzGnYi is running",
+            user=slack.bot_user_id,
+            bot_id=slack.bot_id,
         )
-        env = {**cli_env, "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_API_URL": slack.base_url, "AUDIT_CHANNEL": "C0AUDIT01"}
+        await store.save_notification(
+            workspace_id=slack.team_id,
+            training_id="F5jvdzGnYi",
+            channel_id="C0TRAIN01",
+            message_ts=note.ts,
+        )
+        env = {
+            **cli_env,
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_API_URL": slack.base_url,
+            "AUDIT_CHANNEL": "C0AUDIT01",
+        }
         run = await run_cli(env, "cancel", "F5jvdzGnYi")
         assert run.code == 0, run
         posts = slack.calls_to("chat.postMessage")
