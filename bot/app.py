@@ -9,7 +9,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -47,7 +46,7 @@ def create_app(
 
 
 async def handle_listener_error(
-    error: Exception, body: dict[str, Any], respond: Any, request: AsyncBoltRequest
+    error: Exception, body: dict[str, Any], respond: Any, response: BoltResponse | None
 ) -> BoltResponse | None:
     """The listener boundary: log the traceback, tell the user briefly, answer Slack 200."""
     logger.error("listener failed", exc_info=error)
@@ -61,7 +60,8 @@ async def handle_listener_error(
             )
         except Exception:  # noqa: BLE001 - the boundary must not raise while reporting an error
             logger.warning("could not tell the user about the error")
-    return BoltResponse(status=200, body="")
+    # After the ack (listeners run after it here) the answer is already gone: return nothing.
+    return BoltResponse(status=200, body="") if response is not None else None
 
 
 def single_workspace_authorize(result: AuthorizeResult) -> Authorize:

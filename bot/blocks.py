@@ -18,6 +18,7 @@ from slack_sdk.models.blocks import (
 
 from bot.access import Decision
 from bot.cancellation import headline, modelslab_said
+from bot.stages import READY, normalise
 from bot.store import Cancellation, Notification
 
 CANCEL_ACTION = "cancel_training"
@@ -154,24 +155,66 @@ def _state_line(latest: Cancellation) -> tuple[str, bool]:
     )
 
 
+def _stage_line(note: Notification) -> str | None:
+    stage = normalise(note.stage)
+    if stage is None:
+        return None
+    line = f"Stage: *{stage.words}*"
+    if note.eta and not stage.final:
+        line += f" · ETA {note.eta}"
+    if note.started_at:
+        line += f" · started {slack_date(note.started_at)}"
+    return line
+
+
 def build_notification(note: Notification, latest: Cancellation | None) -> Message:
-    """Render a training notification from its stage and latest cancellation."""
+    """Render a training notification from its stage and latest cancellation (the one renderer)."""
     title = f" — {note.title}" if note.title else ""
     lines = [f"*Training `{note.training_id}`*{title}"]
     if note.owner_id:
         lines.append(f"Owner: <@{note.owner_id}>")
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)))]
-    if note.stage:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"Stage: {note.stage}")]))
-    button: ButtonElement | None = _cancel_button(note.training_id)
-    if latest is not None:
+    stage_line = _stage_line(note)
+    if stage_line:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=stage_line)]))
+    button: ButtonElement | None = None if note.finished else _cancel_button(note.training_id)
+    status = "running"
+    # A cancellation through the bot shows whatever stage a late webhook reports.
+    if latest is not None and (
+        latest.state != "cancelled" or not latest.dry_run or not note.finished
+    ):
         line, retry = _state_line(latest)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
-        button = _cancel_button(note.training_id, retry=True) if retry else None
+        button = (
+            _cancel_button(note.training_id, retry=True) if retry and not note.finished else None
+        )
+        status = headline(latest)
+    if note.finished and (
+        latest is None or latest.state not in ("cancelled", "requested", "calling")
+    ):
+        ready = note.stage == READY
+        text = (
+            ":white_check_mark: *Finished*: the model is ready."
+            if ready
+            else ":x: *The training failed.*"
+        )
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=text)))
+        status = "ready" if ready else "failed"
     if button is not None:
         blocks.append(ActionsBlock(block_id=ACTIONS_BLOCK, elements=[button]))
-    status = headline(latest) if latest is not None else "running"
     return _message(f"Training {note.training_id}{title}: {status}", blocks)
+
+
+def build_finished_reply(note: Notification) -> Message:
+    """The thread reply when a training finishes on its own."""
+    ready = note.stage == READY
+    owner = f" <@{note.owner_id}>" if note.owner_id else ""
+    text = (
+        f":white_check_mark: Training `{note.training_id}` finished: the model is ready.{owner}"
+        if ready
+        else f":x: Training `{note.training_id}` failed.{owner}"
+    )
+    return _message(text, [SectionBlock(text=MarkdownTextObject(text=text))])
 
 
 def build_announcement(row: Cancellation) -> Message:

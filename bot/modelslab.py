@@ -85,6 +85,18 @@ class CancelOutcome:
 
 
 @dataclass(frozen=True)
+class TrainingStatus:
+    """Where a training stands according to ModelsLab's status call."""
+
+    state: str | None  # e.g. "training_started", "model_ready", v6 "training_completed"
+    details: str | None  # free text, e.g. "ETA : 12 minutes"
+    reason: str  # why there is no state ("" when there is one)
+    definitive: bool  # False: ModelsLab could not be asked; try again later
+    retry_after: float | None = None
+    api: str = "v3"
+
+
+@dataclass(frozen=True)
 class KeyCheck:
     """Whether ModelsLab accepted a key; ``definitive`` is False when it could not be asked."""
 
@@ -507,6 +519,53 @@ class ModelsLabClient:
                 exc.problem, exc.reached, timed_out=exc.timed_out, immediate=not exc.reached
             )
         return _interpret(answer, api)
+
+    # --- status --------------------------------------------------------------------------
+
+    async def status(self, training_id: str, key: str) -> TrainingStatus:
+        """Ask where a training stands (one attempt: callers poll again later)."""
+        training_id = validate_training_id(training_id)
+        v6 = is_v6_id(training_id)
+        url = (
+            f"{self._v6}/trainer/status/{training_id}"
+            if v6
+            else f"{self._base}/fine_tune_status/{training_id}"
+        )
+        try:
+            answer = await self._post(
+                url, {"key": key}, self._attempt_timeout, training_id=training_id
+            )
+        except _AttemptFailed as exc:
+            return TrainingStatus(None, None, _clean(exc.problem, key), definitive=False)
+        data = _load_json(answer.body)
+        envelope = _envelope(data)
+        if answer.status == 429:
+            retry = _retry_after_header(answer.retry_after_header) or (
+                envelope.retry_after if envelope else None
+            )
+            return TrainingStatus(
+                None, None, "rate-limited", definitive=False, retry_after=retry or 60.0
+            )
+        if envelope is None or answer.status >= 500:
+            return TrainingStatus(
+                None, None, f"HTTP {answer.status} with {_describe_body(answer)}", definitive=False
+            )
+        if envelope.status in _ERROR_STATUSES:
+            return TrainingStatus(
+                None, None, _clean(envelope.message or "error", key), definitive=True
+            )
+        state = envelope.message
+        if isinstance(data, dict):
+            for field in ("training_status", "state"):
+                if isinstance(data.get(field), str):
+                    state = data[field]
+            inner = data.get("data")
+            if isinstance(inner, dict) and isinstance(inner.get("status"), str):
+                state = inner["status"]
+        details = _flatten(data.get("data")) if isinstance(data, dict) else ""
+        return TrainingStatus(
+            state.strip() or None, details or None, "", definitive=True, api="v6" if v6 else "v3"
+        )
 
     # --- key check -----------------------------------------------------------------------
 

@@ -18,10 +18,11 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.blocks import build_announcement, build_notification, build_outcome
+from bot.blocks import build_announcement, build_outcome
 from bot.cancellation import new_worker_id
 from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
+from bot.renderer import NotificationRenderer, SlackUnavailable
 from bot.store import Cancellation, Store
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Reporter:
         secret_box: SecretBox,
         audit_channel: ChannelLookup,
         session: Any = None,
+        renderer: NotificationRenderer | None = None,
         lease_seconds: float = 60.0,
         poll_interval: float = 5.0,
         concurrency: int = 8,
@@ -79,6 +81,7 @@ class Reporter:
         self.secret_box = secret_box
         self.audit_channel = audit_channel
         self.session = session
+        self.renderer = renderer or NotificationRenderer(store=store)
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.owner = new_worker_id()
@@ -87,7 +90,6 @@ class Reporter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._message_locks: dict[tuple[str, str], asyncio.Lock] = {}
         # Without BOT_ENCRYPTION_KEY response_urls are never written to the database.
         self._response_urls: dict[int, str] = {}
 
@@ -234,7 +236,7 @@ class Reporter:
             return
         note = await self.store.get_notification(row.workspace_id, row.training_id)
         if note is not None:
-            await self._render_notification(client, row, note.channel_id, note.message_ts)
+            await self._render_notification(client, row)
             thread: tuple[str, str] | None = (note.channel_id, note.message_ts)
             owner_id = note.owner_id
         else:
@@ -264,29 +266,11 @@ class Reporter:
             row.id, self.owner, seen_state=row.state, report_state="delivered"
         )
 
-    async def _render_notification(
-        self, client: Any, row: Cancellation, channel: str, ts: str
-    ) -> None:
-        lock = self._message_locks.setdefault((channel, ts), asyncio.Lock())
-        async with lock:
-            # Render from the store, not from this row: the newest state always wins.
-            note = await self.store.get_notification(row.workspace_id, row.training_id)
-            latest = await self.store.latest_cancellation(row.workspace_id, row.training_id)
-            if note is None:
-                return
-            key = f"{latest.id}:{latest.state}:{latest.outcome}" if latest else "none"
-            if row.rendered == key:
-                return
-            try:
-                await client.chat_update(channel=channel, ts=ts, **build_notification(note, latest))
-            except SlackApiError as exc:
-                self._raise_if_transient(exc)
-                logger.warning(
-                    "notification %s/%s not updated: %s", channel, ts, exc.response.get("error")
-                )
-            except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-                raise _Transient(f"chat.update: {type(exc).__name__}") from exc
-            await self.store.update_report(row.id, self.owner, rendered=key)
+    async def _render_notification(self, client: Any, row: Cancellation) -> None:
+        try:
+            await self.renderer.render(client, row.workspace_id, row.training_id)
+        except SlackUnavailable as exc:
+            raise _Transient(str(exc)) from exc
 
     async def _own_thread(self, client: Any, row: Cancellation) -> tuple[str, str] | None:
         if row.report_thread_ts and row.report_channel:

@@ -27,7 +27,7 @@ ACTIVE_STATES = ("requested", "calling", "cancelled")
 ACTIVE_WHERE = "state IN ('requested', 'calling', 'cancelled')"
 FINAL_STATES = ("cancelled", "rejected", "failed")
 # Training stages after which there is nothing left to cancel.
-FINISHED_STAGES = ("model_ready", "trained_model_uploaded", "failed", "training_failed")
+FINISHED_STAGES = ("model_ready", "failed")
 # Any constant works; it only has to be the same in every instance.
 _MIGRATION_LOCK_ID = 0x63616E63
 
@@ -94,12 +94,43 @@ notifications = sa.Table(
     sa.Column("workspace_id", sa.String(32), primary_key=True),
     sa.Column("training_id", sa.String(64), primary_key=True),
     sa.Column("channel_id", sa.String(32), nullable=False),
-    sa.Column("message_ts", sa.String(32), nullable=False),
+    sa.Column("message_ts", sa.String(32)),  # NULL while being posted
     sa.Column("owner_id", sa.String(32)),
     sa.Column("title", sa.Text),
     sa.Column("stage", sa.String(48)),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("stage_rank", sa.Integer, nullable=False, default=0),
+    sa.Column("eta", sa.String(32)),
+    sa.Column("started_at", sa.Double),
+    sa.Column("finished_at", sa.Double),
+    sa.Column("final_reported", sa.Boolean, nullable=False, default=False),
+    sa.Column("watching", sa.Boolean, nullable=False, default=False),
+    sa.Column("poll_next_at", sa.Double),
+    sa.Column("poll_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("rendered", sa.String(96)),
+    sa.Index("ix_notifications_polls", "watching", "poll_next_at"),
+)
+
+training_events = sa.Table(
+    "training_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("training_id", sa.String(64), nullable=False),
+    sa.Column("stage", sa.String(48)),
+    sa.Column("logs", sa.Text),
+    sa.Column("channel_id", sa.String(32)),
+    sa.Column("title", sa.Text),
+    sa.Column("owner_id", sa.String(32)),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Column("done", sa.Boolean, nullable=False, default=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Double, nullable=False),
+    sa.Column("lease_owner", sa.String(80)),
+    sa.Column("lease_expires_at", sa.Double),
+    sa.Index("ix_training_events_due", "done", "next_attempt_at"),
 )
 
 bot_meta = sa.Table(
@@ -227,11 +258,25 @@ class Notification:
     workspace_id: str
     training_id: str
     channel_id: str
-    message_ts: str
+    message_ts: str  # "" while the message is being posted
     owner_id: str | None
     title: str | None
     stage: str | None
     created_at: float
+    stage_rank: int = 0
+    eta: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    final_reported: bool = False
+    watching: bool = False
+    poll_next_at: float | None = None
+    poll_failures: int = 0
+    rendered: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the training is ready or failed: nothing left to cancel."""
+        return self.stage in FINISHED_STAGES
 
 
 def _cancellation(row: Mapping[str, Any] | sa.Row[Any]) -> Cancellation:
@@ -241,7 +286,26 @@ def _cancellation(row: Mapping[str, Any] | sa.Row[Any]) -> Cancellation:
 
 def _notification(row: sa.Row[Any]) -> Notification:
     m = row._mapping
-    return Notification(**{k: m[k] for k in Notification.__dataclass_fields__})
+    values = {k: m[k] for k in Notification.__dataclass_fields__}
+    values["message_ts"] = values["message_ts"] or ""
+    return Notification(**values)
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    """A stage reported by a webhook, /notify or a status poll, queued for the notifier."""
+
+    id: int
+    workspace_id: str
+    training_id: str
+    stage: str | None
+    logs: str | None
+    channel_id: str | None
+    title: str | None
+    owner_id: str | None
+    source: str
+    received_at: float
+    attempts: int
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -770,11 +834,296 @@ class Store:
             row = (
                 await conn.execute(
                     sa.select(notifications).where(
-                        n.workspace_id == workspace_id, n.training_id == training_id
+                        n.workspace_id == workspace_id,
+                        n.training_id == training_id,
+                        n.message_ts.is_not(None),
                     )
                 )
             ).first()
         return _notification(row) if row is not None else None
+
+    async def claim_notification(
+        self,
+        *,
+        workspace_id: str,
+        training_id: str,
+        channel_id: str,
+        owner_id: str | None = None,
+        title: str | None = None,
+        watching: bool = False,
+        stale_after: float = 60.0,
+    ) -> bool:
+        """Reserve the one notification of a training before posting it; False if it exists.
+
+        A reservation left by a process that died before posting is taken over after `stale_after`.
+        """
+        now = time.time()
+        n = notifications.c
+        stmt = (
+            self._insert(notifications)
+            .values(
+                workspace_id=workspace_id,
+                training_id=training_id,
+                channel_id=channel_id,
+                message_ts=None,
+                owner_id=owner_id,
+                title=title,
+                created_at=now,
+                updated_at=now,
+                stage_rank=0,
+                watching=watching,
+                poll_next_at=now if watching else None,
+            )
+            .on_conflict_do_nothing(index_elements=["workspace_id", "training_id"])
+        )
+        async with self._begin() as conn:
+            if (await conn.execute(stmt)).rowcount:
+                return True
+            taken = await conn.execute(
+                sa.update(notifications)
+                .where(
+                    n.workspace_id == workspace_id,
+                    n.training_id == training_id,
+                    n.message_ts.is_(None),
+                    n.updated_at < now - stale_after,
+                )
+                .values(channel_id=channel_id, updated_at=now)
+            )
+            return bool(taken.rowcount)
+
+    async def notification_posted(
+        self, workspace_id: str, training_id: str, *, channel_id: str, message_ts: str
+    ) -> None:
+        """Record where the reserved notification was posted."""
+        n = notifications.c
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.update(notifications)
+                .where(n.workspace_id == workspace_id, n.training_id == training_id)
+                .values(channel_id=channel_id, message_ts=message_ts, updated_at=time.time())
+            )
+
+    async def drop_notification_claim(self, workspace_id: str, training_id: str) -> None:
+        """Forget a reservation whose post failed, so a later event can try again."""
+        n = notifications.c
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.delete(notifications).where(
+                    n.workspace_id == workspace_id,
+                    n.training_id == training_id,
+                    n.message_ts.is_(None),
+                )
+            )
+
+    async def advance_stage(
+        self,
+        workspace_id: str,
+        training_id: str,
+        *,
+        stage: str,
+        rank: int,
+        eta: str | None,
+        final: bool,
+        started: bool,
+    ) -> bool:
+        """Move a notification to a later stage (never back); True if it changed."""
+        n = notifications.c
+        now = time.time()
+        values: dict[str, Any] = {"stage": stage, "stage_rank": rank, "updated_at": now}
+        if eta is not None:
+            values["eta"] = eta
+        if final:
+            values["finished_at"] = now
+            values["watching"] = False
+        if started:
+            values["started_at"] = sa.func.coalesce(n.started_at, now)
+        # A repeat of the current stage may only bring a newer ETA.
+        refresh_eta = (
+            sa.and_(n.stage_rank == rank, n.stage == stage) if eta is not None else sa.false()
+        )
+        async with self._begin() as conn:
+            result = await conn.execute(
+                sa.update(notifications)
+                .where(
+                    n.workspace_id == workspace_id,
+                    n.training_id == training_id,
+                    sa.or_(
+                        n.stage_rank < rank,
+                        refresh_eta,
+                    ),
+                    # A finished training stays finished.
+                    sa.or_(n.stage.is_(None), n.stage.not_in(FINISHED_STAGES)),
+                )
+                .values(**values)
+            )
+        return bool(result.rowcount)
+
+    async def mark_final_reported(self, workspace_id: str, training_id: str) -> bool:
+        """Record that the "finished" thread reply is being posted; True only the first time."""
+        n = notifications.c
+        async with self._begin() as conn:
+            result = await conn.execute(
+                sa.update(notifications)
+                .where(
+                    n.workspace_id == workspace_id,
+                    n.training_id == training_id,
+                    n.final_reported.is_(False),
+                )
+                .values(final_reported=True)
+            )
+        return bool(result.rowcount)
+
+    async def set_rendered(self, workspace_id: str, training_id: str, key: str) -> None:
+        """Remember what the notification message last showed."""
+        n = notifications.c
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.update(notifications)
+                .where(n.workspace_id == workspace_id, n.training_id == training_id)
+                .values(rendered=key)
+            )
+
+    async def due_polls(self, *, limit: int = 20, now: float | None = None) -> list[Notification]:
+        """Watched trainings whose status poll is due."""
+        now = time.time() if now is None else now
+        n = notifications.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(notifications)
+                .where(n.watching.is_(True), n.poll_next_at <= now, n.message_ts.is_not(None))
+                .order_by(n.poll_next_at)
+                .limit(limit)
+            )
+            return [_notification(r) for r in rows]
+
+    async def schedule_poll(
+        self,
+        workspace_id: str,
+        training_id: str,
+        *,
+        next_at: float | None,
+        failures: int = 0,
+        previous: float | None = None,
+    ) -> bool:
+        """Set (or with None, stop) a watched training's next poll; guarded so one instance wins."""
+        n = notifications.c
+        values: dict[str, Any] = {"poll_next_at": next_at, "poll_failures": failures}
+        if next_at is None:
+            values["watching"] = False
+        conditions = [n.workspace_id == workspace_id, n.training_id == training_id]
+        if previous is not None:
+            conditions.append(n.poll_next_at == previous)
+        async with self._begin() as conn:
+            result = await conn.execute(
+                sa.update(notifications).where(*conditions).values(**values)
+            )
+        return bool(result.rowcount)
+
+    async def next_poll_at(self) -> float | None:
+        """When the next watched training is due for a poll."""
+        n = notifications.c
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(sa.func.min(n.poll_next_at)).where(n.watching.is_(True))
+                )
+            ).scalar()
+        return float(value) if value is not None else None
+
+    # -- the training-event queue ---------------------------------------------------------------
+
+    async def add_training_event(
+        self,
+        *,
+        workspace_id: str,
+        training_id: str,
+        stage: str | None,
+        logs: str | None,
+        source: str,
+        channel_id: str | None = None,
+        title: str | None = None,
+        owner_id: str | None = None,
+    ) -> int:
+        """Queue a reported stage (webhook, /notify, poll) for the notifier."""
+        now = time.time()
+        async with self._begin() as conn:
+            result = await conn.execute(
+                sa.insert(training_events)
+                .values(
+                    workspace_id=workspace_id,
+                    training_id=training_id,
+                    stage=stage,
+                    logs=(logs or "")[:2000] or None,
+                    channel_id=channel_id,
+                    title=title,
+                    owner_id=owner_id,
+                    source=source,
+                    received_at=now,
+                    done=False,
+                    attempts=0,
+                    next_attempt_at=now,
+                )
+                .returning(training_events.c.id)
+            )
+            return int(result.scalar_one())
+
+    async def take_training_events(
+        self, owner: str, *, lease_seconds: float, limit: int = 10
+    ) -> list[TrainingEvent]:
+        """Lease due training events, oldest first."""
+        now = time.time()
+        e = training_events.c
+        due = (
+            sa.select(e.id)
+            .where(
+                e.done.is_(False),
+                e.next_attempt_at <= now,
+                sa.or_(e.lease_expires_at.is_(None), e.lease_expires_at < now),
+            )
+            .order_by(e.received_at, e.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        async with self._begin() as conn:
+            ids = list((await conn.execute(due)).scalars())
+            if not ids:
+                return []
+            rows = await conn.execute(
+                sa.update(training_events)
+                .where(e.id.in_(ids))
+                .values(
+                    lease_owner=owner, lease_expires_at=now + lease_seconds, attempts=e.attempts + 1
+                )
+                .returning(*training_events.c)
+            )
+            events = [
+                TrainingEvent(**{k: r._mapping[k] for k in TrainingEvent.__dataclass_fields__})
+                for r in rows
+            ]
+        return sorted(events, key=lambda ev: (ev.received_at, ev.id))
+
+    async def end_training_event(self, event_id: int, *, retry_at: float | None = None) -> None:
+        """Mark an event handled, or put it back until `retry_at`."""
+        e = training_events.c
+        values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+        if retry_at is None:
+            values["done"] = True
+        else:
+            values["next_attempt_at"] = retry_at
+        async with self._begin() as conn:
+            await conn.execute(sa.update(training_events).where(e.id == event_id).values(**values))
+
+    async def next_training_event_at(self) -> float | None:
+        """When the next queued training event is due."""
+        e = training_events.c
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    sa.select(sa.func.min(e.next_attempt_at)).where(e.done.is_(False))
+                )
+            ).scalar()
+        return float(value) if value is not None else None
 
     async def cancellable_notifications(
         self, workspace_id: str, *, limit: int = 10

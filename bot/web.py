@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -10,6 +11,7 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request import payload_utils
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
@@ -19,6 +21,9 @@ from bot.store import Store
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+# Slack sends the whole body at once and gives up after 3 s; a body still trickling in after this
+# long is not Slack's, and must not hold a handler (and its connection) open for ever.
+BODY_TIMEOUT = 10.0
 ReadinessCheck = Callable[[], Awaitable[list[str]]]
 
 
@@ -26,16 +31,46 @@ class BadRequest(Exception):
     """A request body that cannot be a Slack request."""
 
 
+# Fields whose shape Bolt's context extraction and our listeners rely on: a signed body that
+# breaks these is malformed (400), not a reason for a 500 inside Bolt.
+_OBJECT_OR_ID_FIELDS = ("team", "user", "enterprise", "channel")
+_OBJECT_FIELDS = ("event", "view", "container", "message")
+_LIST_OF_OBJECT_FIELDS = ("authorizations", "actions")
+
+
+def _load_json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested too deep
+        raise BadRequest(f"{what} is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest(f"{what} is not a JSON object")
+    if not isinstance(data.get("type"), str):
+        raise BadRequest(f"{what} has no type")
+    return data
+
+
+def _check_shape(data: dict[str, Any]) -> dict[str, Any]:
+    """The body, if the fields Bolt and our listeners read have Slack's shapes; else BadRequest."""
+    for name in _OBJECT_OR_ID_FIELDS:
+        if data.get(name) is not None and not isinstance(data[name], (str, dict)):
+            raise BadRequest(f"{name} has the wrong shape")
+    for name in _OBJECT_FIELDS:
+        if name in data and not isinstance(data[name], dict):
+            raise BadRequest(f"{name} has the wrong shape")
+    for name in _LIST_OF_OBJECT_FIELDS:
+        value = data.get(name)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(item, dict) for item in value)
+        ):
+            raise BadRequest(f"{name} has the wrong shape")
+    return data
+
+
 def parse_slack_body(text: str, content_type: str) -> dict[str, Any]:
     """Parse a verified body the way Slack sends it; raise BadRequest for anything else."""
     if content_type == "application/json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise BadRequest("body is not JSON") from exc
-        if not isinstance(data, dict):
-            raise BadRequest("JSON body is not an object")
-        return data
+        return _check_shape(_load_json_object(text, "body"))
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest(f"unsupported content type {content_type or '(none)'}")
     try:
@@ -45,14 +80,78 @@ def parse_slack_body(text: str, content_type: str) -> dict[str, Any]:
     # Interactivity sends exactly one field, payload=<JSON>; commands send flat fields. Deciding
     # by the field name (not by the substring "payload") keeps commands that mention it.
     if set(fields) == {"payload"}:
-        try:
-            payload = json.loads(fields["payload"][0])
-        except ValueError as exc:
-            raise BadRequest("payload is not JSON") from exc
-        if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
-            raise BadRequest("payload has the wrong shape")
-        return payload
-    return {key: values[0] for key, values in fields.items()}
+        return _check_shape(_load_json_object(fields["payload"][0], "payload"))
+    # Flat fields are strings, so only the list/object fields can be wrong.
+    flat = {key: values[0] for key, values in fields.items()}
+    for name in (*_OBJECT_FIELDS, *_LIST_OF_OBJECT_FIELDS):
+        if name in flat:
+            raise BadRequest(f"{name} has the wrong shape")
+    return flat
+
+
+async def _read_limited(request: web.Request) -> bytes:
+    """The whole body, or 413 as soon as it is over MAX_BODY (chunked bodies included)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    body = bytearray()
+    # StreamReader.read(n) returns what has arrived so far, not n bytes: read to the end.
+    while chunk := await request.content.readany():
+        body.extend(chunk)
+        if len(body) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+    return bytes(body)
+
+
+def _signature_ok(
+    verifier: SignatureVerifier, text: str, timestamp: str | None, signature: str | None
+) -> bool:
+    """slack_sdk's check, minus its crashes: int() of a non-number, float overflow of a huge
+    number, and hmac.compare_digest() of a non-ASCII signature all raise instead of saying no."""
+    if timestamp is None or signature is None:
+        return False
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return False
+    if not signature.isascii():
+        return False
+    try:
+        return bool(verifier.is_valid(body=text, timestamp=timestamp, signature=signature))
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
+# What Bolt computes from the body for every middleware and error handler (its kwargs injection).
+_BOLT_ACCESSORS: tuple[Callable[[dict[str, Any]], Any], ...] = (
+    payload_utils.to_options,
+    payload_utils.to_shortcut,
+    payload_utils.to_action,
+    payload_utils.to_view,
+    payload_utils.to_command,
+    payload_utils.to_event,
+    payload_utils.to_message,
+    payload_utils.to_step,
+)
+
+
+def _bolt_request(body: dict[str, Any], request: web.Request) -> AsyncBoltRequest:
+    """Bolt's request for a verified, parsed body; BadRequest when Bolt could not read it.
+
+    Bolt assumes Slack's shapes when it extracts ids (building the request) and when it computes
+    each middleware's and error handler's arguments (``actions[0]``, ``view["type"]``, …). An
+    exception there would escape ``async_dispatch`` as a 500, so both are tried here first.
+    """
+    try:
+        bolt_request = AsyncBoltRequest(
+            body=body,
+            query=request.query_string,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            mode="socket_mode",
+        )
+        for accessor in _BOLT_ACCESSORS:
+            accessor(bolt_request.body)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as exc:
+        logger.warning("refused a signed Slack request Bolt cannot read (%s)", type(exc).__name__)
+        raise BadRequest("malformed Slack request") from exc
+    return bolt_request
 
 
 def _to_aiohttp(status: int, body: str, headers: dict[str, Any]) -> web.Response:
@@ -83,35 +182,28 @@ def create_web_app(
             raise web.HTTPNotFound(
                 text="Slack events are not served here (no SLACK_SIGNING_SECRET)"
             )
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_BODY, actual_size=request.content_length
-            )
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+        try:
+            raw = await asyncio.wait_for(_read_limited(request), BODY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise web.HTTPRequestTimeout(text="request body too slow") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise web.HTTPBadRequest(text="body is not UTF-8") from None
-        if not verifier.is_valid(
-            body=text,
-            timestamp=request.headers.get("X-Slack-Request-Timestamp"),
-            signature=request.headers.get("X-Slack-Signature"),
+        if not _signature_ok(
+            verifier,
+            text,
+            request.headers.get("X-Slack-Request-Timestamp"),
+            request.headers.get("X-Slack-Signature"),
         ):
             raise web.HTTPUnauthorized(text="invalid or stale Slack signature")
         try:
             body = parse_slack_body(text, request.content_type)
+            # Already verified: hand Bolt the parsed body the way Socket Mode does, which also
+            # skips Bolt's own parsing (it drops any form body containing the word "payload").
+            bolt_request = _bolt_request(body, request)
         except BadRequest as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        # Already verified: hand Bolt the parsed body the way Socket Mode does, which also skips
-        # Bolt's own body parsing (it drops any form body containing the word "payload").
-        bolt_request = AsyncBoltRequest(
-            body=body,
-            query=request.query_string,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            mode="socket_mode",
-        )
         response = await bolt_app.async_dispatch(bolt_request)
         return _to_aiohttp(response.status, str(response.body or ""), response.headers)
 

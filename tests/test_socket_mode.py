@@ -15,7 +15,7 @@ from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import block_actions_payload, slash_command_fields
 from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env
-from tests.test_server import (
+from tests.processes import (
     bot_process,
     buttons,
     free_port,

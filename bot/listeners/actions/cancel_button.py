@@ -37,7 +37,8 @@ async def handle_cancel_button(
     """Claim the cancellation, then ack; the notification shows progress and outcome."""
     deps = deps_of(context)
     action = (body.get("actions") or [{}])[0]
-    training_id = str(action.get("value") or "")
+    value = action.get("value")
+    training_id = value if isinstance(value, str) else ""
     workspace_id, user_id = str(context.team_id), str(context.user_id)
     container = body.get("container") or {}
     try:

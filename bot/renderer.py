@@ -1,0 +1,63 @@
+"""The one renderer of a training notification: blocks from (stage, cancellation state) in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.blocks import build_notification
+from bot.store import Store
+
+logger = logging.getLogger(__name__)
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+class SlackUnavailable(Exception):
+    """Slack could not take a call now; the caller retries later."""
+
+
+def raise_if_transient(exc: SlackApiError) -> None:
+    """Turn Slack's "try again later" answers (429, 5xx, …) into SlackUnavailable."""
+    error = str(exc.response.get("error") or "")
+    status = int(getattr(exc.response, "status_code", 200) or 200)
+    if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
+        raise SlackUnavailable(f"Slack answered {status} {error}".strip()) from exc
+
+
+class NotificationRenderer:
+    """Re-renders notifications from the store; updates of one message are serialised."""
+
+    def __init__(self, *, store: Store) -> None:
+        self.store = store
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def render(self, client: Any, workspace_id: str, training_id: str) -> None:
+        """Bring the notification message in line with the store (no call when it already is)."""
+        lock = self._locks.setdefault((workspace_id, training_id), asyncio.Lock())
+        async with lock:
+            note = await self.store.get_notification(workspace_id, training_id)
+            if note is None:
+                return
+            latest = await self.store.latest_cancellation(workspace_id, training_id)
+            key = f"{note.stage}:{note.eta}:{note.started_at}|" + (
+                f"{latest.id}:{latest.state}:{latest.outcome}" if latest else "-"
+            )
+            if note.rendered == key:
+                return
+            try:
+                await client.chat_update(
+                    channel=note.channel_id, ts=note.message_ts, **build_notification(note, latest)
+                )
+            except SlackApiError as exc:
+                raise_if_transient(exc)
+                logger.warning(
+                    "notification of %s not updated: %s", training_id, exc.response.get("error")
+                )
+            except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+                raise SlackUnavailable(f"chat.update: {type(exc).__name__}") from exc
+            await self.store.set_rendered(workspace_id, training_id, key)
