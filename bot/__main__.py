@@ -9,6 +9,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -33,14 +34,25 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SCHEDULED = 0, 1, 2, 3
 CLI_WAIT_SECONDS = 40.0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that never repeats stray arguments: a key pasted on the command line stays unseen."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print usage and a message without echoing unrecognised arguments; exit 2."""
+        if message.startswith("unrecognized arguments"):
+            message = "unexpected extra arguments (not shown; set-key reads the key from stdin)"
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for every command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m bot",
         description="Cancel ModelsLab trainings from Slack. Without a command: Socket Mode when "
         "SLACK_APP_TOKEN is set, otherwise the HTTP server.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     serve = sub.add_parser(
         "serve", help="run the HTTP server (port: --port, else $PORT, else 3000)"
     )
@@ -479,7 +491,11 @@ async def cmd_allow(args: argparse.Namespace) -> int:
         from bot.workspaces import Workspaces
 
         workspaces = Workspaces(
-            store=store, box=SecretBox(settings.encryption_keys), settings=settings
+            store=store,
+            box=SecretBox(settings.encryption_keys),
+            settings=settings,
+            # Single workspace: the operator's list applies to the workspace being administered.
+            single_workspace_id=team if settings.mode is Mode.SINGLE else None,
         )
         by = f"cli:{getpass.getuser()}"
         if args.command == "allow":
@@ -488,11 +504,7 @@ async def cmd_allow(args: argparse.Namespace) -> int:
         else:
             changed = await workspaces.deny(team, args.entries, by=by)
             verb = "Removed"
-        entries = (
-            await workspaces.entries(team)
-            if settings.mode is Mode.SINGLE
-            else await store.allow_list(team)
-        )
+        entries = [*workspaces.fixed_entries(team), *await store.allow_list(team)]
     finally:
         await store.close()
     print(

@@ -31,6 +31,7 @@ class Decision:
 
     allowed: bool
     reason: str = ""
+    code: str = "allowed"  # a bounded label for metrics
 
 
 class GroupLookupFailed(Exception):
@@ -124,9 +125,9 @@ class AccessPolicy:
         """Allow listed users and members of listed groups; refuse everyone else (fail closed)."""
         entries = await self._entries(workspace_id)
         if entries is None:
-            return Decision(False, OTHER_WORKSPACE)
+            return Decision(False, OTHER_WORKSPACE, "other_workspace")
         if not entries:
-            return Decision(False, EMPTY_LIST)
+            return Decision(False, EMPTY_LIST, "empty_list")
         if user_id in entries:
             return Decision(True)
         groups = [e for e in entries if e.startswith("S")]
@@ -140,8 +141,10 @@ class AccessPolicy:
             if user_id in members:
                 return Decision(True)
         if problems:
-            return Decision(False, f"Your access could not be confirmed: {problems[0]}.")
-        return Decision(False, NOT_LISTED)
+            return Decision(
+                False, f"Your access could not be confirmed: {problems[0]}.", "group_lookup"
+            )
+        return Decision(False, NOT_LISTED, "not_listed")
 
 
 def static_entries(workspace_id: str, entries: Sequence[str]) -> EntriesLookup:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from bot.errors import MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
+from bot.limiter import KeyLimiter
 from bot.modelslab import CancelOutcome, ModelsLabClient, OutcomeKind
 from bot.store import Cancellation, Store
 
@@ -84,6 +85,7 @@ class CancellationService:
         concurrency: int = 16,
         worker_id: str | None = None,
         on_finished: FinishedHook | None = None,
+        limiter: KeyLimiter | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -93,6 +95,7 @@ class CancellationService:
         self.poll_interval = poll_interval
         self.worker_id = worker_id or new_worker_id()
         self.on_finished = on_finished
+        self.limiter = limiter or KeyLimiter()
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._wake = asyncio.Event()
@@ -131,6 +134,11 @@ class CancellationService:
         if claim.created:
             self.wake()
         return RequestResult(claim.cancellation, claim.created)
+
+    @property
+    def in_flight(self) -> int:
+        """Cancellations being worked on by this process now."""
+        return len(self._tasks)
 
     def wake(self) -> None:
         """Tell the worker loop there is new work."""
@@ -232,9 +240,10 @@ class CancellationService:
         if calling is None:
             return None
         started = time.monotonic()
-        outcome = await self.client.cancel(
-            row.training_id, key or "", may_have_reached=may_have_reached
-        )
+        async with self.limiter.cancel(key or ""):
+            outcome = await self.client.cancel(
+                row.training_id, key or "", may_have_reached=may_have_reached
+            )
         logger.info(
             "cancellation %s: training=%s workspace=%s outcome=%s calls=%d latency_ms=%d",
             row.id,

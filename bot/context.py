@@ -8,6 +8,8 @@ from typing import Any
 
 from bot.access import AccessPolicy
 from bot.cancellation import CancellationService
+from bot.metrics import Metrics
+from bot.notifier import Notifier
 from bot.reporter import Reporter
 from bot.store import Store
 from bot.workspaces import Workspaces
@@ -30,6 +32,8 @@ class Deps:
     forget_workspace: Callable[[str | None, str | None], Awaitable[None]]
     # Forget one user's tokens (tokens_revoked for user tokens only).
     forget_user_tokens: Callable[[str | None, str | None, list[str]], Awaitable[None]]
+    notifier: Notifier
+    metrics: Metrics
 
 
 def deps_of(context: Any) -> Deps:

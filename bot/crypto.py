@@ -45,4 +45,10 @@ class SecretBox:
         """Re-encrypt a ciphertext with the newest key."""
         if self._fernet is None:
             raise SecretStorageDisabled("BOT_ENCRYPTION_KEY is not set.")
-        return self._fernet.rotate(ciphertext.encode()).decode()
+        try:
+            return self._fernet.rotate(ciphertext.encode()).decode()
+        except InvalidToken as exc:
+            raise BotError(
+                "a stored secret cannot be decrypted with any key in BOT_ENCRYPTION_KEY "
+                "(keep the old key listed after the new one until rotation is done)"
+            ) from exc

@@ -14,6 +14,8 @@ from typing import Any
 _TOKEN_PATTERNS = re.compile(
     r"xox[abposre]-[0-9A-Za-z-]+|xapp-[0-9]-[0-9A-Za-z-]+"
     r"|https://hooks\.slack\.com/[^\s\"'<>]+"
+    # The webhook token is the path segment after /modelslab/webhook/ (aiohttp's access log).
+    r"|(?<=/modelslab/webhook/)[^\s\"'/?]+"
 )
 REDACTED = "[redacted]"
 _EXTRA_FIELDS = ("workspace", "user", "training", "origin", "outcome", "latency_ms")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.authorization import AuthorizeResult
@@ -57,6 +58,8 @@ class EncryptedInstallationStore(AsyncInstallationStore):
         self.inner = inner
         self.box = box
         self.store = store
+        # Called with (enterprise_id, team_id) after an install, so caches drop old tokens.
+        self.on_saved: list[Callable[[str | None, str | None], None]] = []
 
     @property
     def logger(self) -> logging.Logger:
@@ -89,6 +92,8 @@ class EncryptedInstallationStore(AsyncInstallationStore):
             name=installation.team_name or installation.enterprise_name,
             installed=True,
         )
+        for hook in self.on_saved:
+            hook(installation.enterprise_id, installation.team_id)
 
     async def async_save_bot(self, bot: Bot) -> None:
         """Save a bot installation with its tokens encrypted."""

@@ -21,7 +21,10 @@ from bot.config import Mode, Settings
 from bot.context import Deps
 from bot.crypto import SecretBox
 from bot.errors import BotError, ConfigError
+from bot.limiter import KeyLimiter
+from bot.metrics import Metrics
 from bot.modelslab import ModelsLabClient
+from bot.notifier import Notifier
 from bot.oauth import (
     CachedInstallationAuthorize,
     EncryptedInstallationStore,
@@ -30,10 +33,12 @@ from bot.oauth import (
     build_oauth_flow,
     workspace_key,
 )
+from bot.renderer import NotificationRenderer
 from bot.reporter import Reporter
 from bot.slack import SlackClients
 from bot.store import Cancellation, Store
 from bot.web import create_web_app
+from bot.webhooks import TrainingRoutes
 from bot.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces
 
 logger = logging.getLogger("bot")
@@ -55,6 +60,8 @@ class Runtime:
     modelslab: ModelsLabClient
     service: CancellationService
     reporter: Reporter
+    notifier: Notifier
+    metrics: Metrics
     deps: Deps
     bolt_app: AsyncApp
     web_app: web.Application
@@ -64,11 +71,13 @@ class Runtime:
         """Start the cancellation worker and the reporter."""
         self.service.start()
         self.reporter.start()
+        self.notifier.start()
 
     async def close(self) -> None:
         """Finish or hand back in-flight work, then release every connection."""
         await self.service.stop(grace=WORKER_GRACE_SECONDS)
         await self.reporter.stop(grace=REPORTER_GRACE_SECONDS)
+        await self.notifier.stop(grace=REPORTER_GRACE_SECONDS)
         await self.modelslab.aclose()
         await self.clients.close()
         await self.store.close()
@@ -211,10 +220,18 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
     tokens = TokenDirectory(
         settings=settings, store=store, workspace_id=single_id, installations=installations
     )
+    if installations is not None:
+        installations.on_saved.append(
+            lambda enterprise_id, team_id: tokens.forget(workspace_key(enterprise_id, team_id))
+        )
+        if cached_authorize is not None:
+            installations.on_saved.append(cached_authorize.forget)
+    metrics = Metrics()
     modelslab = ModelsLabClient(
         base_url=settings.modelslab_api_url,
         v6_url=settings.modelslab_v6_url,
         dry_run=settings.dry_run,
+        observer=metrics.observe_modelslab,
     )
     workspaces = Workspaces(
         store=store, box=box, settings=settings, modelslab=modelslab, single_workspace_id=single_id
@@ -230,15 +247,27 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         token = await tokens.token_for(team_id)
         return clients.fast_for(token) if token else None
 
+    renderer = NotificationRenderer(store=store)
+    limiter = KeyLimiter()
     reporter = Reporter(
         store=store,
         clients=slack_client,
         secret_box=box,
         audit_channel=workspaces.audit_channel,
         session=clients.session,
+        renderer=renderer,
+    )
+    notifier = Notifier(
+        store=store,
+        workspaces=workspaces,
+        clients=slack_client,
+        renderer=renderer,
+        modelslab=modelslab,
+        limiter=limiter,
     )
 
     async def report(row: Cancellation) -> None:
+        metrics.cancellations.labels(outcome=row.outcome or "unknown").inc()
         reporter.wake()
 
     service = CancellationService(
@@ -247,6 +276,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         keys=workspaces.key_for,
         dry_run=settings.dry_run,
         on_finished=report,
+        limiter=limiter,
     )
     groups = GroupMembers(clients=fast_client)
     access = AccessPolicy(entries=workspaces.entries, groups=groups)
@@ -285,6 +315,8 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         slack_client=slack_client,
         forget_workspace=forget_workspace,
         forget_user_tokens=forget_user_tokens,
+        notifier=notifier,
+        metrics=metrics,
     )
     bolt_app = create_app(
         deps=deps,
@@ -292,9 +324,28 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         authorize=authorize,
         signing_secret=settings.slack_signing_secret,
     )
+
+    async def before_scrape() -> None:
+        recoveries, backlog = await store.queue_depths()
+        metrics.pending_recoveries.set(recoveries)
+        metrics.outbox_backlog.set(backlog)
+        metrics.inflight.set(service.in_flight)
+
     web_app = create_web_app(
-        bolt_app=bolt_app, signing_secret=settings.slack_signing_secret, store=store
+        bolt_app=bolt_app,
+        signing_secret=settings.slack_signing_secret,
+        store=store,
+        metrics=metrics,
+        metrics_token=settings.metrics_token,
+        before_scrape=before_scrape,
     )
+    TrainingRoutes(
+        settings=settings,
+        store=store,
+        single_workspace_id=single_id,
+        wake=notifier.wake,
+        notify_channel=workspaces.notify_channel,
+    ).add_routes(web_app)
     if oauth_flow is not None:
         add_oauth_routes(web_app, oauth_flow)
     if single_id is not None:
@@ -306,6 +357,8 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         modelslab=modelslab,
         service=service,
         reporter=reporter,
+        notifier=notifier,
+        metrics=metrics,
         deps=deps,
         bolt_app=bolt_app,
         web_app=web_app,

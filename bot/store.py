@@ -796,6 +796,24 @@ class Store:
             ).scalar()
         return float(value) if value is not None else None
 
+    async def queue_depths(self, *, now: float | None = None) -> tuple[int, int]:
+        """(cancellations waiting for a retry or an expired lease, reports not yet delivered)."""
+        now = time.time() if now is None else now
+        c = cancellations.c
+        async with self.engine.connect() as conn:
+            recoveries = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        c.state.in_(("requested", "calling")),
+                        sa.or_(c.outcome.is_not(None), c.attempts > 0, c.lease_expires_at < now),
+                    )
+                )
+            ).scalar_one()
+            backlog = (
+                await conn.execute(sa.select(sa.func.count()).where(c.report_state == "pending"))
+            ).scalar_one()
+        return int(recoveries), int(backlog)
+
     # -- notifications --------------------------------------------------------------------------
 
     async def save_notification(
@@ -1272,8 +1290,10 @@ class Store:
                     self._insert(allow_entries)
                     .values(workspace_id=workspace_id, entry_id=entry, added_by=by, added_at=now)
                     .on_conflict_do_nothing(index_elements=["workspace_id", "entry_id"])
+                    # rowcount is not reliable for upserts on every driver; RETURNING is.
+                    .returning(allow_entries.c.entry_id)
                 )
-                if (await conn.execute(stmt)).rowcount:
+                if (await conn.execute(stmt)).first() is not None:
                     added.append(entry)
         return added
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,6 +18,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot.errors import StoreUnavailable
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.metrics import Metrics
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -173,6 +177,9 @@ def create_web_app(
     signing_secret: str | None,
     store: Store,
     readiness_warnings: ReadinessCheck | None = None,
+    metrics: Metrics | None = None,
+    metrics_token: str | None = None,
+    before_scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
     """Build the aiohttp application serving /slack/events and the health routes."""
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
@@ -205,6 +212,8 @@ def create_web_app(
         except BadRequest as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         response = await bolt_app.async_dispatch(bolt_request)
+        if metrics is not None:
+            metrics.requests.labels(kind=_kind(body), result=str(response.status)).inc()
         return _to_aiohttp(response.status, str(response.body or ""), response.headers)
 
     async def handle_healthz(_: web.Request) -> web.StreamResponse:
@@ -218,8 +227,33 @@ def create_web_app(
         warnings = await readiness_warnings() if readiness_warnings else []
         return web.json_response({"status": "ready", "warnings": warnings})
 
+    async def handle_metrics(request: web.Request) -> web.StreamResponse:
+        if metrics is None or not metrics_token:
+            raise web.HTTPNotFound(text="metrics are off (set METRICS_TOKEN)")
+        auth = request.headers.get("Authorization", "")
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(given.encode(), metrics_token.encode()):
+            raise web.HTTPUnauthorized(text="a valid bearer token (METRICS_TOKEN) is required")
+        if before_scrape is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await before_scrape()
+        return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/slack/events", handle_slack_events)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
+    app.router.add_get("/metrics", handle_metrics)
     return app
+
+
+def _kind(body: dict[str, Any]) -> str:
+    """A bounded label for what Slack sent."""
+    if body.get("command"):
+        return "command"
+    kind = body.get("type")
+    return (
+        kind
+        if kind in ("block_actions", "view_submission", "block_suggestion", "event_callback")
+        else "other"
+    )

@@ -48,6 +48,7 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
         return CancelAnswer(build_invalid_id(str(exc)))
     decision = await deps.access.check(req.workspace_id, req.user_id)
     if not decision.allowed:
+        deps.metrics.refusals.labels(reason=decision.code).inc()
         return CancelAnswer(build_refusal(decision), refused=True)
     try:
         result = await deps.service.request(

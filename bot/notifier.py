@@ -1,0 +1,353 @@
+"""Live training notifications: works off reported stages (webhooks, /notify, watch) and polls.
+
+Webhooks are unsigned, so a stage that changes what people can do (finished, failed) is confirmed
+with ModelsLab's status call first; a check that fails leaves the message as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.blocks import build_finished_reply, build_notification
+from bot.cancellation import new_worker_id
+from bot.errors import StoreUnavailable
+from bot.ids import is_v6_id
+from bot.limiter import KeyLimiter
+from bot.modelslab import ModelsLabClient, TrainingStatus
+from bot.renderer import NotificationRenderer, SlackUnavailable, raise_if_transient
+from bot.stages import Stage, normalise, parse_eta
+from bot.store import Notification, Store, TrainingEvent
+from bot.workspaces import Workspaces
+
+logger = logging.getLogger(__name__)
+
+ClientLookup = Callable[[str], Awaitable[Any]]
+POLL_SECONDS = 60.0
+MAX_WATCH_SECONDS = 3 * 24 * 3600.0
+MAX_POLL_FAILURES = 30
+MAX_EVENT_ATTEMPTS = 6
+
+
+class Notifier:
+    """Posts and updates one live message per training."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        workspaces: Workspaces,
+        clients: ClientLookup,
+        renderer: NotificationRenderer,
+        modelslab: ModelsLabClient,
+        limiter: KeyLimiter,
+        poll_seconds: float = POLL_SECONDS,
+        lease_seconds: float = 60.0,
+        idle_seconds: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.workspaces = workspaces
+        self.clients = clients
+        self.renderer = renderer
+        self.modelslab = modelslab
+        self.limiter = limiter
+        self.poll_seconds = poll_seconds
+        self.lease_seconds = lease_seconds
+        self.idle_seconds = idle_seconds
+        self.owner = new_worker_id()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- loop ---------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Tell the notifier there is a new event."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the loop."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="notifier")
+
+    async def stop(self, *, grace: float = 5.0) -> None:
+        """Stop the loop (events and polls stay queued in the store)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=grace)
+            except asyncio.TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.drain()
+                backoff = 0.5
+                delay = await self._idle_delay()
+            except StoreUnavailable as exc:
+                logger.warning("notifier: %s; retrying in %.1fs", exc, backoff)
+                delay, backoff = backoff, min(backoff * 2, 30.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _idle_delay(self) -> float:
+        due = [
+            t
+            for t in (await self.store.next_training_event_at(), await self.store.next_poll_at())
+            if t
+        ]
+        if not due:
+            return self.idle_seconds
+        return max(0.05, min(self.idle_seconds, min(due) - time.time() + 0.01))
+
+    async def drain(self) -> None:
+        """Handle due events, then due polls."""
+        for event in await self.store.take_training_events(
+            self.owner, lease_seconds=self.lease_seconds
+        ):
+            await self._guarded_event(event)
+        for note in await self.store.due_polls():
+            await self._guarded_poll(note)
+
+    async def _guarded_event(self, event: TrainingEvent) -> None:
+        try:
+            done = await self.handle_event(event)
+        except SlackUnavailable as exc:
+            logger.info("training %s: Slack unavailable (%s); retrying", event.training_id, exc)
+            done = False
+        except Exception:
+            # One bad event must not stop the loop (the listener-boundary rule, for a worker).
+            logger.exception("training event %s failed", event.id)
+            done = False
+        if done or event.attempts >= MAX_EVENT_ATTEMPTS:
+            await self.store.end_training_event(event.id)
+        else:
+            await self.store.end_training_event(
+                event.id, retry_at=time.time() + min(300.0, 2.0**event.attempts)
+            )
+
+    # -- events ------------------------------------------------------------------------------------
+
+    async def handle_event(self, event: TrainingEvent) -> bool:
+        """Apply one reported stage; False to try again later."""
+        client = await self.clients(event.workspace_id)
+        if client is None:
+            return True  # the workspace is gone
+        api = "v6" if is_v6_id(event.training_id) else "v3"
+        stage = normalise(event.stage, api=api)
+        eta = parse_eta(event.logs)
+        note = await self.store.get_notification(event.workspace_id, event.training_id)
+        if note is None:
+            posted = await self._post(client, event, stage, eta)
+            if not posted:
+                return posted is None  # None: nowhere to post, give up; False: retry
+            note = await self.store.get_notification(event.workspace_id, event.training_id)
+            if note is None:
+                return False
+        elif event.source == "watch" and not note.watching:
+            await self.store.schedule_poll(
+                event.workspace_id, event.training_id, next_at=time.time()
+            )
+            self.wake()
+        if stage is None:
+            return True
+        if stage.final:
+            verified = await self._verify(event.workspace_id, event.training_id, api)
+            if verified is None:
+                # Unconfirmed: the message stays as it was; the event is retried a few times.
+                return False
+            stage = verified
+            if not stage.final:
+                await self.apply(client, note, stage, eta)
+                return True
+        await self.apply(client, note, stage, eta)
+        return True
+
+    async def _post(
+        self, client: Any, event: TrainingEvent, stage: Stage | None, eta: str | None
+    ) -> bool | None:
+        """Post the training's one notification; None when there is no channel to post in."""
+        channel = event.channel_id or await self.workspaces.notify_channel(event.workspace_id)
+        if not channel:
+            logger.warning(
+                "training %s: no notification channel (NOTIFY_CHANNEL / App Home); nothing posted",
+                event.training_id,
+            )
+            return None
+        claimed = await self.store.claim_notification(
+            workspace_id=event.workspace_id,
+            training_id=event.training_id,
+            channel_id=channel,
+            owner_id=event.owner_id,
+            title=event.title,
+            watching=event.source == "watch",
+        )
+        if not claimed:
+            return False  # another delivery is posting it right now: apply this one after
+        now = time.time()
+        draft = Notification(
+            workspace_id=event.workspace_id,
+            training_id=event.training_id,
+            channel_id=channel,
+            message_ts="",
+            owner_id=event.owner_id,
+            title=event.title,
+            stage=stage.name if stage and not stage.final else None,
+            created_at=now,
+            stage_rank=stage.rank if stage and not stage.final else 0,
+            eta=eta,
+            started_at=now if stage and stage.rank >= 2 and not stage.final else None,
+        )
+        latest = await self.store.latest_cancellation(event.workspace_id, event.training_id)
+        try:
+            response = await client.chat_postMessage(
+                channel=channel, **build_notification(draft, latest)
+            )
+        except SlackApiError as exc:
+            await self.store.drop_notification_claim(event.workspace_id, event.training_id)
+            raise_if_transient(exc)
+            logger.warning(
+                "training %s: notification refused by Slack (%s)",
+                event.training_id,
+                exc.response.get("error"),
+            )
+            return None
+        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            await self.store.drop_notification_claim(event.workspace_id, event.training_id)
+            raise SlackUnavailable(type(exc).__name__) from exc
+        await self.store.notification_posted(
+            event.workspace_id,
+            event.training_id,
+            channel_id=str(response["channel"]),
+            message_ts=str(response["ts"]),
+        )
+        if draft.stage:
+            await self.store.advance_stage(
+                event.workspace_id,
+                event.training_id,
+                stage=draft.stage,
+                rank=draft.stage_rank,
+                eta=eta,
+                final=False,
+                started=draft.started_at is not None,
+            )
+        return True
+
+    async def _verify(self, workspace_id: str, training_id: str, api: str) -> Stage | None:
+        """Ask ModelsLab where the training really is; None when it could not be asked."""
+        key = await self.workspaces.key_for(workspace_id)
+        if not key:
+            return None
+        status = await self._status(training_id, key)
+        if status is None or not status.definitive:
+            return None
+        return normalise(status.state, api=api)
+
+    async def _status(self, training_id: str, key: str) -> TrainingStatus | None:
+        async with self.limiter.poll(key):
+            return await self.modelslab.status(training_id, key)
+
+    async def apply(self, client: Any, note: Notification, stage: Stage, eta: str | None) -> None:
+        """Record a stage (never going back), re-render, and announce a finish once."""
+        changed = await self.store.advance_stage(
+            note.workspace_id,
+            note.training_id,
+            stage=stage.name,
+            rank=stage.rank,
+            eta=eta,
+            final=stage.final,
+            started=stage.rank >= 2 and not stage.final,
+        )
+        if not changed:
+            return
+        await self.renderer.render(client, note.workspace_id, note.training_id)
+        if stage.final and await self.store.mark_final_reported(
+            note.workspace_id, note.training_id
+        ):
+            latest = await self.store.latest_cancellation(note.workspace_id, note.training_id)
+            if latest is not None and latest.state == "cancelled":
+                return  # the cancellation's own reply already closed the thread
+            fresh = await self.store.get_notification(note.workspace_id, note.training_id)
+            try:
+                await client.chat_postMessage(
+                    channel=note.channel_id,
+                    thread_ts=note.message_ts,
+                    **build_finished_reply(fresh or note),
+                )
+            except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+                logger.warning(
+                    "training %s: finished reply not posted (%s)",
+                    note.training_id,
+                    type(exc).__name__,
+                )
+
+    # -- watching -----------------------------------------------------------------------------------
+
+    async def _guarded_poll(self, note: Notification) -> None:
+        try:
+            await self.poll(note)
+        except SlackUnavailable as exc:
+            logger.info("training %s: Slack unavailable while polling (%s)", note.training_id, exc)
+        except Exception:
+            logger.exception("poll of training %s failed", note.training_id)
+
+    async def poll(self, note: Notification) -> None:
+        """Poll one watched training's status and apply it."""
+        now = time.time()
+        # Claim this poll by moving its time: of several instances only one polls.
+        if not await self.store.schedule_poll(
+            note.workspace_id,
+            note.training_id,
+            next_at=now + self.poll_seconds,
+            failures=note.poll_failures,
+            previous=note.poll_next_at,
+        ):
+            return
+        if now - note.created_at > MAX_WATCH_SECONDS:
+            await self.store.schedule_poll(note.workspace_id, note.training_id, next_at=None)
+            return
+        key = await self.workspaces.key_for(note.workspace_id)
+        client = await self.clients(note.workspace_id)
+        if not key or client is None:
+            await self.store.schedule_poll(note.workspace_id, note.training_id, next_at=None)
+            return
+        if self.limiter.cancel_pending(key):
+            # A cancel on this account goes first; look again shortly.
+            await self.store.schedule_poll(
+                note.workspace_id, note.training_id, next_at=now + 5, failures=note.poll_failures
+            )
+            return
+        status = await self._status(note.training_id, key)
+        api = "v6" if is_v6_id(note.training_id) else "v3"
+        stage = normalise(status.state, api=api) if status and status.definitive else None
+        if stage is None:
+            failures = note.poll_failures + 1
+            delay = (
+                status.retry_after
+                if status and status.retry_after
+                else self.poll_seconds * min(2**failures, 10)
+            )
+            next_at = None if failures >= MAX_POLL_FAILURES else time.time() + delay
+            await self.store.schedule_poll(
+                note.workspace_id, note.training_id, next_at=next_at, failures=failures
+            )
+            return
+        await self.apply(client, note, stage, parse_eta(status.details if status else None))
+        next_at = None if stage.final else time.time() + self.poll_seconds
+        await self.store.schedule_poll(
+            note.workspace_id, note.training_id, next_at=next_at, failures=0
+        )
