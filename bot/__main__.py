@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import getpass
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -65,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     notify = sub.add_parser("notify", help="post a training notification with a Cancel button")
     notify.add_argument("training_id")
-    notify.add_argument("--channel", required=True)
+    notify.add_argument(
+        "--channel", help="channel ID (C…); with --url, default: the server's notification channel"
+    )
+    notify.add_argument(
+        "--url",
+        help="a running bot's base URL: post through its POST /notify (bearer MODELSLAB_WEBHOOK_TOKEN)",
+    )
     notify.add_argument("--title")
     notify.add_argument("--owner")
     notify.add_argument("--team")
@@ -336,13 +343,18 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     from bot.slack import SlackClients
     from bot.store import Notification
 
-    settings = _settings(Purpose.NOTIFY)
+    settings = _settings(Purpose.ADMIN if args.url else Purpose.NOTIFY)
     try:
         training_id = validate_training_id(args.training_id)
     except InvalidTrainingId as exc:
         print(f"Not a training id: {exc}.", file=sys.stderr)
         return EXIT_USAGE
-    if args.channel[:1] not in ("C", "G") or not args.channel.isalnum():
+    if args.channel is None and not args.url:
+        print("--channel is required (a channel ID such as C0123ABCD).", file=sys.stderr)
+        return EXIT_USAGE
+    if args.channel is not None and (
+        args.channel[:1] not in ("C", "G") or not args.channel.isalnum()
+    ):
         print(
             "--channel takes a channel ID such as C0123ABCD (channel details > About).",
             file=sys.stderr,
@@ -351,6 +363,8 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     if args.owner and not (args.owner[:1] in ("U", "W") and args.owner.isalnum()):
         print("--owner takes a Slack user ID such as U0123ABCD.", file=sys.stderr)
         return EXIT_USAGE
+    if args.url:
+        return await notify_over_http(settings, args, training_id)
     try:
         store = await open_store(settings)
     except StoreUnavailable as exc:
@@ -411,6 +425,54 @@ async def cmd_notify(args: argparse.Namespace) -> int:
         f"Posted the notification for training {training_id} in {args.channel} (ts {response['ts']})."
     )
     return EXIT_OK
+
+
+async def notify_over_http(settings: Settings, args: argparse.Namespace, training_id: str) -> int:
+    """`notify --url`: ask a running bot (on another host) to post the notification."""
+    import aiohttp
+
+    if not settings.webhook_token:
+        print(
+            "MODELSLAB_WEBHOOK_TOKEN is needed to call POST /notify (the bearer token).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    body = {
+        "training_id": training_id,
+        "channel": args.channel,
+        "title": args.title,
+        "owner": args.owner,
+    }
+    url = args.url.rstrip("/") + "/notify"
+    headers = {"Authorization": f"Bearer {settings.webhook_token}"}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.post(
+                url, json={k: v for k, v in body.items() if v is not None}, headers=headers
+            ) as resp,
+        ):
+            text = await resp.text()
+            status = resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        print(
+            f"The bot at {args.url} could not be reached ({type(exc).__name__}).", file=sys.stderr
+        )
+        return EXIT_FAILED
+    if status == 200:
+        answer = json.loads(text)
+        print(
+            f"Posted the notification for training {training_id} in {answer['channel']} (ts {answer['ts']})."
+        )
+        return EXIT_OK
+    if status == 202:
+        print(
+            f"The bot queued the notification for training {training_id}; it is posted when Slack allows."
+        )
+        return EXIT_FAILED
+    reason = "the token was refused" if status == 401 else text.strip()[:200]
+    print(f"The bot refused the notification (HTTP {status}): {reason}.", file=sys.stderr)
+    return EXIT_FAILED
 
 
 async def cmd_check(args: argparse.Namespace) -> int:

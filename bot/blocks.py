@@ -62,6 +62,7 @@ def build_usage() -> Message:
         f"*{COMMAND} <training_id>* — cancel a ModelsLab training (ids look like `F5jvdzGnYi` or a UUID)\n"
         f"*{COMMAND}* — list the trainings you can still cancel, each with a button\n"
         f"*{COMMAND} history* — the last 10 cancellations in this workspace\n"
+        f"*{COMMAND} watch <training_id>* — post a live status message for a training started elsewhere\n"
         f"*{COMMAND} cancel <training_id>* — cancel an id that happens to be a subcommand word\n"
         f"*{COMMAND} help* — this message"
     )
@@ -73,6 +74,14 @@ def build_invalid_id(reason: str) -> Message:
     return _ephemeral(
         f":warning: That is not a training id: {reason}. Ids look like `F5jvdzGnYi` or a UUID. "
         f"Try `{COMMAND} help`."
+    )
+
+
+def build_watching(training_id: str) -> Message:
+    """Confirm that a training is being watched."""
+    return _ephemeral(
+        f":eyes: Watching training `{training_id}`: a live message with its stage and a Cancel "
+        "button is posted in this channel and updated until the training finishes."
     )
 
 

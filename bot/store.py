@@ -1025,9 +1025,11 @@ class Store:
     ) -> bool:
         """Set (or with None, stop) a watched training's next poll; guarded so one instance wins."""
         n = notifications.c
-        values: dict[str, Any] = {"poll_next_at": next_at, "poll_failures": failures}
-        if next_at is None:
-            values["watching"] = False
+        values: dict[str, Any] = {
+            "poll_next_at": next_at,
+            "poll_failures": failures,
+            "watching": next_at is not None,
+        }
         conditions = [n.workspace_id == workspace_id, n.training_id == training_id]
         if previous is not None:
             conditions.append(n.poll_next_at == previous)

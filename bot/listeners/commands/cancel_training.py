@@ -14,13 +14,16 @@ from bot.blocks import (
     build_cancellable_list,
     build_error,
     build_history,
+    build_invalid_id,
     build_refusal,
     build_usage,
+    build_watching,
     thread_link,
 )
 from bot.cancellation import Origin
-from bot.context import deps_of
-from bot.errors import StoreUnavailable
+from bot.context import Deps, deps_of
+from bot.errors import InvalidTrainingId, StoreUnavailable
+from bot.ids import validate_training_id
 from bot.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
 
 SUBCOMMANDS = ("help", "history", "watch", "cancel")
@@ -63,6 +66,33 @@ def parse_command_text(text: str) -> Parsed:
     return Parsed(Verb.USAGE)
 
 
+async def start_watching(
+    deps: Deps, workspace_id: str, user_id: str, raw_id: str, channel_id: str | None
+) -> dict[str, Any]:
+    """Post a live message for a training started elsewhere and poll its status."""
+    try:
+        training_id = validate_training_id(raw_id)
+    except InvalidTrainingId as exc:
+        return build_invalid_id(str(exc))
+    decision = await deps.access.check(workspace_id, user_id)
+    if not decision.allowed:
+        deps.metrics.refusals.labels(reason=decision.code).inc()
+        return build_refusal(decision)
+    if not channel_id:
+        return build_error("Run this in the channel where the live message should appear.")
+    await deps.store.add_training_event(
+        workspace_id=workspace_id,
+        training_id=training_id,
+        stage=None,
+        logs=None,
+        source="watch",
+        channel_id=channel_id,
+        owner_id=None,
+    )
+    deps.notifier.wake()
+    return build_watching(training_id)
+
+
 async def handle_cancel_training(
     ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
 ) -> None:
@@ -88,10 +118,14 @@ async def handle_cancel_training(
         await ack(**build_usage())
         return
     await ack()
-    if parsed.verb is Verb.WATCH:
-        await respond(**build_error("Watching trainings is not available yet."))
-        return
     try:
+        if parsed.verb is Verb.WATCH:
+            await respond(
+                **await start_watching(
+                    deps, workspace_id, user_id, parsed.argument, context.channel_id
+                )
+            )
+            return
         if parsed.verb is Verb.HISTORY:
             rows = await deps.store.recent_cancellations(workspace_id, limit=10)
             links: dict[int, str] = {}
