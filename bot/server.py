@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -62,6 +63,7 @@ class Runtime:
     reporter: Reporter
     notifier: Notifier
     metrics: Metrics
+    probe: OnlineProbe
     deps: Deps
     bolt_app: AsyncApp
     web_app: web.Application
@@ -72,9 +74,11 @@ class Runtime:
         self.service.start()
         self.reporter.start()
         self.notifier.start()
+        self.probe.start()
 
     async def close(self) -> None:
         """Finish or hand back in-flight work, then release every connection."""
+        await self.probe.stop()
         await self.service.stop(grace=WORKER_GRACE_SECONDS)
         await self.reporter.stop(grace=REPORTER_GRACE_SECONDS)
         await self.notifier.stop(grace=REPORTER_GRACE_SECONDS)
@@ -152,6 +156,72 @@ class TokenDirectory:
     def forget(self, workspace_id: str) -> None:
         """Drop a cached token."""
         self._cache.pop(workspace_id, None)
+
+
+class OnlineProbe:
+    """Checks Slack and ModelsLab in the background; /readyz lists what fails as warnings."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        clients: SlackClients,
+        modelslab: ModelsLabClient,
+        workspaces: Workspaces,
+        single_workspace_id: str | None,
+        interval: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.modelslab = modelslab
+        self.workspaces = workspaces
+        self.single_workspace_id = single_workspace_id
+        self.interval = interval
+        self.warnings: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def probe(self) -> list[str]:
+        """Run the online checks once; return the problems found."""
+        problems: list[str] = []
+        if self.settings.slack_bot_token:
+            try:
+                await self.clients.fast_for(self.settings.slack_bot_token).auth_test()
+            except SlackApiError as exc:
+                problems.append(f"Slack refused the bot token ({exc.response.get('error')})")
+            except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+                problems.append(f"Slack is not reachable ({type(exc).__name__})")
+        if self.single_workspace_id is not None and not self.settings.dry_run:
+            key = await self.workspaces.key_for(self.single_workspace_id)
+            if key:
+                check = await self.modelslab.check_key(key)
+                if not check.ok:
+                    problems.append(f"ModelsLab: {check.reason}")
+        return problems
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.warnings = await self.probe()
+            except Exception:
+                logger.exception("online probe failed")
+            await asyncio.sleep(self.interval)
+
+    async def warnings_now(self) -> list[str]:
+        """The latest warnings (for /readyz)."""
+        return list(self.warnings)
+
+    def start(self) -> None:
+        """Start probing in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="online-probe")
+
+    async def stop(self) -> None:
+        """Stop probing."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 async def import_environment(settings: Settings, store: Store, workspaces: Workspaces) -> None:
@@ -331,7 +401,15 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         metrics.outbox_backlog.set(backlog)
         metrics.inflight.set(service.in_flight)
 
+    probe = OnlineProbe(
+        settings=settings,
+        clients=clients,
+        modelslab=modelslab,
+        workspaces=workspaces,
+        single_workspace_id=single_id,
+    )
     web_app = create_web_app(
+        readiness_warnings=probe.warnings_now,
         bolt_app=bolt_app,
         signing_secret=settings.slack_signing_secret,
         store=store,
@@ -359,6 +437,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         reporter=reporter,
         notifier=notifier,
         metrics=metrics,
+        probe=probe,
         deps=deps,
         bolt_app=bolt_app,
         web_app=web_app,
