@@ -74,7 +74,6 @@ class Runtime:
         self.service.start()
         self.reporter.start()
         self.notifier.start()
-        self.probe.start()
 
     async def close(self) -> None:
         """Finish or hand back in-flight work, then release every connection."""
@@ -159,7 +158,7 @@ class TokenDirectory:
 
 
 class OnlineProbe:
-    """Checks Slack and ModelsLab in the background; /readyz lists what fails as warnings."""
+    """Checks Slack and ModelsLab when /readyz asks (at most once a minute); lists what fails."""
 
     def __init__(
         self,
@@ -178,6 +177,7 @@ class OnlineProbe:
         self.single_workspace_id = single_workspace_id
         self.interval = interval
         self.warnings: list[str] = []
+        self._checked_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def probe(self) -> list[str]:
@@ -198,30 +198,30 @@ class OnlineProbe:
                     problems.append(f"ModelsLab: {check.reason}")
         return problems
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                self.warnings = await self.probe()
-            except Exception:
-                logger.exception("online probe failed")
-            await asyncio.sleep(self.interval)
+    async def _refresh(self) -> None:
+        try:
+            self.warnings = await self.probe()
+        except Exception:
+            logger.exception("online probe failed")
+        self._checked_at = time.monotonic()
 
     async def warnings_now(self) -> list[str]:
-        """The latest warnings (for /readyz)."""
+        """The latest warnings (for /readyz); probes lazily, at most once per interval."""
+        stale = self._checked_at is None or time.monotonic() - self._checked_at > self.interval
+        if stale and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._refresh(), name="online-probe")
+        if self._checked_at is None and self._task is not None:
+            # The first answer waits briefly for the first probe; later ones never wait.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=3.0)
         return list(self.warnings)
 
-    def start(self) -> None:
-        """Start probing in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="online-probe")
-
     async def stop(self) -> None:
-        """Stop probing."""
-        if self._task is not None:
+        """Stop a probe in progress."""
+        if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
 
 
 async def import_environment(settings: Settings, store: Store, workspaces: Workspaces) -> None:
