@@ -18,6 +18,7 @@ from bot.ids import validate_training_id
 from bot.limiter import KeyLimiter
 from bot.modelslab import CancelOutcome, ModelsLabClient, OutcomeKind
 from bot.store import Cancellation, Store
+from bot.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
 
@@ -96,13 +97,15 @@ class CancellationService:
         self.worker_id = worker_id or new_worker_id()
         self.on_finished = on_finished
         self.limiter = limiter or KeyLimiter()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._concurrency = concurrency
-        self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._worker: QueueWorker[Cancellation] = QueueWorker(
+            name="cancellation-worker",
+            take=self._take,
+            handle=self._guarded,
+            next_due=store.next_due_at,
+            concurrency=concurrency,
+            idle=poll_interval,
+        )
 
     # -- the request path (runs before the ack: one key lookup and one INSERT) -------------------
 
@@ -138,87 +141,43 @@ class CancellationService:
     @property
     def in_flight(self) -> int:
         """Cancellations being worked on by this process now."""
-        return len(self._tasks)
+        return self._worker.in_flight
 
     def wake(self) -> None:
         """Tell the worker loop there is new work."""
-        self._wake.set()
+        self._worker.wake()
 
     # -- the worker -----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the worker loop on the running event loop."""
-        if self._loop_task is None:
-            self._stopping = False
-            self._loop_task = asyncio.create_task(self._run(), name="cancellation-worker")
+        self._worker.start()
 
     async def stop(self, *, grace: float = 20.0) -> None:
-        """Stop taking work; let in-flight calls finish within `grace`, leave the rest leased."""
-        self._stopping = True
-        self._wake.set()
-        if self._loop_task is not None:
-            await self._loop_task
-            self._loop_task = None
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                # Their rows stay leased; another instance retakes them when the lease expires.
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-
-    async def _run(self) -> None:
-        backoff = 0.5
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                await self.drain()
-                backoff = 0.5
-                delay = await self._idle_delay()
-            except StoreUnavailable as exc:
-                logger.warning("worker: %s; retrying in %.1fs", exc, backoff)
-                delay, backoff = backoff, min(backoff * 2, 30.0)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        """Stop taking work; let in-flight calls finish within `grace`, hand the rest back."""
+        await self._worker.stop(grace=grace)
 
     async def drain(self) -> int:
         """Lease what is due and start processing it; return how many rows were taken."""
-        free = self._concurrency - len(self._tasks)
-        if free <= 0 or self._stopping:
-            return 0
-        rows = await self.store.take_due(
-            self.worker_id, lease_seconds=self.lease_seconds, limit=free
+        return await self._worker.drain()
+
+    async def _take(self, limit: int) -> list[Cancellation]:
+        return await self.store.take_due(
+            self.worker_id, lease_seconds=self.lease_seconds, limit=limit
         )
-        for row in rows:
-            task = asyncio.create_task(self._guarded(row), name=f"cancel-{row.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
-        return len(rows)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        # A free slot may mean more due work can be taken.
-        self._wake.set()
-
-    async def _idle_delay(self) -> float:
-        next_due = await self.store.next_due_at()
-        if next_due is None:
-            return self.poll_interval
-        return max(0.05, min(self.poll_interval, next_due - time.time() + 0.01))
 
     async def _guarded(self, row: Cancellation) -> None:
-        async with self._slots:
-            try:
-                await self.process(row)
-            except StoreUnavailable as exc:
-                # The lease expires and the row is retried; nothing is lost.
-                logger.warning("cancellation %s: %s", row.id, exc)
-            except asyncio.CancelledError:
-                # Shutting down mid-call: hand the row back now rather than when the lease expires.
-                # It stays in "calling", so whoever takes it knows the call may have reached ModelsLab.
-                with contextlib.suppress(StoreUnavailable):
-                    await asyncio.shield(self.store.release(row.id, self.worker_id))
-                raise
+        try:
+            await self.process(row)
+        except StoreUnavailable as exc:
+            # The lease expires and the row is retried; nothing is lost.
+            logger.warning("cancellation %s: %s", row.id, exc)
+        except asyncio.CancelledError:
+            # Shutting down mid-call: hand the row back now rather than when the lease expires.
+            # It stays in "calling", so whoever takes it knows the call may have reached ModelsLab.
+            with contextlib.suppress(StoreUnavailable):
+                await asyncio.shield(self.store.release(row.id, self.worker_id))
+            raise
 
     async def process(self, row: Cancellation) -> Cancellation | None:
         """Call ModelsLab for one leased cancellation and record the outcome."""

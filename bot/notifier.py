@@ -7,7 +7,6 @@ with ModelsLab's status call first; a check that fails leaves the message as it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,13 +16,13 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.blocks import build_finished_reply, build_notification
 from bot.cancellation import new_worker_id
-from bot.errors import StoreUnavailable
 from bot.ids import is_v6_id
 from bot.limiter import KeyLimiter
 from bot.modelslab import ModelsLabClient, TrainingStatus
 from bot.renderer import NotificationRenderer, SlackUnavailable, raise_if_transient
 from bot.stages import Stage, normalise, parse_eta
 from bot.store import Notification, Store, TrainingEvent
+from bot.worker import QueueWorker
 from bot.workspaces import Workspaces
 
 logger = logging.getLogger(__name__)
@@ -59,69 +58,64 @@ class Notifier:
         self.limiter = limiter
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
-        self.idle_seconds = idle_seconds
         self.owner = new_worker_id()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._worker: QueueWorker[TrainingEvent | Notification] = QueueWorker(
+            name="notifier",
+            take=self._take,
+            handle=self._handle,
+            next_due=self._next_due,
+            concurrency=4,
+            idle=idle_seconds,
+        )
 
-    # -- loop ---------------------------------------------------------------------------------------
+    @property
+    def idle_seconds(self) -> float:
+        """The longest the loop sleeps when nothing is due."""
+        return self._worker.idle
+
+    @idle_seconds.setter
+    def idle_seconds(self, value: float) -> None:
+        self._worker.idle = value
 
     def wake(self) -> None:
         """Tell the notifier there is a new event."""
-        self._wake.set()
+        self._worker.wake()
 
     def start(self) -> None:
         """Start the loop."""
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="notifier")
+        self._worker.start()
 
     async def stop(self, *, grace: float = 5.0) -> None:
         """Stop the loop (events and polls stay queued in the store)."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout=grace)
-            except asyncio.TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+        await self._worker.stop(grace=grace)
 
-    async def _run(self) -> None:
-        backoff = 0.5
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                await self.drain()
-                backoff = 0.5
-                delay = await self._idle_delay()
-            except StoreUnavailable as exc:
-                logger.warning("notifier: %s; retrying in %.1fs", exc, backoff)
-                delay, backoff = backoff, min(backoff * 2, 30.0)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+    async def drain(self) -> int:
+        """Start handling due events and due polls; return how many were taken."""
+        return await self._worker.drain()
 
-    async def _idle_delay(self) -> float:
+    async def _take(self, limit: int) -> list[TrainingEvent | Notification]:
+        items: list[TrainingEvent | Notification] = list(
+            await self.store.take_training_events(
+                self.owner, lease_seconds=self.lease_seconds, limit=limit
+            )
+        )
+        if len(items) < limit:
+            items += await self.store.due_polls(limit=limit - len(items))
+        return items
+
+    async def _handle(self, item: TrainingEvent | Notification) -> None:
+        if isinstance(item, TrainingEvent):
+            await self._guarded_event(item)
+        else:
+            await self._guarded_poll(item)
+
+    async def _next_due(self) -> float | None:
         due = [
             t
             for t in (await self.store.next_training_event_at(), await self.store.next_poll_at())
             if t
         ]
-        if not due:
-            return self.idle_seconds
-        return max(0.05, min(self.idle_seconds, min(due) - time.time() + 0.01))
-
-    async def drain(self) -> None:
-        """Handle due events, then due polls."""
-        for event in await self.store.take_training_events(
-            self.owner, lease_seconds=self.lease_seconds
-        ):
-            await self._guarded_event(event)
-        for note in await self.store.due_polls():
-            await self._guarded_poll(note)
+        return min(due) if due else None
 
     async def _guarded_event(self, event: TrainingEvent) -> None:
         try:

@@ -24,6 +24,7 @@ from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
 from bot.renderer import NotificationRenderer, SlackUnavailable
 from bot.store import Cancellation, Store
+from bot.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +86,14 @@ class Reporter:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.owner = new_worker_id()
-        self._concurrency = concurrency
-        self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._worker: QueueWorker[Cancellation] = QueueWorker(
+            name="reporter",
+            take=self._take,
+            handle=self._guarded,
+            next_due=store.next_report_at,
+            concurrency=concurrency,
+            idle=poll_interval,
+        )
         # Without BOT_ENCRYPTION_KEY response_urls are never written to the database.
         self._response_urls: dict[int, str] = {}
 
@@ -116,62 +120,24 @@ class Reporter:
 
     def wake(self) -> None:
         """Tell the reporter there is something to report."""
-        self._wake.set()
+        self._worker.wake()
 
     def start(self) -> None:
         """Start the delivery loop."""
-        if self._loop_task is None:
-            self._stopping = False
-            self._loop_task = asyncio.create_task(self._run(), name="reporter")
+        self._worker.start()
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop the loop; give in-flight deliveries `grace` seconds (their leases cover the rest)."""
-        self._stopping = True
-        self._wake.set()
-        if self._loop_task is not None:
-            await self._loop_task
-            self._loop_task = None
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-
-    async def _run(self) -> None:
-        backoff = 0.5
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                await self.drain()
-                backoff = 0.5
-                next_at = await self.store.next_report_at()
-                delay = self.poll_interval
-                if next_at is not None:
-                    delay = max(0.05, min(delay, next_at - time.time() + 0.01))
-            except StoreUnavailable as exc:
-                logger.warning("reporter: %s; retrying in %.1fs", exc, backoff)
-                delay, backoff = backoff, min(backoff * 2, 30.0)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        await self._worker.stop(grace=grace)
 
     async def drain(self) -> int:
         """Lease due reports and start delivering them."""
-        free = self._concurrency - len(self._tasks)
-        if free <= 0 or self._stopping:
-            return 0
-        rows = await self.store.take_reports(
-            self.owner, lease_seconds=self.lease_seconds, limit=free
-        )
-        for row in rows:
-            task = asyncio.create_task(self._guarded(row), name=f"report-{row.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
-        return len(rows)
+        return await self._worker.drain()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._wake.set()
+    async def _take(self, limit: int) -> list[Cancellation]:
+        return await self.store.take_reports(
+            self.owner, lease_seconds=self.lease_seconds, limit=limit
+        )
 
     async def _guarded(self, row: Cancellation) -> None:
         try:

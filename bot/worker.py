@@ -1,0 +1,112 @@
+"""The loop every store-backed queue runs: lease due rows, work them off, sleep until woken or due."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Generic, TypeVar
+
+from bot.errors import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class QueueWorker(Generic[T]):
+    """Takes up to `concurrency` due items at a time and handles each in its own task.
+
+    `take(limit)` leases items in the store; `handle(item)` must not raise (it owns its errors);
+    `next_due()` says when something becomes due, so an idle worker sleeps exactly that long
+    (at most `idle` seconds) unless `wake()` is called first.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        take: Callable[[int], Awaitable[Sequence[T]]],
+        handle: Callable[[T], Coroutine[Any, Any, None]],
+        next_due: Callable[[], Awaitable[float | None]],
+        concurrency: int,
+        idle: float,
+    ) -> None:
+        self.name = name
+        self._take = take
+        self._handle = handle
+        self._next_due = next_due
+        self._concurrency = concurrency
+        self.idle = idle
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def in_flight(self) -> int:
+        """Items being handled now."""
+        return len(self._tasks)
+
+    def wake(self) -> None:
+        """There is new work: look now."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the loop on the running event loop."""
+        if self._loop is None:
+            self._stopping = False
+            self._loop = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self, *, grace: float) -> None:
+        """Take nothing more; give in-flight items `grace` seconds, then cancel them."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop is not None:
+            await self._loop
+            self._loop = None
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                # Their leases stay in the store (or are handed back by the handler).
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def drain(self) -> int:
+        """Lease what is due and start handling it; return how many items were taken."""
+        free = self._concurrency - len(self._tasks)
+        if free <= 0 or self._stopping:
+            return 0
+        items = await self._take(free)
+        for item in items:
+            task = asyncio.create_task(self._handle(item), name=f"{self.name}-item")
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+        return len(items)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        # A free slot may mean more due work can be taken.
+        self._wake.set()
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.drain()
+                backoff = 0.5
+                next_due = await self._next_due()
+                delay = (
+                    self.idle
+                    if next_due is None
+                    else max(0.05, min(self.idle, next_due - time.time() + 0.01))
+                )
+            except StoreUnavailable as exc:
+                logger.warning("%s: %s; retrying in %.1fs", self.name, exc, backoff)
+                delay, backoff = backoff, min(backoff * 2, 30.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
