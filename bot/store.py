@@ -482,29 +482,40 @@ class Store:
         """Lease up to `limit` cancellations that are due and not leased by a live worker."""
         now = time.time() if now is None else now
         c = cancellations.c
-        due = (
-            sa.select(c.id)
-            .where(
+        rows = await self._lease_due(
+            cancellations,
+            where=[
                 c.state.in_(("requested", "calling")),
                 c.next_attempt_at <= now,
                 sa.or_(c.lease_expires_at.is_(None), c.lease_expires_at < now),
-            )
-            .order_by(c.next_attempt_at, c.id)
-            .limit(limit)
+            ],
+            order_by=[c.next_attempt_at, c.id],
+            limit=limit,
+            values={"lease_owner": owner, "lease_expires_at": now + lease_seconds},
         )
+        return sorted((_cancellation(r) for r in rows), key=lambda r: (r.next_attempt_at, r.id))
+
+    async def _lease_due(
+        self,
+        table: sa.Table,
+        *,
+        where: list[Any],
+        order_by: list[Any],
+        limit: int,
+        values: dict[str, Any],
+    ) -> list[sa.Row[Any]]:
+        """Select due rows (skipping rows another transaction holds) and lease them, atomically."""
+        due = sa.select(table.c.id).where(*where).order_by(*order_by).limit(limit)
         if self.dialect == "postgresql":
             due = due.with_for_update(skip_locked=True)
         async with self._begin() as conn:
             ids = list((await conn.execute(due)).scalars())
             if not ids:
                 return []
-            rows = await conn.execute(
-                sa.update(cancellations)
-                .where(c.id.in_(ids))
-                .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
-                .returning(*cancellations.c)
+            result = await conn.execute(
+                sa.update(table).where(table.c.id.in_(ids)).values(**values).returning(*table.c)
             )
-            return sorted((_cancellation(r) for r in rows), key=lambda r: (r.next_attempt_at, r.id))
+            return list(result)
 
     async def take(
         self, cancellation_id: int, owner: str, *, lease_seconds: float, now: float | None = None
@@ -682,33 +693,22 @@ class Store:
         """Lease cancellations whose reports are due."""
         now = time.time() if now is None else now
         c = cancellations.c
-        due = (
-            sa.select(c.id)
-            .where(
+        rows = await self._lease_due(
+            cancellations,
+            where=[
                 c.report_state == "pending",
                 c.report_next_at <= now,
                 sa.or_(c.report_lease_expires_at.is_(None), c.report_lease_expires_at < now),
-            )
-            .order_by(c.report_next_at, c.id)
-            .limit(limit)
+            ],
+            order_by=[c.report_next_at, c.id],
+            limit=limit,
+            values={
+                "report_lease_owner": owner,
+                "report_lease_expires_at": now + lease_seconds,
+                "report_attempts": c.report_attempts + 1,
+            },
         )
-        if self.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        async with self._begin() as conn:
-            ids = list((await conn.execute(due)).scalars())
-            if not ids:
-                return []
-            rows = await conn.execute(
-                sa.update(cancellations)
-                .where(c.id.in_(ids))
-                .values(
-                    report_lease_owner=owner,
-                    report_lease_expires_at=now + lease_seconds,
-                    report_attempts=c.report_attempts + 1,
-                )
-                .returning(*cancellations.c)
-            )
-            return sorted((_cancellation(r) for r in rows), key=lambda r: r.id)
+        return sorted((_cancellation(r) for r in rows), key=lambda r: r.id)
 
     async def take_report(
         self, cancellation_id: int, owner: str, *, lease_seconds: float
@@ -1093,34 +1093,25 @@ class Store:
         """Lease due training events, oldest first."""
         now = time.time()
         e = training_events.c
-        due = (
-            sa.select(e.id)
-            .where(
+        rows = await self._lease_due(
+            training_events,
+            where=[
                 e.done.is_(False),
                 e.next_attempt_at <= now,
                 sa.or_(e.lease_expires_at.is_(None), e.lease_expires_at < now),
-            )
-            .order_by(e.received_at, e.id)
-            .limit(limit)
+            ],
+            order_by=[e.received_at, e.id],
+            limit=limit,
+            values={
+                "lease_owner": owner,
+                "lease_expires_at": now + lease_seconds,
+                "attempts": e.attempts + 1,
+            },
         )
-        if self.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        async with self._begin() as conn:
-            ids = list((await conn.execute(due)).scalars())
-            if not ids:
-                return []
-            rows = await conn.execute(
-                sa.update(training_events)
-                .where(e.id.in_(ids))
-                .values(
-                    lease_owner=owner, lease_expires_at=now + lease_seconds, attempts=e.attempts + 1
-                )
-                .returning(*training_events.c)
-            )
-            events = [
-                TrainingEvent(**{k: r._mapping[k] for k in TrainingEvent.__dataclass_fields__})
-                for r in rows
-            ]
+        events = [
+            TrainingEvent(**{k: r._mapping[k] for k in TrainingEvent.__dataclass_fields__})
+            for r in rows
+        ]
         return sorted(events, key=lambda ev: (ev.received_at, ev.id))
 
     async def end_training_event(self, event_id: int, *, retry_at: float | None = None) -> None:
