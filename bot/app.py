@@ -8,7 +8,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -21,12 +23,21 @@ Authorize = Callable[..., Awaitable[AuthorizeResult]]
 
 
 def create_app(
-    *, deps: Deps, client: AsyncWebClient, authorize: Authorize, signing_secret: str | None
+    *,
+    deps: Deps,
+    client: AsyncWebClient,
+    authorize: Authorize | AsyncAuthorize,
+    signing_secret: str | None,
+    oauth_flow: AsyncOAuthFlow | None = None,
 ) -> AsyncApp:
     """Build the Bolt app with its listeners; serving it is the web layer's or Socket Mode's job."""
     app = AsyncApp(
         client=client,
-        authorize=authorize,
+        # Bolt accepts an AsyncAuthorize instance too; its annotation only names the callable form.
+        authorize=authorize,  # type: ignore[arg-type]
+        # Handing Bolt our OAuth flow (database stores) also stops it from building its own
+        # file-based one when it sees SLACK_CLIENT_ID/SLACK_CLIENT_SECRET in the environment.
+        oauth_flow=oauth_flow,
         signing_secret=signing_secret,
         # Our web layer verifies HTTP requests before Bolt sees them (bot.web); Socket Mode needs none.
         request_verification_enabled=bool(signing_secret),

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store import Bot, Installation
@@ -144,21 +145,28 @@ class EncryptedInstallationStore(AsyncInstallationStore):
         )
 
 
-class CachedInstallationAuthorize:
+class CachedInstallationAuthorize(AsyncAuthorize):
     """Bolt `authorize`: the workspace's bot installation, cached; no auth.test per request."""
 
     def __init__(self, installations: EncryptedInstallationStore, *, ttl: float = 600.0) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
         self.installations = installations
         self.ttl = ttl
         self._cache: dict[tuple[str | None, str | None], tuple[AuthorizeResult, float]] = {}
 
-        # Bolt passes arguments by the callable's parameter names, so hand it a plain function.
-        async def authorize(
-            enterprise_id: str | None, team_id: str | None, context: Any
-        ) -> AuthorizeResult | None:
-            return await self.lookup(enterprise_id, team_id, context)
-
-        self.authorize = authorize
+    async def __call__(
+        self,
+        *,
+        context: Any,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        actor_enterprise_id: str | None = None,
+        actor_team_id: str | None = None,
+        actor_user_id: str | None = None,
+    ) -> AuthorizeResult | None:
+        """Return the bot token and ids for the request's workspace."""
+        return await self.lookup(enterprise_id, team_id, context)
 
     async def lookup(
         self, enterprise_id: str | None, team_id: str | None, context: Any

@@ -279,7 +279,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
             client_id=settings.slack_client_id, store=store, box=box
         )
         cached_authorize = CachedInstallationAuthorize(installations)
-        authorize = cached_authorize.authorize
+        authorize = cached_authorize
         oauth_flow = build_oauth_flow(
             client_id=settings.slack_client_id,
             client_secret=settings.slack_client_secret,
@@ -393,6 +393,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         client=clients.fast,
         authorize=authorize,
         signing_secret=settings.slack_signing_secret,
+        oauth_flow=oauth_flow,
     )
 
     async def before_scrape() -> None:

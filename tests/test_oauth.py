@@ -543,3 +543,76 @@ async def test_single_workspace_mode_has_no_install_routes(bot: Bot) -> None:
     for path in ("/slack/install", "/slack/oauth_redirect?code=code-a&state=x"):
         async with bot.session.get(f"{bot.url}{path}") as resp:
             assert resp.status == 404, path
+
+
+async def test_bolt_uses_our_database_oauth_flow_even_with_the_variables_in_the_environment(
+    slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bolt builds its own file-based OAuth flow when it sees SLACK_CLIENT_ID/SECRET in os.environ."""
+    from bot.oauth import EncryptedInstallationStore
+
+    oauth_env = {"SLACK_CLIENT_ID": "111.222", "SLACK_CLIENT_SECRET": "sec"}
+    for name, value in oauth_env.items():
+        monkeypatch.setenv(name, value)
+    key = Fernet.generate_key().decode()
+    async with running_bot(
+        slack,
+        modelslab,
+        sqlite_url,
+        SLACK_BOT_TOKEN="",
+        MODELSLAB_API_KEY="",
+        BOT_ENCRYPTION_KEY=key,
+        **oauth_env,
+    ) as bot:
+        flow = bot.runtime.bolt_app.oauth_flow
+        assert flow is not None
+        assert isinstance(flow.settings.installation_store, EncryptedInstallationStore)
+
+
+async def test_a_real_oauth_process_installs_into_its_database_not_home_files(
+    slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, tmp_path: Path
+) -> None:
+    """`python -m bot serve` in OAuth mode, end to end: install, stored in the bot's database."""
+    from tests.harness import bot_env
+    from tests.processes import bot_process, free_port
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = bot_env(
+        slack,
+        modelslab,
+        sqlite_url,
+        SLACK_BOT_TOKEN="",
+        MODELSLAB_API_KEY="",
+        SLACK_CLIENT_ID="111.222",
+        SLACK_CLIENT_SECRET="sec",
+        BOT_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        HOME=str(home),
+    )
+    slack.oauth_teams = {
+        "code-p": {"team_id": "T0PROC001", "team_name": "Proc", "bot_token": "xoxb-proc"}
+    }
+    port = free_port()
+    async with bot_process(
+        env, "serve", "--host", "127.0.0.1", "--port", str(port), cwd=tmp_path, port=port
+    ) as proc:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{proc.url}/slack/install") as resp:
+                page = await resp.text()
+                cookie = resp.headers["Set-Cookie"].split(";")[0]
+            state = re.search(r"state=([\w-]+)", page).group(1)  # type: ignore[union-attr]
+            async with session.get(
+                f"{proc.url}/slack/oauth_redirect?code=code-p&state={state}",
+                headers={"Cookie": cookie},
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+    assert "oauth mode" in proc.err.lower()
+    assert list(home.iterdir()) == [], "Bolt wrote OAuth files under $HOME"
+    store = Store.from_url(async_database_url(sqlite_url))
+    try:
+        [(workspace, _)] = await store.list_workspaces()
+    finally:
+        await store.close()
+    assert workspace.workspace_id == "T0PROC001" and workspace.installed
