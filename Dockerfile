@@ -14,7 +14,7 @@ RUN pip install . \
     && useradd --create-home --uid 10001 bot \
     && mkdir -p /data && chown bot /data
 
-USER bot
+USER 10001:10001
 # The default SQLite file goes to a volume; production sets DATABASE_URL to PostgreSQL.
 WORKDIR /data
 EXPOSE 3000

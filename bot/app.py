@@ -11,15 +11,42 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import listeners
 from bot.context import DEPS_KEY, Deps
+from bot.metrics import Metrics, request_kind
 
 logger = logging.getLogger(__name__)
 
 Authorize = Callable[..., Awaitable[AuthorizeResult]]
+
+
+class CancelBotApp(AsyncApp):
+    """AsyncApp that counts every request it dispatches, whichever transport brought it."""
+
+    metrics: Metrics | None = None
+
+    async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
+        """Dispatch as Bolt does, then count the request by kind and status."""
+        response: BoltResponse = await super().async_dispatch(req)
+        if self.metrics is not None:
+            self.metrics.requests.labels(
+                kind=request_kind(req.body), result=str(response.status)
+            ).inc()
+        return response
+
+
+def _drop_env_token_warning(record: logging.LogRecord) -> bool:
+    # Bolt reads SLACK_BOT_TOKEN from os.environ itself, then says it ignores it for our client:
+    # true, expected, and confusing in an operator's start-up log.
+    return "`token` will be unused" not in record.getMessage()
+
+
+BOLT_LOGGER = logging.getLogger("bot.bolt")
+BOLT_LOGGER.addFilter(_drop_env_token_warning)
 
 
 def create_app(
@@ -29,9 +56,9 @@ def create_app(
     authorize: Authorize | AsyncAuthorize,
     signing_secret: str | None,
     oauth_flow: AsyncOAuthFlow | None = None,
-) -> AsyncApp:
+) -> CancelBotApp:
     """Build the Bolt app with its listeners; serving it is the web layer's or Socket Mode's job."""
-    app = AsyncApp(
+    app = CancelBotApp(
         client=client,
         # Bolt accepts an AsyncAuthorize instance too; its annotation only names the callable form.
         authorize=authorize,  # type: ignore[arg-type]
@@ -43,13 +70,14 @@ def create_app(
         request_verification_enabled=bool(signing_secret),
         process_before_response=False,
         raise_error_for_unhandled_request=False,
-        logger=logging.getLogger("bot.bolt"),
+        logger=BOLT_LOGGER,
     )
 
     async def inject_deps(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
         context[DEPS_KEY] = deps
         await next()
 
+    app.metrics = deps.metrics
     app.use(inject_deps)
     app.error(handle_listener_error)
     listeners.register(app)

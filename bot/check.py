@@ -33,7 +33,12 @@ async def _database(settings: Settings) -> list[Item]:
         await store.connect(wait=5.0)
         revision = await store.schema_revision()
     except StoreUnavailable as exc:
-        return [Item(False, f"DATABASE_URL: {exc}.")]
+        return [
+            Item(
+                False,
+                f"DATABASE_URL: {exc}; check the host, port, credentials and that the server runs.",
+            )
+        ]
     finally:
         await store.close()
     head = head_revision()
@@ -109,7 +114,11 @@ async def _modelslab(settings: Settings) -> Item:
     if result.ok:
         return Item(True, "ModelsLab key accepted (finetune_list)")
     if not result.definitive:
-        return Item(False, f"ModelsLab could not check the key: {result.reason}.")
+        return Item(
+            False,
+            f"ModelsLab could not check the key ({result.reason}); check MODELSLAB_API_URL "
+            f"({settings.modelslab_api_url}) and the network.",
+        )
     return Item(False, f"MODELSLAB_API_KEY was refused by ModelsLab: {result.reason}.")
 
 
@@ -125,7 +134,7 @@ async def checklist(*, offline: bool, env: Mapping[str, str] | None = None) -> l
         items.append(
             Item(True, "CANCEL_DRY_RUN=1: ModelsLab's cancel is never called", warning=True)
         )
-    if settings.is_sqlite and os.environ.get("DYNO"):
+    if settings.is_sqlite and (env if env is not None else os.environ).get("DYNO"):
         items.append(
             Item(
                 True,

@@ -79,6 +79,21 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
+def request_kind(body: dict[str, object]) -> str:
+    """A bounded label for what Slack sent."""
+    if body.get("command"):
+        return "command"
+    kind = body.get("type")
+    known = (
+        "block_actions",
+        "view_submission",
+        "block_suggestion",
+        "event_callback",
+        "url_verification",
+    )
+    return kind if isinstance(kind, str) and kind in known else "other"
+
+
 _KNOWN_ERRORS = frozenset(
     {"timeout", "ConnectError", "ReadError", "RemoteProtocolError", "WriteError"}
 )

@@ -212,8 +212,6 @@ def create_web_app(
         except BadRequest as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         response = await bolt_app.async_dispatch(bolt_request)
-        if metrics is not None:
-            metrics.requests.labels(kind=_kind(body), result=str(response.status)).inc()
         return _to_aiohttp(response.status, str(response.body or ""), response.headers)
 
     async def handle_healthz(_: web.Request) -> web.StreamResponse:
@@ -245,15 +243,3 @@ def create_web_app(
     app.router.add_get("/readyz", handle_readyz)
     app.router.add_get("/metrics", handle_metrics)
     return app
-
-
-def _kind(body: dict[str, Any]) -> str:
-    """A bounded label for what Slack sent."""
-    if body.get("command"):
-        return "command"
-    kind = body.get("type")
-    return (
-        kind
-        if kind in ("block_actions", "view_submission", "block_suggestion", "event_callback")
-        else "other"
-    )

