@@ -385,18 +385,34 @@ async def cmd_notify(args: argparse.Namespace) -> int:
             stage=None,
             created_at=0.0,
         )
-        latest = await store.latest_cancellation(workspace_id, training_id)
-        client = clients.reporter_for(str(settings.slack_bot_token))
-        response = await client.chat_postMessage(
-            channel=args.channel, **build_notification(draft, latest)
-        )
-        await store.save_notification(
+        # One notification per training: reserve it, then post (a repeat run finds it).
+        if not await store.claim_notification(
             workspace_id=workspace_id,
             training_id=training_id,
-            channel_id=str(response["channel"]),
-            message_ts=str(response["ts"]),
+            channel_id=args.channel,
             owner_id=args.owner,
             title=args.title,
+        ):
+            existing = await store.get_notification(workspace_id, training_id)
+            where = (
+                f"{existing.channel_id} (ts {existing.message_ts})" if existing else "being posted"
+            )
+            print(f"Training {training_id} already has a notification: {where}; not posted again.")
+            return EXIT_OK
+        latest = await store.latest_cancellation(workspace_id, training_id)
+        client = clients.reporter_for(str(settings.slack_bot_token))
+        try:
+            response = await client.chat_postMessage(
+                channel=args.channel, **build_notification(draft, latest)
+            )
+        except BaseException:
+            await store.drop_notification_claim(workspace_id, training_id)
+            raise
+        await store.notification_posted(
+            workspace_id,
+            training_id,
+            channel_id=str(response["channel"]),
+            message_ts=str(response["ts"]),
         )
     except SlackApiError as exc:
         error = exc.response.get("error")
@@ -465,6 +481,12 @@ async def notify_over_http(settings: Settings, args: argparse.Namespace, trainin
             f"Posted the notification for training {training_id} in {answer['channel']} (ts {answer['ts']})."
         )
         return EXIT_OK
+    if status == 502:
+        print(
+            f"The bot could not post the notification: {json.loads(text).get('error')}.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     if status == 202:
         print(
             f"The bot queued the notification for training {training_id}; it is posted when Slack allows."

@@ -77,8 +77,13 @@ def build_invalid_id(reason: str) -> Message:
     )
 
 
-def build_watching(training_id: str) -> Message:
+def build_watching(training_id: str, *, existing_link: str | None = None) -> Message:
     """Confirm that a training is being watched."""
+    if existing_link:
+        return _ephemeral(
+            f":eyes: Watching training `{training_id}`: its <{existing_link}|live message> is "
+            "updated until the training finishes."
+        )
     return _ephemeral(
         f":eyes: Watching training `{training_id}`: a live message with its stage and a Cancel "
         "button is posted in this channel and updated until the training finishes."

@@ -181,6 +181,9 @@ class Notifier:
                 "training %s: no notification channel (NOTIFY_CHANNEL / App Home); nothing posted",
                 event.training_id,
             )
+            await self.store.set_training_event_outcome(
+                event.id, "no notification channel is configured"
+            )
             return None
         claimed = await self.store.claim_notification(
             workspace_id=event.workspace_id,
@@ -214,6 +217,15 @@ class Notifier:
         except SlackApiError as exc:
             await self.store.drop_notification_claim(event.workspace_id, event.training_id)
             raise_if_transient(exc)
+            error = exc.response.get("error")
+            hint = (
+                " (invite the bot with /invite)"
+                if error in ("not_in_channel", "channel_not_found")
+                else ""
+            )
+            await self.store.set_training_event_outcome(
+                event.id, f"Slack refused the message: {error}{hint}"
+            )
             logger.warning(
                 "training %s: notification refused by Slack (%s)",
                 event.training_id,
@@ -257,7 +269,7 @@ class Notifier:
 
     async def apply(self, client: Any, note: Notification, stage: Stage, eta: str | None) -> None:
         """Record a stage (never going back), re-render, and announce a finish once."""
-        changed = await self.store.advance_stage(
+        await self.store.advance_stage(
             note.workspace_id,
             note.training_id,
             stage=stage.name,
@@ -266,28 +278,27 @@ class Notifier:
             final=stage.final,
             started=stage.rank >= 2 and not stage.final,
         )
-        if not changed:
-            return
+        # Always render: the renderer skips an unchanged message, and a render that failed
+        # earlier (the stage was stored, Slack was down) is completed by the retry.
         await self.renderer.render(client, note.workspace_id, note.training_id)
-        if stage.final and await self.store.mark_final_reported(
-            note.workspace_id, note.training_id
-        ):
-            latest = await self.store.latest_cancellation(note.workspace_id, note.training_id)
-            if latest is not None and latest.state == "cancelled":
-                return  # the cancellation's own reply already closed the thread
-            fresh = await self.store.get_notification(note.workspace_id, note.training_id)
-            try:
-                await client.chat_postMessage(
-                    channel=note.channel_id,
-                    thread_ts=note.message_ts,
-                    **build_finished_reply(fresh or note),
-                )
-            except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
-                logger.warning(
-                    "training %s: finished reply not posted (%s)",
-                    note.training_id,
-                    type(exc).__name__,
-                )
+        fresh = await self.store.get_notification(note.workspace_id, note.training_id)
+        if fresh is None or not fresh.finished or fresh.final_reported:
+            return
+        latest = await self.store.latest_cancellation(note.workspace_id, note.training_id)
+        if not await self.store.mark_final_reported(note.workspace_id, note.training_id):
+            return
+        if latest is not None and latest.state == "cancelled":
+            return  # the cancellation's own reply already closed the thread
+        try:
+            await client.chat_postMessage(
+                channel=fresh.channel_id, thread_ts=fresh.message_ts, **build_finished_reply(fresh)
+            )
+        except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            # Not announced after all: let the retry of this event post it.
+            await self.store.mark_final_reported(
+                note.workspace_id, note.training_id, reported=False
+            )
+            raise SlackUnavailable(f"finished reply: {type(exc).__name__}") from exc
 
     # -- watching -----------------------------------------------------------------------------------
 

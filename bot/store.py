@@ -130,6 +130,7 @@ training_events = sa.Table(
     sa.Column("next_attempt_at", sa.Double, nullable=False),
     sa.Column("lease_owner", sa.String(80)),
     sa.Column("lease_expires_at", sa.Double),
+    sa.Column("outcome", sa.Text),  # why nothing was posted, when that is final
     sa.Index("ix_training_events_due", "done", "next_attempt_at"),
 )
 
@@ -965,10 +966,7 @@ class Store:
                 .where(
                     n.workspace_id == workspace_id,
                     n.training_id == training_id,
-                    sa.or_(
-                        n.stage_rank < rank,
-                        refresh_eta,
-                    ),
+                    sa.or_(n.stage.is_(None), n.stage_rank < rank, refresh_eta),
                     # A finished training stays finished.
                     sa.or_(n.stage.is_(None), n.stage.not_in(FINISHED_STAGES)),
                 )
@@ -976,8 +974,10 @@ class Store:
             )
         return bool(result.rowcount)
 
-    async def mark_final_reported(self, workspace_id: str, training_id: str) -> bool:
-        """Record that the "finished" thread reply is being posted; True only the first time."""
+    async def mark_final_reported(
+        self, workspace_id: str, training_id: str, *, reported: bool = True
+    ) -> bool:
+        """Record that the "finished" reply is being posted (True only the first time), or undo it."""
         n = notifications.c
         async with self._begin() as conn:
             result = await conn.execute(
@@ -985,9 +985,9 @@ class Store:
                 .where(
                     n.workspace_id == workspace_id,
                     n.training_id == training_id,
-                    n.final_reported.is_(False),
+                    n.final_reported.is_(not reported),
                 )
-                .values(final_reported=True)
+                .values(final_reported=reported)
             )
         return bool(result.rowcount)
 
@@ -1124,6 +1124,21 @@ class Store:
             values["next_attempt_at"] = retry_at
         async with self._begin() as conn:
             await conn.execute(sa.update(training_events).where(e.id == event_id).values(**values))
+
+    async def set_training_event_outcome(self, event_id: int, outcome: str) -> None:
+        """Record why an event posted nothing (shown to whoever asked for it)."""
+        e = training_events.c
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.update(training_events).where(e.id == event_id).values(outcome=outcome[:500])
+            )
+
+    async def training_event_result(self, event_id: int) -> tuple[bool, str | None]:
+        """(done, outcome) of a queued event."""
+        e = training_events.c
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(e.done, e.outcome).where(e.id == event_id))).first()
+        return (bool(row.done), row.outcome) if row is not None else (True, None)
 
     async def next_training_event_at(self) -> float | None:
         """When the next queued training event is due."""

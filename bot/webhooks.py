@@ -159,7 +159,7 @@ class TrainingRoutes:
             raise web.HTTPBadRequest(text="title must be text")
         if channel is None and not await self.notify_channel(workspace_id):
             raise web.HTTPBadRequest(text="no channel given and no notification channel configured")
-        await self.store.add_training_event(
+        event_id = await self.store.add_training_event(
             workspace_id=workspace_id,
             training_id=training_id,
             stage=None,
@@ -181,6 +181,11 @@ class TrainingRoutes:
                         "channel": note.channel_id,
                         "ts": note.message_ts,
                     }
+                )
+            done, outcome = await self.store.training_event_result(event_id)
+            if done and outcome:
+                return web.json_response(
+                    {"ok": False, "training_id": training_id, "error": outcome}, status=502
                 )
             await asyncio.sleep(0.1)
         return web.json_response(

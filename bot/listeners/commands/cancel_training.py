@@ -80,6 +80,7 @@ async def start_watching(
         return build_refusal(decision)
     if not channel_id:
         return build_error("Run this in the channel where the live message should appear.")
+    existing = await deps.store.get_notification(workspace_id, training_id)
     await deps.store.add_training_event(
         workspace_id=workspace_id,
         training_id=training_id,
@@ -90,7 +91,8 @@ async def start_watching(
         owner_id=None,
     )
     deps.notifier.wake()
-    return build_watching(training_id)
+    link = thread_link(existing.channel_id, existing.message_ts) if existing else None
+    return build_watching(training_id, existing_link=link)
 
 
 async def handle_cancel_training(
