@@ -86,6 +86,7 @@ class CancellationService:
         concurrency: int = 16,
         worker_id: str | None = None,
         on_finished: FinishedHook | None = None,
+        on_rescheduled: FinishedHook | None = None,
         limiter: KeyLimiter | None = None,
     ) -> None:
         self.store = store
@@ -96,6 +97,7 @@ class CancellationService:
         self.poll_interval = poll_interval
         self.worker_id = worker_id or new_worker_id()
         self.on_finished = on_finished
+        self.on_rescheduled = on_rescheduled
         self.limiter = limiter or KeyLimiter()
         self._changed = asyncio.Condition()
         self._worker: QueueWorker[Cancellation] = QueueWorker(
@@ -193,13 +195,15 @@ class CancellationService:
                 reason="no ModelsLab API key is set for this workspace",
             )
             return await self._finished(final)
-        calling = await self.store.mark_calling(
-            row.id, self.worker_id, lease_seconds=self.lease_seconds
-        )
-        if calling is None:
-            return None
-        started = time.monotonic()
+        # Wait for the account's request slot first: the lease mark_calling sets must cover
+        # the call itself (30 s budget), not the wait behind other cancels on this key.
         async with self.limiter.cancel(key or ""):
+            calling = await self.store.mark_calling(
+                row.id, self.worker_id, lease_seconds=self.lease_seconds
+            )
+            if calling is None:
+                return None
+            started = time.monotonic()
             outcome = await self.client.cancel(
                 row.training_id, key or "", may_have_reached=may_have_reached
             )
@@ -224,6 +228,8 @@ class CancellationService:
                 outcome=outcome.kind.value,
                 reason=outcome.reason,
             )
+            if updated is not None and self.on_rescheduled is not None:
+                await self.on_rescheduled(updated)
             await self._notify_waiters()
             return updated
         final = await self.store.finish(

@@ -18,7 +18,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.blocks import build_announcement, build_outcome
+from bot.blocks import build_announcement, build_outcome, slack_date
 from bot.cancellation import new_worker_id
 from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
@@ -143,7 +143,7 @@ class Reporter:
         try:
             await self.deliver(row)
         except _Transient as exc:
-            attempts = row.report_attempts
+            attempts = row.report_attempts + 1  # failed passes so far, this one included
             if attempts >= MAX_REPORT_ATTEMPTS:
                 logger.warning(
                     "report %s undeliverable after %d attempts: %s", row.id, attempts, exc
@@ -152,20 +152,22 @@ class Reporter:
                 await self.store.end_report(
                     row.id,
                     self.owner,
-                    seen_state=row.state,
+                    seen=row,
                     report_state="undeliverable",
                     error=str(exc),
+                    failed=True,
                 )
                 return
-            delay = min(300.0, 2.0**attempts)
+            delay = min(300.0, 2.0 ** (attempts - 1) * 2)
             logger.info("report %s deferred %.0fs: %s", row.id, delay, exc)
             await self.store.end_report(
                 row.id,
                 self.owner,
-                seen_state=row.state,
+                seen=row,
                 report_state="pending",
                 next_at=time.time() + delay,
                 error=str(exc),
+                failed=True,
             )
         except StoreUnavailable as exc:
             logger.warning("report %s: %s", row.id, exc)
@@ -175,10 +177,11 @@ class Reporter:
             await self.store.end_report(
                 row.id,
                 self.owner,
-                seen_state=row.state,
+                seen=row,
                 report_state="pending",
                 next_at=time.time() + 60,
                 error="internal error",
+                failed=True,
             )
 
     async def deliver_now(self, cancellation_id: int) -> None:
@@ -196,9 +199,7 @@ class Reporter:
         client = await self.clients(row.workspace_id)
         if client is None:
             # The workspace is gone (uninstalled): nothing can be posted; the record stays.
-            await self.store.end_report(
-                row.id, self.owner, seen_state=row.state, report_state="undeliverable"
-            )
+            await self.store.end_report(row.id, self.owner, seen=row, report_state="undeliverable")
             return
         note = await self.store.get_notification(row.workspace_id, row.training_id)
         if note is not None:
@@ -209,9 +210,10 @@ class Reporter:
             thread = await self._own_thread(client, row)
             owner_id = None
         if not row.is_final:
-            await self.store.end_report(
-                row.id, self.owner, seen_state=row.state, report_state="waiting"
-            )
+            if row.outcome == "rate_limited" and note is None:
+                # A notification shows the retry time itself; otherwise say it in the thread.
+                await self._announce_retry(client, row, thread)
+            await self.store.end_report(row.id, self.owner, seen=row, report_state="waiting")
             return
         if row.reply_ts is None:
             await self._post_outcome(client, row, thread, owner_id)
@@ -228,9 +230,36 @@ class Reporter:
             await self.store.update_report(
                 row.id, self.owner, audit_ts=ts or "-", report_posting=None
             )
-        await self.store.end_report(
-            row.id, self.owner, seen_state=row.state, report_state="delivered"
+        await self.store.end_report(row.id, self.owner, seen=row, report_state="delivered")
+
+    async def _announce_retry(
+        self, client: Any, row: Cancellation, thread: tuple[str, str] | None
+    ) -> None:
+        """Tell when a rate-limited cancel will be retried (once per scheduled time)."""
+        marker = f"retry:{int(row.next_attempt_at)}"
+        if row.rendered == marker:
+            return
+        text = (
+            f":hourglass: ModelsLab is rate-limiting this account, so cancelling training "
+            f"`{row.training_id}` is scheduled for {slack_date(row.next_attempt_at)}. "
+            f'ModelsLab said: "{row.reason}"'
         )
+        message = {"text": text}
+        if thread is not None:
+            try:
+                await self._post_once(
+                    client,
+                    row,
+                    marker[:16],
+                    channel=thread[0],
+                    thread_ts=thread[1],
+                    message=message,
+                )
+            except _Permanent:
+                await self._fallback(row, text)
+        else:
+            await self._fallback(row, text)
+        await self.store.update_report(row.id, self.owner, rendered=marker, report_posting=None)
 
     async def _render_notification(self, client: Any, row: Cancellation) -> None:
         try:
@@ -335,7 +364,7 @@ class Reporter:
             else:
                 response = await client.conversations_history(
                     channel=channel,
-                    oldest=str(row.requested_at - 1),
+                    oldest=str(row.requested_at - 300),  # tolerate clock skew
                     include_all_metadata=True,
                     limit=200,
                 )

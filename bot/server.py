@@ -285,7 +285,8 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
             client_secret=settings.slack_client_secret,
             installations=installations,
             store=store,
-            client=clients.fast_for(None),
+            # The code exchange happens in a browser redirect, not before an ack: it may retry.
+            client=clients.reporter_for(None),
         )
     tokens = TokenDirectory(
         settings=settings, store=store, workspace_id=single_id, installations=installations
@@ -336,6 +337,9 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         limiter=limiter,
     )
 
+    async def wake_reporter(row: Cancellation) -> None:
+        reporter.wake()
+
     async def report(row: Cancellation) -> None:
         metrics.cancellations.labels(outcome=row.outcome or "unknown").inc()
         reporter.wake()
@@ -346,6 +350,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         keys=workspaces.key_for,
         dry_run=settings.dry_run,
         on_finished=report,
+        on_rescheduled=wake_reporter,
         limiter=limiter,
     )
     groups = GroupMembers(clients=fast_client)

@@ -1,4 +1,4 @@
-"""Slack Web API clients: one shared aiohttp session, two retry policies."""
+"""Slack Web API clients: one pre-ack policy, one reporter policy, each on a pooled session."""
 
 from __future__ import annotations
 
@@ -26,33 +26,37 @@ def _reporter_handlers() -> list[AsyncRetryHandler]:
 
 
 class SlackClients:
-    """The two kinds of Web API client, per token, on one shared aiohttp session."""
+    """The two kinds of Web API client, per token.
+
+    slack_sdk applies a client's `timeout` only to sessions it creates itself, so each policy
+    has its own pooled session whose ClientTimeout enforces it (connections are still reused).
+    """
 
     def __init__(self, *, base_url: str) -> None:
         self.base_url = base_url
-        self.session = aiohttp.ClientSession()
+        self.fast_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FAST_TIMEOUT))
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REPORTER_TIMEOUT))
+        self._fast: dict[str | None, AsyncWebClient] = {}
+        self._reporter: dict[str | None, AsyncWebClient] = {}
         # Bolt copies this client (handlers, base_url, session) into every request's client:
         # it must not sleep on a 429 before the ack.
         self.fast = self.fast_for(None)
-        self._fast: dict[str, AsyncWebClient] = {}
-        self._reporter: dict[str, AsyncWebClient] = {}
 
     def fast_for(self, token: str | None) -> AsyncWebClient:
         """Return the pre-ack client for a token: short timeout, no retries."""
-        if token is not None and token in getattr(self, "_fast", {}):
-            return self._fast[token]
-        client = AsyncWebClient(
-            token=token,
-            base_url=self.base_url,
-            session=self.session,
-            timeout=FAST_TIMEOUT,
-            retry_handlers=[],
-        )
-        if token is not None:
+        client = self._fast.get(token)
+        if client is None:
+            client = AsyncWebClient(
+                token=token,
+                base_url=self.base_url,
+                session=self.fast_session,
+                timeout=FAST_TIMEOUT,
+                retry_handlers=[],
+            )
             self._fast[token] = client
         return client
 
-    def reporter_for(self, token: str) -> AsyncWebClient:
+    def reporter_for(self, token: str | None) -> AsyncWebClient:
         """Return the reporter's client for a token: waits out 429s, retries 5xx and connection errors."""
         client = self._reporter.get(token)
         if client is None:
@@ -67,5 +71,6 @@ class SlackClients:
         return client
 
     async def close(self) -> None:
-        """Close the shared session."""
+        """Close both sessions."""
+        await self.fast_session.close()
         await self.session.close()

@@ -703,11 +703,7 @@ class Store:
             ],
             order_by=[c.report_next_at, c.id],
             limit=limit,
-            values={
-                "report_lease_owner": owner,
-                "report_lease_expires_at": now + lease_seconds,
-                "report_attempts": c.report_attempts + 1,
-            },
+            values={"report_lease_owner": owner, "report_lease_expires_at": now + lease_seconds},
         )
         return sorted((_cancellation(r) for r in rows), key=lambda r: r.id)
 
@@ -728,11 +724,7 @@ class Store:
                             c.report_lease_expires_at.is_(None), c.report_lease_expires_at < now
                         ),
                     )
-                    .values(
-                        report_lease_owner=owner,
-                        report_lease_expires_at=now + lease_seconds,
-                        report_attempts=c.report_attempts + 1,
-                    )
+                    .values(report_lease_owner=owner, report_lease_expires_at=now + lease_seconds)
                     .returning(*cancellations.c)
                 )
             ).first()
@@ -754,18 +746,21 @@ class Store:
         cancellation_id: int,
         owner: str,
         *,
-        seen_state: str,
+        seen: Cancellation,
         report_state: str,
         next_at: float | None = None,
         error: str | None = None,
+        failed: bool = False,
     ) -> bool:
-        """Release the report lease; the state guard keeps a newer outcome pending."""
+        """Release the report lease; a row that changed meanwhile stays pending for another pass."""
         c = cancellations.c
         values: dict[str, Any] = {
             "report_lease_owner": None,
             "report_lease_expires_at": None,
             "report_error": error,
             "report_posting": None,
+            # Only failed passes count against the retry budget.
+            "report_attempts": c.report_attempts + 1 if failed else 0,
         }
         if next_at is not None:
             values["report_next_at"] = next_at
@@ -773,16 +768,18 @@ class Store:
             result = await conn.execute(
                 sa.update(cancellations)
                 .where(
-                    c.id == cancellation_id, c.report_lease_owner == owner, c.state == seen_state
+                    c.id == cancellation_id,
+                    c.report_lease_owner == owner,
+                    # updated_at moves on every transition, even requested → calling → requested.
+                    c.updated_at == seen.updated_at,
                 )
                 .values(report_state=report_state, **values)
             )
             if not result.rowcount:
-                # The cancellation moved on while we reported: leave it pending for the next pass.
                 await conn.execute(
                     sa.update(cancellations)
                     .where(c.id == cancellation_id, c.report_lease_owner == owner)
-                    .values(report_state="pending", report_next_at=time.time(), **values)
+                    .values({**values, "report_state": "pending", "report_next_at": time.time()})
                 )
         return bool(result.rowcount)
 
