@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from bot.store import Store
 from bot.workspaces import Workspaces
 
 DEPS_KEY = "cancel_bot_deps"
+RECEIVED_AT = "cancel_bot_received_at"  # time.monotonic() when the web layer got the request
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,12 @@ class Deps:
     forget_user_tokens: Callable[[str | None, str | None, list[str]], Awaitable[None]]
     notifier: Notifier
     metrics: Metrics
+
+
+def received_at(context: Any) -> float:
+    """When the request arrived (Socket Mode: when the listener started)."""
+    value = context.get(RECEIVED_AT) if context is not None else None
+    return float(value) if isinstance(value, (int, float)) else time.monotonic()
 
 
 def deps_of(context: Any) -> Deps:

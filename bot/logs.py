@@ -70,3 +70,7 @@ def setup_logging(*, level: str = "INFO", fmt: str = "text", secrets: Iterable[s
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # One access-log line per request costs real CPU at load; it is there for debugging.
+    logging.getLogger("aiohttp.access").setLevel(
+        logging.DEBUG if level == "DEBUG" else logging.WARNING
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -44,15 +46,13 @@ class NotificationRenderer:
             if note is None:
                 return
             latest = await self.store.latest_cancellation(workspace_id, training_id)
-            key = f"{note.stage}:{note.eta}:{note.started_at}|" + (
-                f"{latest.id}:{latest.state}:{latest.outcome}" if latest else "-"
-            )
+            message = build_notification(note, latest)
+            # Keyed on what people would see: states that look alike cost no chat.update.
+            key = hashlib.sha256(json.dumps(message, sort_keys=True).encode()).hexdigest()[:40]
             if note.rendered == key:
                 return
             try:
-                await client.chat_update(
-                    channel=note.channel_id, ts=note.message_ts, **build_notification(note, latest)
-                )
+                await client.chat_update(channel=note.channel_id, ts=note.message_ts, **message)
             except SlackApiError as exc:
                 raise_if_transient(exc)
                 logger.warning(

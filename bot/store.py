@@ -337,7 +337,11 @@ def create_engine(url: str) -> AsyncEngine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping: it would add a round trip to every transaction (the ack path included);
+    # connections are recycled instead, and a dead one fails one request, which says so.
+    return create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_recycle=300, pool_timeout=10
+    )
 
 
 class Store:

@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,6 +18,7 @@ from slack_bolt.request import payload_utils
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from bot.context import RECEIVED_AT
 from bot.errors import StoreUnavailable
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics
@@ -136,7 +138,9 @@ _BOLT_ACCESSORS: tuple[Callable[[dict[str, Any]], Any], ...] = (
 )
 
 
-def _bolt_request(body: dict[str, Any], request: web.Request) -> AsyncBoltRequest:
+def _bolt_request(
+    body: dict[str, Any], request: web.Request, *, received_at: float
+) -> AsyncBoltRequest:
     """Bolt's request for a verified, parsed body; BadRequest when Bolt could not read it.
 
     Bolt assumes Slack's shapes when it extracts ids (building the request) and when it computes
@@ -149,6 +153,9 @@ def _bolt_request(body: dict[str, Any], request: web.Request) -> AsyncBoltReques
             query=request.query_string,
             headers={k.lower(): v for k, v in request.headers.items()},
             mode="socket_mode",
+            # When the request arrived: the cancel path refuses to claim once Slack's 3 s are
+            # nearly gone (a claim Slack never hears about would cancel behind the user's back).
+            context={RECEIVED_AT: received_at},
         )
         for accessor in _BOLT_ACCESSORS:
             accessor(bolt_request.body)
@@ -189,6 +196,7 @@ def create_web_app(
             raise web.HTTPNotFound(
                 text="Slack events are not served here (no SLACK_SIGNING_SECRET)"
             )
+        received_at = time.monotonic()
         try:
             raw = await asyncio.wait_for(_read_limited(request), BODY_TIMEOUT)
         except asyncio.TimeoutError:
@@ -208,7 +216,7 @@ def create_web_app(
             body = parse_slack_body(text, request.content_type)
             # Already verified: hand Bolt the parsed body the way Socket Mode does, which also
             # skips Bolt's own parsing (it drops any form body containing the word "payload").
-            bolt_request = _bolt_request(body, request)
+            bolt_request = _bolt_request(body, request, received_at=received_at)
         except BadRequest as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         response = await bolt_app.async_dispatch(bolt_request)

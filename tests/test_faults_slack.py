@@ -349,9 +349,8 @@ async def test_report_slack_never_takes_stays_recorded_and_reaches_the_requester
 async def test_earlier_successful_report_passes_do_not_use_up_the_retry_budget(
     bot: Bot,
 ) -> None:
-    # ModelsLab rate-limits the first cycles; each scheduled retry re-renders the notification
-    # (one successful report pass each). Seven such passes are simulated by setting the counter
-    # the store keeps for them, instead of waiting out seven scheduled retries.
+    # ModelsLab rate-limits the first cycle; the scheduled retry re-renders the notification (a
+    # successful report pass). A counter left at 7 by earlier failures is reset by that pass.
     bot.modelslab.script(TRAINING, ml.rate_limited(60), ml.ok())
     bot.modelslab.delay = 0.5
     ts = await post_notification(bot)
@@ -366,7 +365,19 @@ async def test_earlier_successful_report_passes_do_not_use_up_the_retry_budget(
         await conn.execute(
             cancellations.update()
             .where(cancellations.c.id == row.id)
-            .values(report_attempts=7, next_attempt_at=time.time() - 1)
+            .values(report_attempts=7, report_state="pending", report_next_at=time.time() - 1)
+        )
+    bot.runtime.reporter.wake()
+
+    async def reset() -> bool:
+        return (await row_of(bot)).report_attempts == 0
+
+    await wait_until(reset, timeout=10, what="a successful pass to reset the failure count")
+    async with bot.runtime.store.engine.begin() as conn:
+        await conn.execute(
+            cancellations.update()
+            .where(cancellations.c.id == row.id)
+            .values(next_attempt_at=time.time() - 1)
         )
     # Slack fails the outcome's first post once with a 502 (not retried by the client itself).
     bot.slack.fail("chat.postMessage", fs.server_error(502), channel=CHANNEL)

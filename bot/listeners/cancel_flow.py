@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,13 @@ from bot.ids import validate_training_id
 
 logger = logging.getLogger(__name__)
 STORE_DOWN = "The bot's database is not answering, so nothing was cancelled. Try again in a moment."
+TOO_BUSY = "The bot is too busy to answer in time, so nothing was cancelled. Try again in a moment."
+UNCONFIRMED = (
+    "The bot is overloaded and could not confirm your request in time. "
+    "Check `/cancel-training history` in a moment before asking again."
+)
+# Slack waits 3 s for the ack; the claim must be decided well before that.
+CLAIM_DEADLINE = 2.2
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class CancelRequest:
     origin: Origin
     channel_id: str | None
     response_url: str | None
+    received_at: float = 0.0  # time.monotonic() at arrival; 0 = now
 
 
 @dataclass(frozen=True)
@@ -46,20 +55,32 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
         training_id = validate_training_id(req.training_id)
     except InvalidTrainingId as exc:
         return CancelAnswer(build_invalid_id(str(exc)))
+    arrived = req.received_at or time.monotonic()
     decision = await deps.access.check(req.workspace_id, req.user_id)
     if not decision.allowed:
         deps.metrics.refusals.labels(reason=decision.code).inc()
         return CancelAnswer(build_refusal(decision), refused=True)
+    remaining = CLAIM_DEADLINE - (time.monotonic() - arrived)
+    if remaining <= 0:
+        return CancelAnswer(build_error(TOO_BUSY))
     try:
-        result = await deps.service.request(
-            workspace_id=req.workspace_id,
-            training_id=training_id,
-            requested_by=req.user_id,
-            origin=req.origin,
-            channel_id=req.channel_id,
-            response_url=deps.reporter.seal_response_url(req.response_url),
+        # Bounded so the ack still reaches Slack: a claim Slack never hears about would cancel
+        # while the user sees an error and presses again.
+        result = await asyncio.wait_for(
+            deps.service.request(
+                workspace_id=req.workspace_id,
+                training_id=training_id,
+                requested_by=req.user_id,
+                origin=req.origin,
+                channel_id=req.channel_id,
+                response_url=deps.reporter.seal_response_url(req.response_url),
+            ),
+            timeout=remaining,
         )
         note = await deps.store.get_notification(req.workspace_id, training_id)
+    except asyncio.TimeoutError:
+        logger.warning("cancel path over its deadline; told the user to check history")
+        return CancelAnswer(build_error(UNCONFIRMED))
     except MissingKey as exc:
         return CancelAnswer(build_error(f"{str(exc).capitalize()}."))
     except StoreUnavailable:

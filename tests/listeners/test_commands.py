@@ -146,3 +146,27 @@ def _allow(users: list[str]):
         return users
 
     return lookup
+
+
+async def test_a_claim_that_cannot_finish_in_time_is_abandoned_and_the_user_told(bot: Bot) -> None:
+    """Slack gives up after 3 s: a claim decided later would cancel behind the user's back."""
+    import time
+
+    from bot.store import Store
+
+    reached_insert = asyncio.Event()
+    original = Store.claim
+
+    async def stuck_claim(self: Store, **kwargs: object):
+        await asyncio.sleep(10)  # a database that does not answer in time
+        reached_insert.set()
+        return await original(self, **kwargs)  # type: ignore[arg-type]
+
+    bot.runtime.store.claim = stuck_claim.__get__(bot.runtime.store)  # type: ignore[method-assign]
+    started = time.monotonic()
+    ack = await bot.command(TRAINING)
+    assert time.monotonic() - started < 3.0
+    assert "could not confirm" in ack["text"] and ack["response_type"] == "ephemeral"
+    assert not reached_insert.is_set()
+    assert await bot.runtime.store.recent_cancellations(bot.slack.team_id) == []
+    assert bot.modelslab.calls == []

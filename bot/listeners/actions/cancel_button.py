@@ -10,7 +10,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import RETRY_ACTION, build_error
 from bot.cancellation import Origin
-from bot.context import Deps, deps_of
+from bot.context import Deps, deps_of, received_at
 from bot.errors import StoreUnavailable
 from bot.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
 
@@ -58,6 +58,7 @@ async def handle_cancel_button(
         origin=Origin.RETRY if action.get("action_id") == RETRY_ACTION else Origin.BUTTON,
         channel_id=context.channel_id,
         response_url=body.get("response_url"),
+        received_at=received_at(context),
     )
     answer = await request_cancel(deps, req)
     await ack()

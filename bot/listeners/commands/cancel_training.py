@@ -21,7 +21,7 @@ from bot.blocks import (
     thread_link,
 )
 from bot.cancellation import Origin
-from bot.context import Deps, deps_of
+from bot.context import Deps, deps_of, received_at
 from bot.errors import InvalidTrainingId, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
@@ -110,6 +110,7 @@ async def handle_cancel_training(
             origin=Origin.COMMAND,
             channel_id=context.channel_id,
             response_url=command.get("response_url"),
+            received_at=received_at(context),
         )
         answer = await request_cancel(deps, req)
         await ack(**answer.message)
