@@ -17,7 +17,6 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.cancellation import (
     CancellationService,
     Origin,
-    StaticKeys,
     headline,
     modelslab_said,
 )
@@ -185,6 +184,8 @@ def describe_for_terminal(row: Cancellation) -> str:
 
 def exit_code_for(row: Cancellation) -> int:
     """Map a cancellation to the `cancel` command's exit code (design §3)."""
+    if row.outcome == OutcomeKind.PROBABLY_CANCELLED.value:
+        return EXIT_FAILED  # not confirmed: the operator should look
     if row.state == "cancelled":
         return EXIT_OK
     if row.state == "requested" and row.outcome == OutcomeKind.RATE_LIMITED.value:
@@ -250,10 +251,20 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
             v6_url=settings.modelslab_v6_url,
             dry_run=settings.dry_run,
         ) as client:
+            from bot.crypto import SecretBox
+            from bot.workspaces import Workspaces
+
+            # The workspace's stored key first; MODELSLAB_API_KEY for the single workspace.
+            workspaces = Workspaces(
+                store=store,
+                box=SecretBox(settings.encryption_keys),
+                settings=settings,
+                single_workspace_id=workspace_id if settings.mode is Mode.SINGLE else None,
+            )
             service = CancellationService(
                 store=store,
                 client=client,
-                keys=StaticKeys(settings.modelslab_api_key),
+                keys=workspaces.key_for,
                 dry_run=settings.dry_run,
             )
             result = await service.request(
@@ -286,7 +297,8 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except MissingKey:
         print(
-            "Cannot cancel: no ModelsLab API key is configured. Set MODELSLAB_API_KEY.",
+            "Cannot cancel: no ModelsLab API key for this workspace. Set MODELSLAB_API_KEY "
+            "or store one with `python -m bot set-key`.",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -365,6 +377,13 @@ async def cmd_notify(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.url:
         return await notify_over_http(settings, args, training_id)
+    if settings.mode is Mode.OAUTH:
+        print(
+            "In OAuth mode post through the running bot: add --url https://YOUR-BOT "
+            "(it uses the workspace's own token).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         store = await open_store(settings)
     except StoreUnavailable as exc:
@@ -394,10 +413,13 @@ async def cmd_notify(args: argparse.Namespace) -> int:
             title=args.title,
         ):
             existing = await store.get_notification(workspace_id, training_id)
-            where = (
-                f"{existing.channel_id} (ts {existing.message_ts})" if existing else "being posted"
+            if existing is None:
+                print(f"Training {training_id}'s notification is being posted by another process.")
+                return EXIT_FAILED
+            print(
+                f"Training {training_id} already has a notification in {existing.channel_id} "
+                f"(ts {existing.message_ts}); not posted again."
             )
-            print(f"Training {training_id} already has a notification: {where}; not posted again.")
             return EXIT_OK
         latest = await store.latest_cancellation(workspace_id, training_id)
         client = clients.reporter_for(str(settings.slack_bot_token))

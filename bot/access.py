@@ -131,14 +131,20 @@ class AccessPolicy:
         if user_id in entries:
             return Decision(True)
         groups = [e for e in entries if e.startswith("S")]
+        if not groups:
+            return Decision(False, NOT_LISTED, "not_listed")
+        # All groups at once, under one deadline: the ack must still reach Slack within 3 s.
+        results = await asyncio.gather(
+            *(self._groups.members(workspace_id, g, timeout=self._timeout) for g in groups),
+            return_exceptions=True,
+        )
         problems: list[str] = []
-        for group_id in groups:
-            try:
-                members = await self._groups.members(workspace_id, group_id, timeout=self._timeout)
-            except GroupLookupFailed as exc:
-                problems.append(str(exc))
-                continue
-            if user_id in members:
+        for result in results:
+            if isinstance(result, GroupLookupFailed):
+                problems.append(str(result))
+            elif isinstance(result, BaseException):
+                raise result
+            elif user_id in result:
                 return Decision(True)
         if problems:
             return Decision(

@@ -243,7 +243,8 @@ def build_announcement(row: Cancellation) -> Message:
 def build_outcome(row: Cancellation, *, owner_id: str | None = None) -> Message:
     """The thread reply (and audit post) with who, which training, when, and what ModelsLab said."""
     when = slack_date(row.finished_at or row.updated_at)
-    verb = "cancelled" if row.state == "cancelled" else "tried to cancel"
+    # "cancelled" would claim more than ModelsLab confirmed; the headline says what it said.
+    verb = "asked to cancel" if row.state == "cancelled" else "tried to cancel"
     icon = ":octagonal_sign:" if row.state == "cancelled" else ":x:"
     dry = DRY_RUN_MARK if row.dry_run else ""
     said = modelslab_said(row)

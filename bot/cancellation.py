@@ -107,6 +107,7 @@ class CancellationService:
             next_due=store.next_due_at,
             concurrency=concurrency,
             idle=poll_interval,
+            key=lambda row: row.id,
         )
 
     # -- the request path (runs before the ack: one key lookup and one INSERT) -------------------
@@ -198,6 +199,7 @@ class CancellationService:
         # Wait for the account's request slot first: the lease mark_calling sets must cover
         # the call itself (30 s budget), not the wait behind other cancels on this key.
         async with self.limiter.cancel(key or ""):
+            # Re-leased for the call itself: the wait for the slot may have used up the lease.
             calling = await self.store.mark_calling(
                 row.id, self.worker_id, lease_seconds=self.lease_seconds
             )
@@ -205,7 +207,7 @@ class CancellationService:
                 return None
             started = time.monotonic()
             outcome = await self.client.cancel(
-                row.training_id, key or "", may_have_reached=may_have_reached
+                row.training_id, key or "", may_have_reached=may_have_reached, dry_run=row.dry_run
             )
         logger.info(
             "cancellation %s: training=%s workspace=%s outcome=%s calls=%d latency_ms=%d",

@@ -382,12 +382,18 @@ class ModelsLabClient:
     # --- cancel --------------------------------------------------------------------------
 
     async def cancel(
-        self, training_id: str, key: str, *, may_have_reached: bool = False
+        self,
+        training_id: str,
+        key: str,
+        *,
+        may_have_reached: bool = False,
+        dry_run: bool | None = None,
     ) -> CancelOutcome:
         """Ask ModelsLab to cancel (v3) or stop (v6) a training; never raises for its answers."""
         training_id = validate_training_id(training_id)
         api = "v6" if is_v6_id(training_id) else "v3"
-        if self._dry_run:
+        # The caller's per-call choice (a dry-run row stays a dry run on any instance) wins.
+        if self._dry_run if dry_run is None else dry_run:
             return CancelOutcome(OutcomeKind.DRY_RUN, "dry run: ModelsLab was not called", 0, api)
         if not key:
             # An empty key can only earn "invalid api key" and would spend a rate-limit slot.

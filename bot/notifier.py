@@ -34,6 +34,12 @@ MAX_POLL_FAILURES = 30
 MAX_EVENT_ATTEMPTS = 6
 
 
+def _item_key(item: TrainingEvent | Notification) -> tuple[str, ...]:
+    if isinstance(item, TrainingEvent):
+        return ("event", str(item.id))
+    return ("poll", item.workspace_id, item.training_id)
+
+
 class Notifier:
     """Posts and updates one live message per training."""
 
@@ -66,6 +72,7 @@ class Notifier:
             next_due=self._next_due,
             concurrency=4,
             idle=idle_seconds,
+            key=_item_key,
         )
 
     @property

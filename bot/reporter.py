@@ -93,6 +93,7 @@ class Reporter:
             next_due=store.next_report_at,
             concurrency=concurrency,
             idle=poll_interval,
+            key=lambda row: row.id,
         )
         # Without BOT_ENCRYPTION_KEY response_urls are never written to the database.
         self._response_urls: dict[int, str] = {}

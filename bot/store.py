@@ -309,7 +309,7 @@ class TrainingEvent:
     attempts: int
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from pysqlite so claims can BEGIN IMMEDIATE.
@@ -323,8 +323,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Taking the write lock up front means no transaction fails half-way on SQLITE_BUSY.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the lock up front, so no transaction fails half-way on SQLITE_BUSY;
+        # readers (WAL) read a snapshot beside the writer without waiting for it.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -344,21 +345,37 @@ def create_engine(url: str) -> AsyncEngine:
     )
 
 
+def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
+    """SQLite: a few read-only connections beside the one writer; PostgreSQL: the same engine."""
+    if not url.startswith("sqlite"):
+        return writer
+    reader = create_async_engine(
+        url, pool_size=4, max_overflow=0, pool_timeout=30, poolclass=sa.AsyncAdaptedQueuePool
+    )
+    _configure_sqlite(reader, writer=False)
+    return reader
+
+
 class Store:
     """Persistence for cancellations, notifications and bot metadata."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None) -> None:
         self.engine = engine
+        # Reads go to `reader` (SQLite: its own connections, so they never queue behind a write).
+        self.reader = reader or engine
         self.dialect = engine.dialect.name
 
     @classmethod
     def from_url(cls, url: str) -> Store:
         """Build a store on a new engine."""
-        return cls(create_engine(url))
+        engine = create_engine(url)
+        return cls(engine, create_reader(url, engine))
 
     async def close(self) -> None:
-        """Dispose of the engine's connections."""
+        """Dispose of the engines' connections."""
         await self.engine.dispose()
+        if self.reader is not self.engine:
+            await self.reader.dispose()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -640,7 +657,7 @@ class Store:
 
     async def get_cancellation(self, cancellation_id: int) -> Cancellation | None:
         """Return one cancellation by id."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(cancellations).where(cancellations.c.id == cancellation_id)
@@ -653,7 +670,7 @@ class Store:
     ) -> list[Cancellation]:
         """Return the workspace's latest cancellations, newest first."""
         c = cancellations.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 sa.select(cancellations)
                 .where(c.workspace_id == workspace_id)
@@ -668,7 +685,7 @@ class Store:
         # Scalar max(a, b) is spelled greatest(a, b) on PostgreSQL.
         pairwise_max = sa.func.greatest if self.dialect == "postgresql" else sa.func.max
         when = pairwise_max(c.next_attempt_at, sa.func.coalesce(c.lease_expires_at, 0))
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             value = (
                 await conn.execute(
                     sa.select(sa.func.min(when)).where(c.state.in_(("requested", "calling")))
@@ -679,7 +696,7 @@ class Store:
     async def latest_cancellation(self, workspace_id: str, training_id: str) -> Cancellation | None:
         """Return the newest cancellation of a training (real ones before dry runs)."""
         c = cancellations.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(cancellations)
@@ -790,7 +807,7 @@ class Store:
     async def next_report_at(self) -> float | None:
         """Return when the next pending report is due."""
         c = cancellations.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             value = (
                 await conn.execute(
                     sa.select(sa.func.min(c.report_next_at)).where(c.report_state == "pending")
@@ -802,7 +819,7 @@ class Store:
         """(cancellations waiting for a retry or an expired lease, reports not yet delivered)."""
         now = time.time() if now is None else now
         c = cancellations.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             recoveries = (
                 await conn.execute(
                     sa.select(sa.func.count()).where(
@@ -850,7 +867,7 @@ class Store:
     async def get_notification(self, workspace_id: str, training_id: str) -> Notification | None:
         """Return the notification for a training, if the bot posted one."""
         n = notifications.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(notifications).where(
@@ -955,6 +972,7 @@ class Store:
         if final:
             values["finished_at"] = now
             values["watching"] = False
+            values["poll_next_at"] = None
         if started:
             values["started_at"] = sa.func.coalesce(n.started_at, now)
         # A repeat of the current stage may only bring a newer ETA.
@@ -1006,7 +1024,7 @@ class Store:
         """Watched trainings whose status poll is due."""
         now = time.time() if now is None else now
         n = notifications.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 sa.select(notifications)
                 .where(n.watching.is_(True), n.poll_next_at <= now, n.message_ts.is_not(None))
@@ -1043,7 +1061,7 @@ class Store:
     async def next_poll_at(self) -> float | None:
         """When the next watched training is due for a poll."""
         n = notifications.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             value = (
                 await conn.execute(
                     sa.select(sa.func.min(n.poll_next_at)).where(n.watching.is_(True))
@@ -1137,14 +1155,14 @@ class Store:
     async def training_event_result(self, event_id: int) -> tuple[bool, str | None]:
         """(done, outcome) of a queued event."""
         e = training_events.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (await conn.execute(sa.select(e.done, e.outcome).where(e.id == event_id))).first()
         return (bool(row.done), row.outcome) if row is not None else (True, None)
 
     async def next_training_event_at(self) -> float | None:
         """When the next queued training event is due."""
         e = training_events.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             value = (
                 await conn.execute(
                     sa.select(sa.func.min(e.next_attempt_at)).where(e.done.is_(False))
@@ -1164,7 +1182,7 @@ class Store:
             c.dry_run.is_(False),
         )
         finished = n.stage.in_(FINISHED_STAGES)
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 sa.select(notifications)
                 .where(
@@ -1179,7 +1197,7 @@ class Store:
 
     async def get_meta(self, key: str) -> str | None:
         """Return a bot metadata value."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             value = (
                 await conn.execute(sa.select(bot_meta.c.value).where(bot_meta.c.key == key))
             ).scalar()
@@ -1229,7 +1247,7 @@ class Store:
 
     async def get_workspace(self, workspace_id: str) -> Workspace | None:
         """Return one workspace's row."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(workspaces).where(workspaces.c.workspace_id == workspace_id)
@@ -1245,7 +1263,7 @@ class Store:
             .where(a.workspace_id == workspaces.c.workspace_id)
             .scalar_subquery()
         )
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 sa.select(workspaces, count.label("allowed")).order_by(workspaces.c.workspace_id)
             )
@@ -1269,7 +1287,7 @@ class Store:
 
     async def workspace_by_webhook_hash(self, token_hash: str) -> Workspace | None:
         """Return the workspace whose webhook token hashes to this value."""
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(workspaces).where(workspaces.c.webhook_token_hash == token_hash)
@@ -1280,7 +1298,7 @@ class Store:
     async def allow_list(self, workspace_id: str) -> list[str]:
         """Return a workspace's stored allow-list entries."""
         a = allow_entries.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 sa.select(a.entry_id)
                 .where(a.workspace_id == workspace_id)
@@ -1339,7 +1357,7 @@ class Store:
     async def admin_events(self, workspace_id: str, *, limit: int = 20) -> list[dict[str, Any]]:
         """Return a workspace's latest admin changes, newest first."""
         e = admin_events.c
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 sa.select(admin_events)
                 .where(e.workspace_id == workspace_id)

@@ -92,7 +92,12 @@ class TrainingRoutes:
         """The workspace a webhook token belongs to, or None (compared in constant time)."""
         if not token or len(token) > 200:
             return None
-        if self.settings.mode is Mode.SINGLE:
+        if self.settings.mode is Mode.SINGLE and self.single_workspace_id is not None:
+            row = await self.store.get_workspace(self.single_workspace_id)
+            if row is not None and row.webhook_token_hash:
+                # Rotated in the Home tab: only the new token works (MODELSLAB_WEBHOOK_TOKEN no more).
+                ok = hmac.compare_digest(row.webhook_token_hash, hash_token(token))
+                return self.single_workspace_id if ok else None
             expected = self.settings.webhook_token
             if expected and hmac.compare_digest(token.encode(), expected.encode()):
                 return self.single_workspace_id

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 from bot.errors import StoreUnavailable
@@ -33,6 +34,7 @@ class QueueWorker(Generic[T]):
         next_due: Callable[[], Awaitable[float | None]],
         concurrency: int,
         idle: float,
+        key: Callable[[T], Hashable] = id,
     ) -> None:
         self.name = name
         self._take = take
@@ -42,6 +44,10 @@ class QueueWorker(Generic[T]):
         self.idle = idle
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Items being handled, by key: a lease that expires while its item waits (e.g. for the
+        # account's request slot) must not hand the same item to this process a second time.
+        self._key = key
+        self._busy: set[Hashable] = set()
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -80,15 +86,18 @@ class QueueWorker(Generic[T]):
         free = self._concurrency - len(self._tasks)
         if free <= 0 or self._stopping:
             return 0
-        items = await self._take(free)
+        items = [item for item in await self._take(free) if self._key(item) not in self._busy]
         for item in items:
+            item_key = self._key(item)
+            self._busy.add(item_key)
             task = asyncio.create_task(self._handle(item), name=f"{self.name}-item")
             self._tasks.add(task)
-            task.add_done_callback(self._done)
+            task.add_done_callback(functools.partial(self._done, item_key=item_key))
         return len(items)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[None], *, item_key: Hashable) -> None:
         self._tasks.discard(task)
+        self._busy.discard(item_key)
         # A free slot may mean more due work can be taken.
         self._wake.set()
 
@@ -107,6 +116,11 @@ class QueueWorker(Generic[T]):
                 )
             except StoreUnavailable as exc:
                 logger.warning("%s: %s; retrying in %.1fs", self.name, exc, backoff)
+                delay, backoff = backoff, min(backoff * 2, 30.0)
+            except Exception:
+                # The loop is a boundary like a listener: whatever a query raised (a database
+                # that restarted, a dropped connection), the queue must keep being worked.
+                logger.exception("%s: unexpected error; retrying in %.1fs", self.name, backoff)
                 delay, backoff = backoff, min(backoff * 2, 30.0)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -178,3 +178,12 @@ async def test_terminal_cancel_is_reported_in_the_thread_and_audit_channel(
         assert slack.calls_to("chat.update")
         # The workspace came from auth.test and is cached for the next run.
         assert await store.get_meta("single_workspace_team_id") == slack.team_id
+
+
+async def test_probably_cancelled_is_not_a_confirmed_success(
+    cli_env, modelslab: FakeModelsLab
+) -> None:
+    modelslab.script("F5jvdzGnYi", ml.server_error(502), ml.error("Training already finished"))
+    run = await run_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T1")
+    assert run.code == 1, run
+    assert "probably cancelled (not confirmed)" in run.out
