@@ -185,7 +185,7 @@ class CancellationService:
     async def process(self, row: Cancellation) -> Cancellation | None:
         """Call ModelsLab for one leased cancellation and record the outcome."""
         # A row found in "calling" was interrupted mid-call: that call may have reached ModelsLab.
-        may_have_reached = row.state == "calling"
+        may_have_reached = row.state == "calling" or row.may_have_reached
         key = None if row.dry_run else await self.keys(row.workspace_id)
         if key is None and not row.dry_run:
             final = await self.store.finish(
@@ -229,6 +229,7 @@ class CancellationService:
                 next_attempt_at=time.time() + delay,
                 outcome=outcome.kind.value,
                 reason=outcome.reason,
+                may_have_reached=row.may_have_reached or outcome.may_have_reached,
             )
             if updated is not None and self.on_rescheduled is not None:
                 await self.on_rescheduled(updated)

@@ -77,6 +77,9 @@ class CancelOutcome:
     attempts: int
     api: str
     retry_after: float | None = None
+    # An attempt may have reached ModelsLab (timeout, 5xx, garbled answer): a later
+    # "already finished" / "not found" then means "probably cancelled".
+    may_have_reached: bool = False
 
     @property
     def confirmed(self) -> bool:
@@ -417,7 +420,7 @@ class ModelsLabClient:
         fallback = False
 
         def done(kind: OutcomeKind, reason: str, retry_after: float | None = None) -> CancelOutcome:
-            return CancelOutcome(kind, _clean(reason, key), calls, api, retry_after)
+            return CancelOutcome(kind, _clean(reason, key), calls, api, retry_after, reached)
 
         while fallback or attempts < self._max_attempts:
             remaining = deadline - time.monotonic()

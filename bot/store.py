@@ -60,6 +60,7 @@ cancellations = sa.Table(
     sa.Column("lease_expires_at", sa.Double),
     sa.Column("channel_id", sa.String(32)),
     sa.Column("report_state", sa.String(16), nullable=False, default="none"),
+    sa.Column("may_have_reached", sa.Boolean, nullable=False, default=False),
     # The report outbox: what has been posted where, and the reporter's own lease.
     sa.Column("response_url", sa.Text),  # encrypted
     sa.Column("report_channel", sa.String(32)),
@@ -237,6 +238,7 @@ class Cancellation:
     report_attempts: int = 0
     report_next_at: float = 0.0
     report_error: str | None = None
+    may_have_reached: bool = False
 
     @property
     def is_final(self) -> bool:
@@ -609,7 +611,14 @@ class Store:
         )
 
     async def reschedule(
-        self, cancellation_id: int, owner: str, *, next_attempt_at: float, outcome: str, reason: str
+        self,
+        cancellation_id: int,
+        owner: str,
+        *,
+        next_attempt_at: float,
+        outcome: str,
+        reason: str,
+        may_have_reached: bool = False,
     ) -> Cancellation | None:
         """Put a cancellation back in the queue until `next_attempt_at` (e.g. after a 429)."""
         return await self._update_leased(
@@ -619,6 +628,7 @@ class Store:
             outcome=outcome,
             reason=reason,
             next_attempt_at=next_attempt_at,
+            may_have_reached=may_have_reached,
             updated_at=time.time(),
             lease_owner=None,
             lease_expires_at=None,

@@ -174,3 +174,29 @@ async def test_two_services_on_two_engines_make_one_call(
         await other_store.close()
     assert row.state == "cancelled"
     assert len(modelslab.cancel_calls()) == 1
+
+
+async def test_a_call_that_may_have_reached_modelslab_is_remembered_across_a_scheduled_retry(
+    store: Store, modelslab: FakeModelsLab
+) -> None:
+    modelslab.script(
+        "F5jvdzGnYi",
+        ml.server_error(502),
+        ml.rate_limited(retry_after=60),
+        ml.error("Training already finished"),
+    )
+    service = make_service(store, modelslab)
+    result = await request(service)
+    row = await service.run_now(result.cancellation.id)
+    assert row is not None and row.outcome == "rate_limited" and row.may_have_reached
+    async with store.engine.begin() as conn:  # the clock moves on to the scheduled retry
+        from bot.store import cancellations
+
+        await conn.execute(
+            cancellations.update()
+            .where(cancellations.c.id == row.id)
+            .values(next_attempt_at=time.time() - 1)
+        )
+    done = await service.run_now(row.id)
+    # The 502 may have cancelled it: "already finished" now is not a refusal.
+    assert done is not None and (done.state, done.outcome) == ("cancelled", "probably_cancelled")
