@@ -42,22 +42,33 @@ class NotificationRenderer:
         """Bring the notification message in line with the store (no call when it already is)."""
         lock = self._locks.setdefault((workspace_id, training_id), asyncio.Lock())
         async with lock:
-            note = await self.store.get_notification(workspace_id, training_id)
-            if note is None:
-                return
-            latest = await self.store.latest_cancellation(workspace_id, training_id)
-            message = build_notification(note, latest)
-            # Keyed on what people would see: states that look alike cost no chat.update.
-            key = hashlib.sha256(json.dumps(message, sort_keys=True).encode()).hexdigest()[:40]
-            if note.rendered == key:
-                return
-            try:
-                await client.chat_update(channel=note.channel_id, ts=note.message_ts, **message)
-            except SlackApiError as exc:
-                raise_if_transient(exc)
-                logger.warning(
-                    "notification of %s not updated: %s", training_id, exc.response.get("error")
-                )
-            except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-                raise SlackUnavailable(f"chat.update: {type(exc).__name__}") from exc
+            # Another instance may update the same message between our read and our update; reading
+            # again afterwards and updating once more if the store moved on makes the last write win.
+            for _ in range(3):
+                if not await self._render_once(client, workspace_id, training_id):
+                    return
+
+    async def _render_once(self, client: Any, workspace_id: str, training_id: str) -> bool:
+        """Update the message if it differs from the store; True if an update was made."""
+        note = await self.store.get_notification(workspace_id, training_id)
+        if note is None:
+            return False
+        latest = await self.store.latest_cancellation(workspace_id, training_id)
+        message = build_notification(note, latest)
+        # Keyed on what people would see: states that look alike cost no chat.update.
+        key = hashlib.sha256(json.dumps(message, sort_keys=True).encode()).hexdigest()[:40]
+        if note.rendered == key:
+            return False
+        try:
+            await client.chat_update(channel=note.channel_id, ts=note.message_ts, **message)
+        except SlackApiError as exc:
+            raise_if_transient(exc)
+            logger.warning(
+                "notification of %s not updated: %s", training_id, exc.response.get("error")
+            )
             await self.store.set_rendered(workspace_id, training_id, key)
+            return False
+        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            raise SlackUnavailable(f"chat.update: {type(exc).__name__}") from exc
+        await self.store.set_rendered(workspace_id, training_id, key)
+        return True
