@@ -695,12 +695,12 @@ class Store:
         # Scalar max(a, b) is spelled greatest(a, b) on PostgreSQL.
         pairwise_max = sa.func.greatest if self.dialect == "postgresql" else sa.func.max
         when = pairwise_max(c.next_attempt_at, sa.func.coalesce(c.lease_expires_at, 0))
+        return await self._earliest(when, c.state.in_(("requested", "calling")))
+
+    async def _earliest(self, when: Any, where: Any) -> float | None:
+        """The smallest `when` among rows matching `where` (when a queue next has work)."""
         async with self.reader.connect() as conn:
-            value = (
-                await conn.execute(
-                    sa.select(sa.func.min(when)).where(c.state.in_(("requested", "calling")))
-                )
-            ).scalar()
+            value = (await conn.execute(sa.select(sa.func.min(when)).where(where))).scalar()
         return float(value) if value is not None else None
 
     async def latest_cancellation(self, workspace_id: str, training_id: str) -> Cancellation | None:
@@ -817,13 +817,7 @@ class Store:
     async def next_report_at(self) -> float | None:
         """Return when the next pending report is due."""
         c = cancellations.c
-        async with self.reader.connect() as conn:
-            value = (
-                await conn.execute(
-                    sa.select(sa.func.min(c.report_next_at)).where(c.report_state == "pending")
-                )
-            ).scalar()
-        return float(value) if value is not None else None
+        return await self._earliest(c.report_next_at, c.report_state == "pending")
 
     async def queue_depths(self, *, now: float | None = None) -> tuple[int, int]:
         """(cancellations waiting for a retry or an expired lease, reports not yet delivered)."""
@@ -1071,13 +1065,7 @@ class Store:
     async def next_poll_at(self) -> float | None:
         """When the next watched training is due for a poll."""
         n = notifications.c
-        async with self.reader.connect() as conn:
-            value = (
-                await conn.execute(
-                    sa.select(sa.func.min(n.poll_next_at)).where(n.watching.is_(True))
-                )
-            ).scalar()
-        return float(value) if value is not None else None
+        return await self._earliest(n.poll_next_at, n.watching.is_(True))
 
     # -- the training-event queue ---------------------------------------------------------------
 
@@ -1172,13 +1160,7 @@ class Store:
     async def next_training_event_at(self) -> float | None:
         """When the next queued training event is due."""
         e = training_events.c
-        async with self.reader.connect() as conn:
-            value = (
-                await conn.execute(
-                    sa.select(sa.func.min(e.next_attempt_at)).where(e.done.is_(False))
-                )
-            ).scalar()
-        return float(value) if value is not None else None
+        return await self._earliest(e.next_attempt_at, e.done.is_(False))
 
     async def cancellable_notifications(
         self, workspace_id: str, *, limit: int = 10

@@ -46,16 +46,38 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    """A migrated, empty store on each database kind."""
-    s = Store.from_url(async_database_url(database_url))
+async def empty(s: Store) -> None:
+    """Migrate a store's database and delete every row (ours and slack_sdk's OAuth tables)."""
     await s.migrate()
     async with s.engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             await conn.execute(table.delete())
         for name in SLACK_OAUTH_TABLES:
             await conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - constant table names
+
+
+async def wipe(database_url: str) -> None:
+    """Empty a database a subprocess will use."""
+    s = Store.from_url(async_database_url(database_url))
+    try:
+        await empty(s)
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+async def pg_url(pg_database: str) -> AsyncIterator[str]:
+    """The session's PostgreSQL database, migrated and empty; emptied again afterwards."""
+    await wipe(pg_database)
+    yield pg_database
+    await wipe(pg_database)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """A migrated, empty store on each database kind."""
+    s = Store.from_url(async_database_url(database_url))
+    await empty(s)
     try:
         yield s
     finally:

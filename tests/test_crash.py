@@ -10,41 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from bot.config import async_database_url
 from bot.reporter import METADATA_TYPE
-from bot.store import SLACK_OAUTH_TABLES, Cancellation, Store, cancellations, metadata
+from bot.store import Cancellation, Store, cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FIRST_TS, FakeSlack
 from tests.fakes.slack_requests import slash_command_body
 from tests.harness import ALICE, CHANNEL, TRAINING
 from tests.processes import in_thread, post_signed, rows, serving, wait_until
-
-
-async def wipe(database_url: str) -> None:
-    store = Store.from_url(async_database_url(database_url))
-    try:
-        await store.migrate()
-        async with store.engine.begin() as conn:
-            for table in reversed(metadata.sorted_tables):
-                await conn.execute(table.delete())
-            for name in SLACK_OAUTH_TABLES:
-                await conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - constant names
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-async def pg_url(pg_database: str) -> AsyncIterator[str]:
-    """The session's PostgreSQL database, migrated and empty; emptied again afterwards."""
-    await wipe(pg_database)
-    yield pg_database
-    await wipe(pg_database)
 
 
 async def set_columns(database_url: str, row_id: int, **values: object) -> None:

@@ -13,14 +13,11 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from bot.config import async_database_url
-from bot.store import SLACK_OAUTH_TABLES, Store, metadata
+from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import block_actions_payload, form_payload_body, slash_command_body
@@ -32,27 +29,6 @@ PEOPLE = [f"U0USER{i:03d}" for i in range(8)]
 # Slack gives up on an ack after 3 s. Twenty requests landing on one process at the same instant
 # take it about 1 s to answer (measured 0.6-1.8 s on the development machine).
 ACK_LIMIT = 3.0
-
-
-async def wipe(database_url: str) -> None:
-    store = Store.from_url(async_database_url(database_url))
-    try:
-        await store.migrate()
-        async with store.engine.begin() as conn:
-            for table in reversed(metadata.sorted_tables):
-                await conn.execute(table.delete())
-            for name in SLACK_OAUTH_TABLES:
-                await conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - constant names
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-async def pg_url(pg_database: str) -> AsyncIterator[str]:
-    """The session's PostgreSQL database, migrated and empty; emptied again afterwards."""
-    await wipe(pg_database)
-    yield pg_database
-    await wipe(pg_database)
 
 
 @dataclass
