@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import listeners
 from bot.context import DEPS_KEY, Deps
+from bot.listeners.runner import PooledRespond, tell_user_something_failed
 from bot.metrics import Metrics, request_kind
 
 logger = logging.getLogger(__name__)
@@ -68,13 +69,18 @@ def create_app(
         signing_secret=signing_secret,
         # Our web layer verifies HTTP requests before Bolt sees them (bot.web); Socket Mode needs none.
         request_verification_enabled=bool(signing_secret),
-        process_before_response=False,
+        # Bolt answers when the listener returns; acks_first makes that the moment it acks.
+        process_before_response=True,
         raise_error_for_unhandled_request=False,
         logger=BOLT_LOGGER,
     )
 
     async def inject_deps(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
         context[DEPS_KEY] = deps
+        if context.response_url:
+            context["respond"] = PooledRespond(
+                response_url=context.response_url, session=deps.webhook_session
+            )
         await next()
 
     app.metrics = deps.metrics
@@ -85,21 +91,13 @@ def create_app(
 
 
 async def handle_listener_error(
-    error: Exception, body: dict[str, Any], respond: Any, response: BoltResponse | None
+    error: Exception, context: AsyncBoltContext, response: BoltResponse | None
 ) -> BoltResponse | None:
-    """The listener boundary: log the traceback, tell the user briefly, answer Slack 200."""
+    """The listener boundary before the ack: log the traceback, tell the user, answer Slack 200."""
     logger.error("listener failed", exc_info=error)
-    if body.get("response_url"):
-        try:
-            await respond(
-                text=":warning: Something went wrong on our side; nothing was cancelled by this request. "
-                "Try again, or ask the bot's operator to check its logs.",
-                response_type="ephemeral",
-                replace_original=False,
-            )
-        except Exception:  # noqa: BLE001 - the boundary must not raise while reporting an error
-            logger.warning("could not tell the user about the error")
-    # After the ack (listeners run after it here) the answer is already gone: return nothing.
+    deps = context.get(DEPS_KEY)
+    if isinstance(deps, Deps):
+        deps.background.spawn(tell_user_something_failed(context), name="error reply")
     return BoltResponse(status=200, body="") if response is not None else None
 
 

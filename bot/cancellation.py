@@ -17,7 +17,7 @@ from bot.errors import MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.limiter import KeyLimiter
 from bot.modelslab import CancelOutcome, ModelsLabClient, OutcomeKind
-from bot.store import Cancellation, Store
+from bot.store import Cancellation, Notification, Store
 from bot.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class RequestResult:
 
     cancellation: Cancellation
     created: bool
+    notification: Notification | None = None
 
 
 def new_worker_id() -> str:
@@ -139,7 +140,7 @@ class CancellationService:
         )
         if claim.created:
             self.wake()
-        return RequestResult(claim.cancellation, claim.created)
+        return RequestResult(claim.cancellation, claim.created, claim.notification)
 
     @property
     def in_flight(self) -> int:

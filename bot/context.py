@@ -7,7 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+
 from bot.access import AccessPolicy
+from bot.background import Background
 from bot.cancellation import CancellationService
 from bot.metrics import Metrics
 from bot.notifier import Notifier
@@ -36,6 +39,10 @@ class Deps:
     forget_user_tokens: Callable[[str | None, str | None, list[str]], Awaitable[None]]
     notifier: Notifier
     metrics: Metrics
+    # Work listeners go on with after their ack.
+    background: Background
+    # respond() posts on this pooled session.
+    webhook_session: aiohttp.ClientSession
 
 
 def received_at(context: Any) -> float:

@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.access import AccessPolicy, GroupMembers
 from bot.app import create_app, single_workspace_authorize
+from bot.background import Background
 from bot.cancellation import CancellationService
 from bot.config import Mode, Settings
 from bot.context import Deps
@@ -44,8 +45,10 @@ from bot.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces
 
 logger = logging.getLogger("bot")
 
-# SIGTERM → exit within 25 s: HTTP handlers 5 s, in-flight cancels 12 s, reports 5 s.
+# SIGTERM → exit within 25 s: HTTP handlers 5 s, listeners' post-ack work 2 s, in-flight
+# cancels 12 s (reports 5 s alongside).
 HTTP_SHUTDOWN_SECONDS = 5.0
+BACKGROUND_GRACE_SECONDS = 2.0
 WORKER_GRACE_SECONDS = 12.0
 REPORTER_GRACE_SECONDS = 5.0
 TOKEN_CACHE_SECONDS = 600.0
@@ -78,6 +81,8 @@ class Runtime:
     async def close(self) -> None:
         """Finish or hand back in-flight work, then release every connection."""
         await self.probe.stop()
+        # Listeners' post-ack work (replies, audit posts) first: it may still need the clients.
+        await self.deps.background.drain(grace=BACKGROUND_GRACE_SECONDS)
         # In parallel, so SIGTERM → exit stays within 25 s.
         await asyncio.gather(
             self.service.stop(grace=WORKER_GRACE_SECONDS),
@@ -370,6 +375,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
             cached_authorize.forget(enterprise_id, team_id)
         tokens.forget(workspace_id)
         await store.forget_workspace(workspace_id)
+        workspaces.forget_cached(workspace_id)
         logger.info(
             "workspace %s uninstalled: tokens, key, allow-list and settings deleted", workspace_id
         )
@@ -395,6 +401,8 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         forget_user_tokens=forget_user_tokens,
         notifier=notifier,
         metrics=metrics,
+        background=Background(),
+        webhook_session=clients.session,
     )
     bolt_app = create_app(
         deps=deps,

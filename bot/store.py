@@ -7,9 +7,10 @@ take due rows under a lease, and a row whose lease expired (its worker died) is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ ACTIVE_WHERE = "state IN ('requested', 'calling', 'cancelled')"
 FINAL_STATES = ("cancelled", "rejected", "failed")
 # Training stages after which there is nothing left to cancel.
 FINISHED_STAGES = ("model_ready", "failed")
+# Claims written together in one transaction, at most.
+CLAIM_BATCH = 100
 # Any constant works; it only has to be the same in every instance.
 _MIGRATION_LOCK_ID = 0x63616E63
 
@@ -252,6 +255,8 @@ class Claim:
 
     cancellation: Cancellation
     created: bool
+    # The training's posted notification, read in the same transaction (the ack links to it).
+    notification: Notification | None = None
 
 
 @dataclass(frozen=True)
@@ -366,6 +371,17 @@ class Store:
         # Reads go to `reader` (SQLite: its own connections, so they never queue behind a write).
         self.reader = reader or engine
         self.dialect = engine.dialect.name
+        self.priority = Priority()
+        self._claims: list[_PendingClaim] = []
+        self._claim_flusher: asyncio.Task[None] | None = None
+        self._claim_insert = (
+            self._insert(cancellations)
+            .on_conflict_do_nothing(
+                index_elements=["workspace_id", "training_id", "dry_run"],
+                index_where=sa.text(ACTIVE_WHERE),
+            )
+            .returning(*cancellations.c)
+        )
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -454,51 +470,115 @@ class Store:
         response_url: str | None = None,
         now: float | None = None,
     ) -> Claim:
-        """Insert a new cancellation unless an active one exists; return either."""
+        """Insert a new cancellation unless an active one exists; return either.
+
+        Claims that arrive together share one transaction (one multi-row INSERT): under load a
+        claim waits for the batch in progress, not for every claim before it.
+        """
         now = time.time() if now is None else now
-        c = cancellations.c
-        stmt = (
-            self._insert(cancellations)
-            .values(
-                workspace_id=workspace_id,
-                training_id=training_id,
-                requested_by=requested_by,
-                origin=origin,
-                state="requested",
-                dry_run=dry_run,
-                requested_at=now,
-                updated_at=now,
-                attempts=0,
-                next_attempt_at=now,
-                channel_id=channel_id,
-                response_url=response_url,
-                # Reported from the start: the notification shows "Cancelling…" while it runs.
-                report_state="pending",
-                report_attempts=0,
-                report_next_at=now,
-            )
-            .on_conflict_do_nothing(
-                index_elements=["workspace_id", "training_id", "dry_run"],
-                index_where=sa.text(ACTIVE_WHERE),
-            )
-            .returning(*cancellations.c)
-        )
-        existing_q = sa.select(cancellations).where(
-            c.workspace_id == workspace_id,
-            c.training_id == training_id,
-            c.dry_run == dry_run,
-            c.state.in_(ACTIVE_STATES),
-        )
+        values = {
+            "workspace_id": workspace_id,
+            "training_id": training_id,
+            "requested_by": requested_by,
+            "origin": origin,
+            "state": "requested",
+            "dry_run": dry_run,
+            "requested_at": now,
+            "updated_at": now,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "channel_id": channel_id,
+            "response_url": response_url,
+            # Reported from the start: the notification shows "Cancelling…" while it runs.
+            "report_state": "pending",
+            "report_attempts": 0,
+            "report_next_at": now,
+        }
+        pending = _PendingClaim(values, asyncio.get_running_loop().create_future())
+        self._claims.append(pending)
+        with self.priority.urgent():
+            if self._claim_flusher is None or self._claim_flusher.done():
+                self._claim_flusher = asyncio.create_task(self._flush_claims(), name="claims")
+            try:
+                return await asyncio.shield(pending.result)
+            except asyncio.CancelledError:
+                # Not yet in a batch: withdrawn, nothing is claimed behind the caller's back.
+                if pending in self._claims:
+                    self._claims.remove(pending)
+                raise
+
+    async def _flush_claims(self) -> None:
+        while self._claims:
+            batch, self._claims = self._claims[:CLAIM_BATCH], self._claims[CLAIM_BATCH:]
+            try:
+                claims = await self._claim_batch([p.values for p in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                for p in batch:
+                    if not p.result.done():
+                        p.result.set_exception(exc)
+            else:
+                for p, claim in zip(batch, claims, strict=True):
+                    if not p.result.done():
+                        p.result.set_result(claim)
+
+    async def _claim_batch(self, batch: list[dict[str, Any]]) -> list[Claim]:
+        """Claim every row of `batch` in one transaction; the first of duplicate keys creates."""
+        c, n = cancellations.c, notifications.c
+        key_columns = ("workspace_id", "training_id", "dry_run")
+        notes: dict[tuple[Any, ...], Notification] = {}
+        first: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for values in batch:
+            first.setdefault(tuple(values[k] for k in key_columns), values)
+        found: dict[tuple[Any, ...], Claim] = {}
         # The active row can turn final between our INSERT and SELECT; then the INSERT wins next time.
         for _ in range(5):
-            async with self._begin() as conn:
-                row = (await conn.execute(stmt)).first()
-                if row is not None:
-                    return Claim(_cancellation(row), created=True)
-                existing = (await conn.execute(existing_q)).first()
-                if existing is not None:
-                    return Claim(_cancellation(existing), created=False)
-        raise StoreUnavailable("the cancellation could not be claimed (too much contention)")
+            todo = [values for key, values in first.items() if key not in found]
+            if not todo:
+                break
+            async with self._begin(urgent=True) as conn:
+                rows = (await conn.execute(self._claim_insert, todo)).all()
+                for row in rows:
+                    found[tuple(row._mapping[k] for k in key_columns)] = Claim(
+                        _cancellation(row), created=True
+                    )
+                missing = [key for key in first if key not in found]
+                if missing:
+                    existing = await conn.execute(
+                        sa.select(cancellations).where(
+                            sa.tuple_(c.workspace_id, c.training_id, c.dry_run).in_(missing),
+                            c.state.in_(ACTIVE_STATES),
+                        )
+                    )
+                    for row in existing:
+                        found[tuple(row._mapping[k] for k in key_columns)] = Claim(
+                            _cancellation(row), created=False
+                        )
+                notes = {
+                    (row.workspace_id, row.training_id): _notification(row)
+                    for row in await conn.execute(
+                        sa.select(notifications).where(
+                            sa.tuple_(n.workspace_id, n.training_id).in_(
+                                list({key[:2] for key in first})
+                            ),
+                            n.message_ts.is_not(None),
+                        )
+                    )
+                }
+        if len(found) < len(first):
+            raise StoreUnavailable("the cancellation could not be claimed (too much contention)")
+        claims: list[Claim] = []
+        for values in batch:
+            key = tuple(values[k] for k in key_columns)
+            claim = found[key]
+            claims.append(
+                Claim(
+                    claim.cancellation,
+                    # A duplicate in the same batch found the row its twin created.
+                    created=claim.created and values is first[key],
+                    notification=notes.get(key[:2]),
+                )
+            )
+        return claims
 
     async def take_due(
         self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None
@@ -1435,17 +1515,61 @@ class Store:
                         count += len(updates)
         return count
 
-    def _begin(self) -> Any:
-        return _Transaction(self.engine)
+    def _begin(self, *, urgent: bool = False) -> Any:
+        """A write transaction; all but the ack path's wait for their turn (Priority)."""
+        return _Transaction(self.engine, None if urgent else self.priority)
+
+
+class Priority:
+    """Lets the ack path's writes go first: background writes wait while claims are queued.
+
+    SQLite has one writer connection, and every transaction holds it for several turns of a busy
+    event loop; a claim queued behind the worker's and reporter's writes would miss Slack's 3 s.
+    Background work waits at most `max_wait` per transaction, so it is slowed, never starved.
+    """
+
+    def __init__(self, *, max_wait: float = 0.5) -> None:
+        self.max_wait = max_wait
+        self._urgent = 0
+        self._clear = asyncio.Event()
+        self._clear.set()
+
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Mark ack-path work in progress for the duration of the block."""
+        self._urgent += 1
+        self._clear.clear()
+        try:
+            yield
+        finally:
+            self._urgent -= 1
+            if not self._urgent:
+                self._clear.set()
+
+    async def wait_turn(self) -> None:
+        """Return once no ack-path work is queued, or after `max_wait`."""
+        if self._clear.is_set():
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._clear.wait(), self.max_wait)
+
+
+@dataclass(eq=False)
+class _PendingClaim:
+    values: dict[str, Any]
+    result: asyncio.Future[Claim]
 
 
 class _Transaction:
     """engine.begin() that turns connection failures into StoreUnavailable."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, priority: Priority | None) -> None:
         self._cm = engine.begin()
+        self._priority = priority
 
     async def __aenter__(self) -> AsyncConnection:
+        if self._priority is not None:
+            await self._priority.wait_turn()
         try:
             return await self._cm.__aenter__()
         except (OSError, OperationalError) as exc:

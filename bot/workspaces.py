@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.cache import TtlCache
 from bot.config import Mode, Settings
 from bot.crypto import SecretBox
 from bot.errors import BotError, InvalidKey
@@ -25,6 +26,9 @@ from bot.store import Store, Workspace
 TEAM_ID_META = "single_workspace_team_id"
 ENV_IMPORTED_META = "env_imported_into"
 ADMIN_CACHE_SECONDS = 300.0
+# How long this instance trusts its copy of a workspace's key and allow-list. A change made
+# through this instance applies at once; one made elsewhere (another instance, the CLI) within this.
+SETTINGS_CACHE_SECONDS = 5.0
 
 
 async def single_workspace_id(*, store: Store, slack: Any | None) -> str:
@@ -70,6 +74,13 @@ class Workspaces:
         self.modelslab = modelslab
         self.single_workspace_id = single_workspace_id
         self._admins: dict[tuple[str, str], tuple[bool, float]] = {}
+        self._keys = TtlCache(self._load_key, ttl=SETTINGS_CACHE_SECONDS)
+        self._entries = TtlCache(self._load_entries, ttl=SETTINGS_CACHE_SECONDS)
+
+    def forget_cached(self, workspace_id: str) -> None:
+        """Drop this instance's copy of a workspace's key and allow-list (after a change)."""
+        self._keys.forget(workspace_id)
+        self._entries.forget(workspace_id)
 
     def _is_env_workspace(self, workspace_id: str) -> bool:
         return self.settings.mode is Mode.SINGLE and workspace_id == self.single_workspace_id
@@ -78,6 +89,9 @@ class Workspaces:
 
     async def key_for(self, workspace_id: str) -> str | None:
         """Return the workspace's ModelsLab key: stored, else (single workspace) MODELSLAB_API_KEY."""
+        return await self._keys.get(workspace_id)
+
+    async def _load_key(self, workspace_id: str) -> str | None:
         row = await self.store.get_workspace(workspace_id)
         if row is not None and row.key_ciphertext and self.box.enabled:
             return self.box.decrypt(row.key_ciphertext)
@@ -107,6 +121,7 @@ class Workspaces:
             key_set_at=time.time(),
             key_set_by=by,
         )
+        self.forget_cached(workspace_id)
         await self.store.record_admin_event(
             workspace_id, actor=by, action="set_key", detail=f"key ending …{hint}"
         )
@@ -117,6 +132,7 @@ class Workspaces:
         await self.store.update_workspace(
             workspace_id, key_ciphertext=None, key_hint=None, key_set_at=None, key_set_by=None
         )
+        self.forget_cached(workspace_id)
         await self.store.record_admin_event(workspace_id, actor=by, action="remove_key")
 
     # -- allow-lists ------------------------------------------------------------------------------
@@ -127,6 +143,9 @@ class Workspaces:
 
     async def entries(self, workspace_id: str) -> Sequence[str] | None:
         """Return who may cancel in a workspace, or None when this deployment does not serve it."""
+        return await self._entries.get(workspace_id)
+
+    async def _load_entries(self, workspace_id: str) -> Sequence[str] | None:
         if self.settings.mode is Mode.SINGLE:
             if workspace_id != self.single_workspace_id:
                 return None
@@ -139,6 +158,7 @@ class Workspaces:
     async def allow(self, workspace_id: str, entries: Sequence[str], *, by: str) -> list[str]:
         """Add users/groups to the stored allow-list and record the change."""
         added = await self.store.allow(workspace_id, list(entries), by=by)
+        self.forget_cached(workspace_id)
         if added:
             await self.store.record_admin_event(
                 workspace_id, actor=by, action="allow", detail=", ".join(added)
@@ -148,6 +168,7 @@ class Workspaces:
     async def deny(self, workspace_id: str, entries: Sequence[str], *, by: str) -> list[str]:
         """Remove users/groups from the stored allow-list and record the change."""
         removed = await self.store.deny(workspace_id, list(entries))
+        self.forget_cached(workspace_id)
         if removed:
             await self.store.record_admin_event(
                 workspace_id, actor=by, action="deny", detail=", ".join(removed)

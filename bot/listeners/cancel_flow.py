@@ -88,12 +88,10 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
     if result.created:
         deps.reporter.remember_response_url(result.cancellation.id, req.response_url)
         deps.reporter.wake()
-    try:
-        note = await deps.store.get_notification(req.workspace_id, training_id)
-    except StoreUnavailable:
-        note = None  # claimed already: say "Cancelling…" without the link
     return CancelAnswer(
-        build_request_ack(result.cancellation, created=result.created, notification=note),
+        build_request_ack(
+            result.cancellation, created=result.created, notification=result.notification
+        ),
         created=result.created,
     )
 

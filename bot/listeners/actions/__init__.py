@@ -14,15 +14,16 @@ from bot.listeners.actions.settings import (
     handle_rotate_webhook,
     handle_set_key,
 )
+from bot.listeners.runner import acks_first
 
 
 def register(app: AsyncApp) -> None:
     """Register the Cancel and Retry buttons and the Home tab's admin controls."""
-    app.action(CANCEL_ACTION)(handle_cancel_button)
-    app.action(RETRY_ACTION)(handle_cancel_button)
-    app.action(home.SET_KEY)(handle_set_key)
-    app.action(home.REMOVE_KEY)(handle_remove_key)
-    app.action(home.EDIT_ALLOW)(handle_edit_allow)
-    app.action(home.ROTATE_WEBHOOK)(handle_rotate_webhook)
-    app.action(home.AUDIT_CHANNEL)(handle_channel_pick)
-    app.action(home.NOTIFY_CHANNEL)(handle_channel_pick)
+    app.action(CANCEL_ACTION)(acks_first(handle_cancel_button))
+    app.action(RETRY_ACTION)(acks_first(handle_cancel_button))
+    app.action(home.SET_KEY)(acks_first(handle_set_key))
+    app.action(home.REMOVE_KEY)(acks_first(handle_remove_key))
+    app.action(home.EDIT_ALLOW)(acks_first(handle_edit_allow))
+    app.action(home.ROTATE_WEBHOOK)(acks_first(handle_rotate_webhook))
+    app.action(home.AUDIT_CHANNEL)(acks_first(handle_channel_pick))
+    app.action(home.NOTIFY_CHANNEL)(acks_first(handle_channel_pick))

@@ -6,8 +6,9 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.blocks import COMMAND
 from bot.listeners.commands.cancel_training import handle_cancel_training
+from bot.listeners.runner import acks_first
 
 
 def register(app: AsyncApp) -> None:
     """Register /cancel-training."""
-    app.command(COMMAND)(handle_cancel_training)
+    app.command(COMMAND)(acks_first(handle_cancel_training))

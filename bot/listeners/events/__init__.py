@@ -6,10 +6,11 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.listeners.events.home import handle_app_home_opened
 from bot.listeners.events.lifecycle import handle_app_uninstalled, handle_tokens_revoked
+from bot.listeners.runner import acks_first
 
 
 def register(app: AsyncApp) -> None:
     """Register event listeners."""
-    app.event("app_home_opened")(handle_app_home_opened)
-    app.event("app_uninstalled")(handle_app_uninstalled)
-    app.event("tokens_revoked")(handle_tokens_revoked)
+    app.event("app_home_opened")(acks_first(handle_app_home_opened))
+    app.event("app_uninstalled")(acks_first(handle_app_uninstalled))
+    app.event("tokens_revoked")(acks_first(handle_tokens_revoked))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot import home
+from bot.listeners.runner import acks_first
 from bot.listeners.views.admin_modals import (
     handle_allow_submit,
     handle_group_options,
@@ -14,6 +15,6 @@ from bot.listeners.views.admin_modals import (
 
 def register(app: AsyncApp) -> None:
     """Register the admin modals."""
-    app.view(home.KEY_MODAL)(handle_key_submit)
-    app.view(home.ALLOW_MODAL)(handle_allow_submit)
-    app.options(home.GROUPS_INPUT)(handle_group_options)
+    app.view(home.KEY_MODAL)(acks_first(handle_key_submit))
+    app.view(home.ALLOW_MODAL)(acks_first(handle_allow_submit))
+    app.options(home.GROUPS_INPUT)(acks_first(handle_group_options))
