@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import listeners
 from bot.context import DEPS_KEY, Deps
 from bot.listeners.runner import PooledRespond, tell_user_something_failed
-from bot.metrics import Metrics, request_kind
+from bot.metrics import request_kind
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +26,24 @@ Authorize = Callable[..., Awaitable[AuthorizeResult]]
 
 
 class CancelBotApp(AsyncApp):
-    """AsyncApp that counts every request it dispatches, whichever transport brought it."""
+    """AsyncApp that hands listeners our Deps and counts every request, whatever the transport."""
 
-    metrics: Metrics | None = None
+    deps: Deps | None = None
 
     async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
-        """Dispatch as Bolt does, then count the request by kind and status."""
+        """Dispatch as Bolt does, with Deps and a pooled respond(); count by kind and status."""
+        deps = self.deps
+        if deps is not None:
+            # Here rather than in a middleware: Bolt builds every argument it can inject for
+            # each middleware call, a cost on every request.
+            req.context[DEPS_KEY] = deps
+            if req.context.response_url:
+                req.context["respond"] = PooledRespond(
+                    response_url=req.context.response_url, session=deps.webhook_session
+                )
         response: BoltResponse = await super().async_dispatch(req)
-        if self.metrics is not None:
-            self.metrics.requests.labels(
+        if deps is not None:
+            deps.metrics.requests.labels(
                 kind=request_kind(req.body), result=str(response.status)
             ).inc()
         return response
@@ -75,16 +84,7 @@ def create_app(
         logger=BOLT_LOGGER,
     )
 
-    async def inject_deps(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
-        context[DEPS_KEY] = deps
-        if context.response_url:
-            context["respond"] = PooledRespond(
-                response_url=context.response_url, session=deps.webhook_session
-            )
-        await next()
-
-    app.metrics = deps.metrics
-    app.use(inject_deps)
+    app.deps = deps
     app.error(handle_listener_error)
     listeners.register(app)
     return app

@@ -74,3 +74,14 @@ def setup_logging(*, level: str = "INFO", fmt: str = "text", secrets: Iterable[s
     logging.getLogger("aiohttp.access").setLevel(
         logging.DEBUG if level == "DEBUG" else logging.WARNING
     )
+    # slack_sdk and Bolt test `logger.level <= DEBUG` (the logger's own level, NOTSET = 0, not the
+    # effective one) and then format every request body for a debug line nobody reads.
+    for name in _SELF_LEVELLED:
+        logging.getLogger(name).setLevel(level)
+
+
+_SELF_LEVELLED = (
+    "bot.bolt",
+    "slack_sdk.web.async_base_client",
+    "slack_sdk.webhook.async_client",
+)

@@ -23,6 +23,7 @@ from bot.errors import StoreUnavailable
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics
 from bot.store import Store
+from bot.timeouts import timeout
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,8 @@ def create_web_app(
             )
         received_at = time.monotonic()
         try:
-            raw = await asyncio.wait_for(_read_limited(request), BODY_TIMEOUT)
+            async with timeout(BODY_TIMEOUT):
+                raw = await _read_limited(request)
         except asyncio.TimeoutError:
             raise web.HTTPRequestTimeout(text="request body too slow") from None
         try:

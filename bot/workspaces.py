@@ -26,7 +26,7 @@ from bot.store import Store, Workspace
 TEAM_ID_META = "single_workspace_team_id"
 ENV_IMPORTED_META = "env_imported_into"
 ADMIN_CACHE_SECONDS = 300.0
-# How long this instance trusts its copy of a workspace's key and allow-list. A change made
+# How long this instance trusts its copy of a workspace's settings (key, allow-list, channels). A change made
 # through this instance applies at once; one made elsewhere (another instance, the CLI) within this.
 SETTINGS_CACHE_SECONDS = 5.0
 
@@ -74,11 +74,13 @@ class Workspaces:
         self.modelslab = modelslab
         self.single_workspace_id = single_workspace_id
         self._admins: dict[tuple[str, str], tuple[bool, float]] = {}
+        self._rows = TtlCache(store.get_workspace, ttl=SETTINGS_CACHE_SECONDS)
         self._keys = TtlCache(self._load_key, ttl=SETTINGS_CACHE_SECONDS)
         self._entries = TtlCache(self._load_entries, ttl=SETTINGS_CACHE_SECONDS)
 
     def forget_cached(self, workspace_id: str) -> None:
-        """Drop this instance's copy of a workspace's key and allow-list (after a change)."""
+        """Drop this instance's copy of a workspace's settings (after a change)."""
+        self._rows.forget(workspace_id)
         self._keys.forget(workspace_id)
         self._entries.forget(workspace_id)
 
@@ -179,21 +181,21 @@ class Workspaces:
 
     async def audit_channel(self, workspace_id: str) -> str | None:
         """Return the channel that receives every outcome and refusal, if any."""
-        row = await self.store.get_workspace(workspace_id)
+        row = await self._rows.get(workspace_id)
         if row is not None and row.audit_channel:
             return row.audit_channel
         return self.settings.audit_channel if self._is_env_workspace(workspace_id) else None
 
     async def notify_channel(self, workspace_id: str) -> str | None:
         """Return the channel for notifications from webhooks and /notify."""
-        row = await self.store.get_workspace(workspace_id)
+        row = await self._rows.get(workspace_id)
         if row is not None and row.notify_channel:
             return row.notify_channel
         return self.settings.notify_channel if self._is_env_workspace(workspace_id) else None
 
     async def webhook_token(self, workspace_id: str) -> str | None:
         """Return the workspace's webhook token (OAuth: its own; single: MODELSLAB_WEBHOOK_TOKEN)."""
-        row = await self.store.get_workspace(workspace_id)
+        row = await self._rows.get(workspace_id)
         if row is not None and row.webhook_token_ciphertext and self.box.enabled:
             return self.box.decrypt(row.webhook_token_ciphertext)
         return self.settings.webhook_token if self._is_env_workspace(workspace_id) else None
@@ -206,6 +208,7 @@ class Workspaces:
             webhook_token_hash=hash_token(token),
             webhook_token_ciphertext=self.box.encrypt(token),
         )
+        self.forget_cached(workspace_id)
         await self.store.record_admin_event(workspace_id, actor=by, action="rotate_webhook_token")
         return token
 

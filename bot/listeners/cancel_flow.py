@@ -15,6 +15,7 @@ from bot.cancellation import Origin
 from bot.context import Deps
 from bot.errors import InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
+from bot.timeouts import timeout
 
 logger = logging.getLogger(__name__)
 STORE_DOWN = "The bot's database is not answering, so nothing was cancelled. Try again in a moment."
@@ -66,17 +67,15 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
     try:
         # Bounded so the ack still reaches Slack: a claim Slack never hears about would cancel
         # while the user sees an error and presses again.
-        result = await asyncio.wait_for(
-            deps.service.request(
+        async with timeout(remaining):
+            result = await deps.service.request(
                 workspace_id=req.workspace_id,
                 training_id=training_id,
                 requested_by=req.user_id,
                 origin=req.origin,
                 channel_id=req.channel_id,
                 response_url=deps.reporter.seal_response_url(req.response_url),
-            ),
-            timeout=remaining,
-        )
+            )
     except asyncio.TimeoutError:
         logger.warning("cancel path over its deadline; told the user to check history")
         return CancelAnswer(build_error(UNCONFIRMED))

@@ -90,6 +90,7 @@ async def handle_channel_pick(
     await deps.store.update_workspace(
         team, **{"audit_channel" if audit else "notify_channel": channel}
     )
+    deps.workspaces.forget_cached(team)
     name = "audit" if audit else "notification"
     await deps.store.record_admin_event(
         team, actor=user, action=f"set_{name}_channel", detail=str(channel)
