@@ -202,7 +202,10 @@ def build_notification(note: Notification, latest: Cancellation | None) -> Messa
         button = (
             _cancel_button(note.training_id, retry=True) if retry and not note.finished else None
         )
-        status = headline(latest)
+        # "queued" and "being cancelled" look the same here: the message changes (one chat.update)
+        # when the outcome is known, not when the worker picks the row up.
+        in_progress = latest.state in ("requested", "calling") and not latest.outcome
+        status = "cancelling" if in_progress else headline(latest)
     if note.finished and (
         latest is None or latest.state not in ("cancelled", "requested", "calling")
     ):

@@ -129,6 +129,9 @@ class CancellationService:
             raise MissingKey(
                 "no ModelsLab API key is set for this workspace; an admin has to set one first"
             )
+        # With a free slot here, the new row is leased to this worker as it is inserted and
+        # handed over in memory: the ModelsLab call starts without a transaction to take it.
+        hand_over = self._worker.has_room()
         claim = await self.store.claim(
             workspace_id=workspace_id,
             training_id=training_id,
@@ -137,9 +140,14 @@ class CancellationService:
             dry_run=self.dry_run,
             channel_id=channel_id,
             response_url=response_url,
+            lease_owner=self.worker_id if hand_over else None,
+            lease_seconds=self.lease_seconds,
         )
         if claim.created:
-            self.wake()
+            if hand_over:
+                self._worker.submit(claim.cancellation)
+            else:
+                self.wake()
         return RequestResult(claim.cancellation, claim.created, claim.notification)
 
     @property

@@ -204,20 +204,24 @@ class Reporter:
             return
         note = await self.store.get_notification(row.workspace_id, row.training_id)
         if note is not None:
-            await self._render_notification(client, row)
             thread: tuple[str, str] | None = (note.channel_id, note.message_ts)
             owner_id = note.owner_id
         else:
             thread = await self._own_thread(client, row)
             owner_id = None
         if not row.is_final:
-            if row.outcome == "rate_limited" and note is None:
+            if note is not None:
+                await self._render_notification(client, row)
+            elif row.outcome == "rate_limited":
                 # A notification shows the retry time itself; otherwise say it in the thread.
                 await self._announce_retry(client, row, thread)
             await self.store.end_report(row.id, self.owner, seen=row, report_state="waiting")
             return
+        # The outcome first: the thread reply is what the requester is waiting for.
         if row.reply_ts is None:
             await self._post_outcome(client, row, thread, owner_id)
+        if note is not None:
+            await self._render_notification(client, row)
         audit = await self.audit_channel(row.workspace_id)
         if audit and row.audit_ts is None:
             message = build_outcome(row, owner_id=owner_id)

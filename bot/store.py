@@ -328,11 +328,14 @@ def _configure_sqlite(engine: AsyncEngine, *, writer: bool = True) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    if not writer:
+        # Readers (WAL) run each SELECT on its own snapshot, beside the writer, never waiting.
+        return
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Writers take the lock up front, so no transaction fails half-way on SQLITE_BUSY;
-        # readers (WAL) read a snapshot beside the writer without waiting for it.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+        # Writers take the lock up front, so no transaction fails half-way on SQLITE_BUSY.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -357,7 +360,15 @@ def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return writer
     reader = create_async_engine(
-        url, pool_size=4, max_overflow=0, pool_timeout=30, poolclass=sa.AsyncAdaptedQueuePool
+        url,
+        pool_size=4,
+        max_overflow=0,
+        pool_timeout=30,
+        poolclass=sa.AsyncAdaptedQueuePool,
+        # Reads run in autocommit (no BEGIN): nothing is left to roll back when a connection
+        # goes back to the pool, and each skipped round trip is a thread hop on SQLite.
+        pool_reset_on_return=None,
+        isolation_level="AUTOCOMMIT",
     )
     _configure_sqlite(reader, writer=False)
     return reader
@@ -469,14 +480,20 @@ class Store:
         channel_id: str | None = None,
         response_url: str | None = None,
         now: float | None = None,
+        lease_owner: str | None = None,
+        lease_seconds: float = 0.0,
     ) -> Claim:
         """Insert a new cancellation unless an active one exists; return either.
 
-        Claims that arrive together share one transaction (one multi-row INSERT): under load a
-        claim waits for the batch in progress, not for every claim before it.
+        A new row can be leased to `lease_owner` from the start, so the worker that will call
+        ModelsLab needs no second transaction to take it. Claims that arrive together share one
+        transaction (one multi-row INSERT): under load a claim waits for the batch in progress,
+        not for every claim before it.
         """
         now = time.time() if now is None else now
         values = {
+            "lease_owner": lease_owner,
+            "lease_expires_at": now + lease_seconds if lease_owner else None,
             "workspace_id": workspace_id,
             "training_id": training_id,
             "requested_by": requested_by,

@@ -81,19 +81,29 @@ class QueueWorker(Generic[T]):
             if pending:
                 await asyncio.wait(pending)
 
+    def has_room(self) -> bool:
+        """True when the loop runs and an item handed over now would start at once."""
+        return (
+            self._loop is not None and not self._stopping and len(self._tasks) < self._concurrency
+        )
+
+    def submit(self, item: T) -> bool:
+        """Start handling an item this process already leased; False if it is being handled."""
+        item_key = self._key(item)
+        if item_key in self._busy:
+            return False
+        self._busy.add(item_key)
+        task = asyncio.create_task(self._handle(item), name=f"{self.name}-item")
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._done, item_key=item_key))
+        return True
+
     async def drain(self) -> int:
         """Lease what is due and start handling it; return how many items were taken."""
         free = self._concurrency - len(self._tasks)
         if free <= 0 or self._stopping:
             return 0
-        items = [item for item in await self._take(free) if self._key(item) not in self._busy]
-        for item in items:
-            item_key = self._key(item)
-            self._busy.add(item_key)
-            task = asyncio.create_task(self._handle(item), name=f"{self.name}-item")
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._done, item_key=item_key))
-        return len(items)
+        return sum(self.submit(item) for item in await self._take(free))
 
     def _done(self, task: asyncio.Task[None], *, item_key: Hashable) -> None:
         self._tasks.discard(task)
