@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -382,7 +383,7 @@ class Store:
         # Reads go to `reader` (SQLite: its own connections, so they never queue behind a write).
         self.reader = reader or engine
         self.dialect = engine.dialect.name
-        self.priority = Priority()
+        self.priority = Priority(single_writer=self.dialect == "sqlite")
         self._claims: list[_PendingClaim] = []
         self._claim_flusher: asyncio.Task[None] | None = None
         self._claim_insert = (
@@ -1534,22 +1535,26 @@ class Store:
 
     def _begin(self, *, urgent: bool = False) -> Any:
         """A write transaction; all but the ack path's wait for their turn (Priority)."""
-        return _Transaction(self.engine, None if urgent else self.priority)
+        return _Transaction(self.engine, self.priority, urgent=urgent)
 
 
 class Priority:
     """Lets the ack path's writes go first: background writes wait while claims are queued.
 
-    SQLite has one writer connection, and every transaction holds it for several turns of a busy
-    event loop; a claim queued behind the worker's and reporter's writes would miss Slack's 3 s.
-    Background work waits at most `max_wait` per transaction, so it is slowed, never starved.
+    Every transaction holds a connection for several turns of a busy event loop; a claim queued
+    behind the worker's and reporter's writes would miss Slack's 3 s. Background work waits at
+    most `max_wait` per transaction, so it is slowed, never starved. With a single writer
+    (SQLite) the writer itself is handed out here, claims first, instead of in the pool's order.
     """
 
-    def __init__(self, *, max_wait: float = 0.5) -> None:
+    def __init__(self, *, max_wait: float = 0.5, single_writer: bool = False) -> None:
         self.max_wait = max_wait
         self._urgent = 0
         self._clear = asyncio.Event()
         self._clear.set()
+        self._single_writer = single_writer
+        self._held = False
+        self._queues: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
 
     @contextlib.contextmanager
     def urgent(self) -> Iterator[None]:
@@ -1570,6 +1575,39 @@ class Priority:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._clear.wait(), self.max_wait)
 
+    async def enter(self, *, urgent: bool) -> None:
+        """Wait for this transaction's turn (and, with a single writer, for the writer)."""
+        if not urgent:
+            await self.wait_turn()
+        if not self._single_writer:
+            return
+        if not self._held and not any(self._queues):
+            self._held = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._queues[0 if urgent else 1]
+        queue.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.leave()  # handed the writer just as we were cancelled: pass it on
+            elif turn in queue:
+                queue.remove(turn)
+            raise
+
+    def leave(self) -> None:
+        """End a transaction: hand the writer to the next one, claims first."""
+        if not self._single_writer:
+            return
+        for queue in self._queues:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._held = False
+
 
 @dataclass(eq=False)
 class _PendingClaim:
@@ -1580,23 +1618,28 @@ class _PendingClaim:
 class _Transaction:
     """engine.begin() that turns connection failures into StoreUnavailable."""
 
-    def __init__(self, engine: AsyncEngine, priority: Priority | None) -> None:
+    def __init__(self, engine: AsyncEngine, priority: Priority, *, urgent: bool) -> None:
         self._cm = engine.begin()
         self._priority = priority
+        self._urgent = urgent
 
     async def __aenter__(self) -> AsyncConnection:
-        if self._priority is not None:
-            await self._priority.wait_turn()
+        await self._priority.enter(urgent=self._urgent)
         try:
             return await self._cm.__aenter__()
-        except (OSError, OperationalError) as exc:
-            raise StoreUnavailable(_describe_db_error(exc)) from exc
+        except BaseException as exc:
+            self._priority.leave()
+            if isinstance(exc, (OSError, OperationalError)):
+                raise StoreUnavailable(_describe_db_error(exc)) from exc
+            raise
 
     async def __aexit__(self, *exc: Any) -> bool | None:
         try:
             return await self._cm.__aexit__(*exc)
         except (OSError, OperationalError) as exc:
             raise StoreUnavailable(_describe_db_error(exc)) from exc
+        finally:
+            self._priority.leave()
 
 
 def _describe_db_error(exc: BaseException) -> str:

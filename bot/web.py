@@ -17,6 +17,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request import payload_utils
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
+from yarl import URL
 
 from bot.context import RECEIVED_AT
 from bot.errors import StoreUnavailable
@@ -74,16 +75,35 @@ def _check_shape(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _parse_form(text: str) -> dict[str, list[str]]:
+    """``parse_qs(text, keep_blank_values=True, strict_parsing=True, errors="strict")``, faster.
+
+    Interactivity bodies are percent-encoded JSON, and urllib's pure-Python unquoting of them was
+    the largest single cost of answering a click; yarl (aiohttp's URL library) decodes in C. Any
+    body the fast path might read differently goes through parse_qs itself.
+    """
+    pairs = text.split("&") if text else []
+    if "\ufffd" not in text and all("=" in pair for pair in pairs):
+        decoded = URL.build(query_string=text, encoded=True).query
+        fields: dict[str, list[str]] = {}
+        for key, value in decoded.items():
+            fields.setdefault(key, []).append(value)
+        # yarl replaces undecodable bytes with U+FFFD where parse_qs(errors="strict") refuses.
+        if not any("\ufffd" in key or "\ufffd" in "".join(v) for key, v in fields.items()):
+            return fields
+    try:
+        return parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
+    except ValueError as exc:
+        raise BadRequest("form body is malformed") from exc
+
+
 def parse_slack_body(text: str, content_type: str) -> dict[str, Any]:
     """Parse a verified body the way Slack sends it; raise BadRequest for anything else."""
     if content_type == "application/json":
         return _check_shape(_load_json_object(text, "body"))
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest(f"unsupported content type {content_type or '(none)'}")
-    try:
-        fields = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
-    except ValueError as exc:
-        raise BadRequest("form body is malformed") from exc
+    fields = _parse_form(text)
     # Interactivity sends exactly one field, payload=<JSON>; commands send flat fields. Deciding
     # by the field name (not by the substring "payload") keeps commands that mention it.
     if set(fields) == {"payload"}:

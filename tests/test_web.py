@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import aiohttp
 import pytest
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot import web as web_module
-from bot.web import MAX_BODY, BadRequest, parse_slack_body
+from bot.web import MAX_BODY, BadRequest, _parse_form, parse_slack_body
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
@@ -637,3 +637,31 @@ def test_random_signed_bodies_never_get_a_5xx(tmp_path: Path) -> None:
         owner.run(asyncio.sleep(0.1))
         assert bot.modelslab.calls == []
         owner.run(assert_healthy(bot))
+
+
+def _strict_parse_qs(text: str) -> dict[str, list[str]] | str:
+    try:
+        return parse_qs(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
+    except ValueError:
+        return "refused"
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    text=st.one_of(
+        st.text(),
+        st.text(alphabet="ab=&%+2F0cé\ufffd;#?/ "),
+        st.builds(urlencode, st.dictionaries(st.text(), st.text())),
+        st.builds(
+            lambda d: urlencode(d, doseq=True),
+            st.dictionaries(st.text(max_size=3), st.lists(st.text(max_size=3), max_size=3)),
+        ),
+        form_texts,
+    )
+)
+def test_form_bodies_are_read_exactly_as_strict_parse_qs_reads_them(text: str) -> None:
+    try:
+        ours: dict[str, list[str]] | str = _parse_form(text)
+    except BadRequest:
+        ours = "refused"
+    assert ours == _strict_parse_qs(text)
