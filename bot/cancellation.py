@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 KeyLookup = Callable[[str], Awaitable[str | None]]
 FinishedHook = Callable[[Cancellation], Awaitable[None]]
+# Who would take a finished cancellation's report now, and for how long: (owner, seconds).
+ReportLease = Callable[[], "tuple[str, float] | None"]
 
 STATE_FOR_OUTCOME = {
     OutcomeKind.ACCEPTED: "cancelled",
@@ -89,6 +91,7 @@ class CancellationService:
         on_finished: FinishedHook | None = None,
         on_rescheduled: FinishedHook | None = None,
         limiter: KeyLimiter | None = None,
+        report_lease: ReportLease | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -100,6 +103,7 @@ class CancellationService:
         self.on_finished = on_finished
         self.on_rescheduled = on_rescheduled
         self.limiter = limiter or KeyLimiter()
+        self.report_lease = report_lease
         self._changed = asyncio.Condition()
         self._worker: QueueWorker[Cancellation] = QueueWorker(
             name="cancellation-worker",
@@ -244,12 +248,16 @@ class CancellationService:
                 await self.on_rescheduled(updated)
             await self._notify_waiters()
             return updated
+        # Leased to the reporter in the same transaction, when it can post at once (on_finished).
+        report = self.report_lease() if self.report_lease is not None else None
         final = await self.store.finish(
             row.id,
             self.worker_id,
             state=STATE_FOR_OUTCOME[outcome.kind],
             outcome=outcome.kind.value,
             reason=outcome.reason,
+            report_owner=report[0] if report else None,
+            report_lease_seconds=report[1] if report else 0.0,
         )
         return await self._finished(final)
 

@@ -11,7 +11,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.blocks import build_notification
-from bot.store import Store
+from bot.store import Notification, Store
 
 logger = logging.getLogger(__name__)
 TRANSIENT_ERRORS = frozenset(
@@ -38,19 +38,28 @@ class NotificationRenderer:
         self.store = store
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    async def render(self, client: Any, workspace_id: str, training_id: str) -> None:
-        """Bring the notification message in line with the store (no call when it already is)."""
+    async def render(
+        self, client: Any, workspace_id: str, training_id: str, *, note: Notification | None = None
+    ) -> None:
+        """Bring the notification message in line with the store (no call when it already is).
+
+        `note`, when the caller has just read it, saves the first read.
+        """
         lock = self._locks.setdefault((workspace_id, training_id), asyncio.Lock())
         async with lock:
             # Another instance may update the same message between our read and our update; reading
             # again afterwards and updating once more if the store moved on makes the last write win.
             for _ in range(3):
-                if not await self._render_once(client, workspace_id, training_id):
+                if not await self._render_once(client, workspace_id, training_id, note):
                     return
+                note = None
 
-    async def _render_once(self, client: Any, workspace_id: str, training_id: str) -> bool:
+    async def _render_once(
+        self, client: Any, workspace_id: str, training_id: str, note: Notification | None
+    ) -> bool:
         """Update the message if it differs from the store; True if an update was made."""
-        note = await self.store.get_notification(workspace_id, training_id)
+        if note is None:
+            note = await self.store.get_notification(workspace_id, training_id)
         if note is None:
             return False
         latest = await self.store.latest_cancellation(workspace_id, training_id)

@@ -23,7 +23,7 @@ from bot.cancellation import new_worker_id
 from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
 from bot.renderer import NotificationRenderer, SlackUnavailable
-from bot.store import Cancellation, Store
+from bot.store import Cancellation, Notification, Store
 from bot.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,16 @@ class Reporter:
         """Tell the reporter there is something to report."""
         self._worker.wake()
 
+    def lease_for_handover(self) -> tuple[str, float] | None:
+        """(owner, seconds) for a report leased to this reporter as it is written; None if busy."""
+        return (self.owner, self.lease_seconds) if self._worker.has_room() else None
+
+    def take_over(self, row: Cancellation) -> bool:
+        """Deliver a report the store already leased to this reporter; False if it did not."""
+        if row.report_lease_owner != self.owner or row.report_state != "pending":
+            return False
+        return self._worker.submit(row)
+
     def start(self) -> None:
         """Start the delivery loop."""
         self._worker.start()
@@ -211,7 +221,7 @@ class Reporter:
             owner_id = None
         if not row.is_final:
             if note is not None:
-                await self._render_notification(client, row)
+                await self._render_notification(client, row, note)
             elif row.outcome == "rate_limited":
                 # A notification shows the retry time itself; otherwise say it in the thread.
                 await self._announce_retry(client, row, thread)
@@ -266,9 +276,11 @@ class Reporter:
             await self._fallback(row, text)
         await self.store.update_report(row.id, self.owner, rendered=marker, report_posting=None)
 
-    async def _render_notification(self, client: Any, row: Cancellation) -> None:
+    async def _render_notification(
+        self, client: Any, row: Cancellation, note: Notification | None = None
+    ) -> None:
         try:
-            await self.renderer.render(client, row.workspace_id, row.training_id)
+            await self.renderer.render(client, row.workspace_id, row.training_id, note=note)
         except SlackUnavailable as exc:
             raise _Transient(str(exc)) from exc
 

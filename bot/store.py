@@ -242,6 +242,7 @@ class Cancellation:
     report_attempts: int = 0
     report_next_at: float = 0.0
     report_error: str | None = None
+    report_lease_owner: str | None = None
     may_have_reached: bool = False
 
     @property
@@ -688,12 +689,34 @@ class Store:
         return _cancellation(row) if row is not None else None
 
     async def finish(
-        self, cancellation_id: int, owner: str, *, state: str, outcome: str, reason: str
+        self,
+        cancellation_id: int,
+        owner: str,
+        *,
+        state: str,
+        outcome: str,
+        reason: str,
+        report_owner: str | None = None,
+        report_lease_seconds: float = 0.0,
     ) -> Cancellation | None:
-        """Record a final outcome; None if another worker holds the row now."""
+        """Record a final outcome; None if another worker holds the row now.
+
+        With `report_owner`, the report is leased to it in the same transaction unless another
+        reporter holds it, so the outcome can be posted without a transaction to take it.
+        """
         if state not in FINAL_STATES:
             raise ValueError(f"not a final state: {state}")
         now = time.time()
+        lease: dict[str, Any] = {}
+        if report_owner is not None:
+            c = cancellations.c
+            free = sa.or_(c.report_lease_expires_at.is_(None), c.report_lease_expires_at < now)
+            lease = {
+                "report_lease_owner": sa.case((free, report_owner), else_=c.report_lease_owner),
+                "report_lease_expires_at": sa.case(
+                    (free, now + report_lease_seconds), else_=c.report_lease_expires_at
+                ),
+            }
         return await self._update_leased(
             cancellation_id,
             owner,
@@ -706,6 +729,7 @@ class Store:
             lease_expires_at=None,
             report_state="pending",
             report_next_at=now,
+            **lease,
         )
 
     async def reschedule(

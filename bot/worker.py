@@ -116,14 +116,18 @@ class QueueWorker(Generic[T]):
         while not self._stopping:
             self._wake.clear()
             try:
-                await self.drain()
+                taken = await self.drain()
                 backoff = 0.5
-                next_due = await self._next_due()
-                delay = (
-                    self.idle
-                    if next_due is None
-                    else max(0.05, min(self.idle, next_due - time.time() + 0.01))
-                )
+                if taken:
+                    # Each item wakes the loop when it is done; the next pass asks again.
+                    delay = self.idle
+                else:
+                    next_due = await self._next_due()
+                    delay = (
+                        self.idle
+                        if next_due is None
+                        else max(0.05, min(self.idle, next_due - time.time() + 0.01))
+                    )
             except StoreUnavailable as exc:
                 logger.warning("%s: %s; retrying in %.1fs", self.name, exc, backoff)
                 delay, backoff = backoff, min(backoff * 2, 30.0)
