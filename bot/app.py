@@ -81,6 +81,11 @@ def create_app(
         # Bolt answers when the listener returns; acks_first makes that the moment it acks.
         process_before_response=True,
         raise_error_for_unhandled_request=False,
+        # Middleware for features this app does not use (assistant threads, custom workflow
+        # steps): each would run on every request.
+        ignoring_self_assistant_message_events_enabled=False,
+        attaching_function_token_enabled=False,
+        attaching_conversation_kwargs_enabled=False,
         logger=BOLT_LOGGER,
     )
 

@@ -72,6 +72,8 @@ class _SignallingAck:
         finally:
             if not self._answered.done():
                 self._answered.set_result(None)
+                # Let the answer go out before the listener's post-ack work takes the loop.
+                await asyncio.sleep(0)
 
 
 def acks_first(handler: Listener) -> Listener:
