@@ -849,7 +849,7 @@ def trace_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
             ("web layer before Bolt (read, verify, parse)", m["dispatch"]),
             ("Bolt: middleware, authorize, start the listener", m["listener"] - m["dispatch"]),
             ("listener until ack()", m["ack"] - m["listener"]),
-            ("ack() → Bolt returns the answer (its 10-ms poll)", m["dispatch_end"] - m["ack_end"]),
+            ("ack() → Bolt returns the answer", m["dispatch_end"] - m["ack_end"]),
             ("web layer after Bolt (response)", r["end"] - m["dispatch_end"]),
             ("handler total", r["end"]),
         ):

@@ -34,8 +34,13 @@ class TtlCache(Generic[K, V]):
         if loading is None:
             loading = asyncio.ensure_future(self._fill(key))
             self._loading[key] = loading
-            loading.add_done_callback(lambda _: self._loading.pop(key, None))
+            loading.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(loading)
+
+    def _finished(self, key: K, done: asyncio.Future[V]) -> None:
+        # Only this load's own entry: a newer one may have started after a forget().
+        if self._loading.get(key) is done:
+            del self._loading[key]
 
     async def _fill(self, key: K) -> V:
         started = time.monotonic()

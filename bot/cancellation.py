@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import os
 import secrets
@@ -17,7 +18,7 @@ from bot.errors import MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.limiter import KeyLimiter
 from bot.modelslab import CancelOutcome, ModelsLabClient, OutcomeKind
-from bot.store import Cancellation, Notification, Store
+from bot.store import Cancellation, Claim, Notification, Store
 from bot.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
@@ -135,24 +136,39 @@ class CancellationService:
             )
         # With a free slot here, the new row is leased to this worker as it is inserted and
         # handed over in memory: the ModelsLab call starts without a transaction to take it.
-        hand_over = self._worker.has_room()
-        claim = await self.store.claim(
-            workspace_id=workspace_id,
-            training_id=training_id,
-            requested_by=requested_by,
-            origin=origin.value,
-            dry_run=self.dry_run,
-            channel_id=channel_id,
-            response_url=response_url,
-            lease_owner=self.worker_id if hand_over else None,
-            lease_seconds=self.lease_seconds,
-        )
-        if claim.created:
-            if hand_over:
-                self._worker.submit(claim.cancellation)
+        reserved = self._worker.reserve()
+        try:
+            claim = await self.store.claim(
+                workspace_id=workspace_id,
+                training_id=training_id,
+                requested_by=requested_by,
+                origin=origin.value,
+                dry_run=self.dry_run,
+                channel_id=channel_id,
+                response_url=response_url,
+                lease_owner=self.worker_id if reserved else None,
+                lease_seconds=self.lease_seconds,
+                # The caller gave up (ack deadline): a row written anyway is still worked off.
+                on_abandoned=functools.partial(self._claimed, reserved),
+            )
+        except asyncio.CancelledError:
+            raise  # on_abandoned settles the reservation
+        except BaseException:
+            if reserved:
+                self._worker.unreserve()
+            raise
+        self._claimed(reserved, claim)
+        return RequestResult(claim.cancellation, claim.created, claim.notification)
+
+    def _claimed(self, reserved: bool, claim: Claim | None) -> None:
+        """Start work on a new claim: in memory if it was leased to us, else through the queue."""
+        if claim is not None and claim.created:
+            if reserved:
+                self._worker.submit(claim.cancellation, reserved=True)
             else:
                 self.wake()
-        return RequestResult(claim.cancellation, claim.created, claim.notification)
+        elif reserved:
+            self._worker.unreserve()
 
     @property
     def in_flight(self) -> int:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -484,11 +485,14 @@ class Store:
         now: float | None = None,
         lease_owner: str | None = None,
         lease_seconds: float = 0.0,
+        on_abandoned: Callable[[Claim | None], None] | None = None,
     ) -> Claim:
         """Insert a new cancellation unless an active one exists; return either.
 
         A new row can be leased to `lease_owner` from the start, so the worker that will call
-        ModelsLab needs no second transaction to take it. Claims that arrive together share one
+        ModelsLab needs no second transaction to take it. When the caller is cancelled, the claim
+        is withdrawn if its batch has not started, and `on_abandoned` is told what became of it
+        (the claim once written, None if nothing was). Claims that arrive together share one
         transaction (one multi-row INSERT): under load a claim waits for the batch in progress,
         not for every claim before it.
         """
@@ -521,9 +525,15 @@ class Store:
             try:
                 return await asyncio.shield(pending.result)
             except asyncio.CancelledError:
-                # Not yet in a batch: withdrawn, nothing is claimed behind the caller's back.
                 if pending in self._claims:
+                    # Not yet in a batch: withdrawn, nothing is claimed behind the caller's back.
                     self._claims.remove(pending)
+                    if on_abandoned is not None:
+                        on_abandoned(None)
+                elif on_abandoned is not None:
+                    pending.result.add_done_callback(
+                        functools.partial(_report_abandoned, on_abandoned)
+                    )
                 raise
 
     async def _flush_claims(self) -> None:
@@ -1631,6 +1641,13 @@ class Priority:
                     turn.set_result(None)
                     return
         self._held = False
+
+
+def _report_abandoned(
+    callback: Callable[[Claim | None], None], done: asyncio.Future[Claim]
+) -> None:
+    written = not done.cancelled() and done.exception() is None
+    callback(done.result() if written else None)
 
 
 @dataclass(eq=False)

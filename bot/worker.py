@@ -48,6 +48,8 @@ class QueueWorker(Generic[T]):
         # account's request slot) must not hand the same item to this process a second time.
         self._key = key
         self._busy: set[Hashable] = set()
+        # Slots held for items being leased to this process as they are written (see reserve).
+        self._reserved = 0
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -73,8 +75,12 @@ class QueueWorker(Generic[T]):
         if self._loop is not None:
             await self._loop
             self._loop = None
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        # Items leased to this process just before the stop (a take in progress, a hand-over)
+        # still start: every item leased here is handled or handed back, never left to expire.
+        deadline = time.monotonic() + grace
+        while self._tasks:
+            running = set(self._tasks)
+            _, pending = await asyncio.wait(running, timeout=max(0.0, deadline - time.monotonic()))
             for task in pending:
                 # Their leases stay in the store (or are handed back by the handler).
                 task.cancel()
@@ -84,11 +90,30 @@ class QueueWorker(Generic[T]):
     def has_room(self) -> bool:
         """True when the loop runs and an item handed over now would start at once."""
         return (
-            self._loop is not None and not self._stopping and len(self._tasks) < self._concurrency
+            self._loop is not None
+            and not self._stopping
+            and len(self._tasks) + self._reserved < self._concurrency
         )
 
-    def submit(self, item: T) -> bool:
+    def reserve(self) -> bool:
+        """Hold a slot for an item about to be leased to this process; False if there is none.
+
+        Every reservation ends in submit(reserved=True) or unreserve().
+        """
+        if not self.has_room():
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        """Give back a slot reserve() held (the item was not leased to us after all)."""
+        self._reserved -= 1
+        self._wake.set()
+
+    def submit(self, item: T, *, reserved: bool = False) -> bool:
         """Start handling an item this process already leased; False if it is being handled."""
+        if reserved:
+            self._reserved -= 1
         item_key = self._key(item)
         if item_key in self._busy:
             return False
@@ -100,7 +125,7 @@ class QueueWorker(Generic[T]):
 
     async def drain(self) -> int:
         """Lease what is due and start handling it; return how many items were taken."""
-        free = self._concurrency - len(self._tasks)
+        free = self._concurrency - len(self._tasks) - self._reserved
         if free <= 0 or self._stopping:
             return 0
         return sum(self.submit(item) for item in await self._take(free))

@@ -144,6 +144,13 @@ async def test_sigterm_during_a_hanging_call_exits_0_and_a_restart_completes_it(
     modelslab.script(TRAINING, ml.ok())
     async with serving(slack, modelslab, sqlite_url, tmp_path):
         await modelslab.wait_for_calls(calls_before + 1, timeout=15)
+        # The "Cancelling…" announcement may not have gone out before SIGTERM: the call is
+        # handed to the worker as it is claimed, the announcement waits for the reporter.
+        await slack.wait_for(
+            "chat.postMessage",
+            where=lambda c: c.args.get("channel") == CHANNEL and not c.args.get("thread_ts"),
+            timeout=10,
+        )
         parent_ts = slack.messages[CHANNEL][0].ts
         replies = await slack.wait_for(
             "chat.postMessage", where=in_thread(CHANNEL, parent_ts), timeout=10
