@@ -32,7 +32,7 @@ class TtlCache(Generic[K, V]):
             return hit[1]
         loading = self._loading.get(key)
         if loading is None:
-            loading = asyncio.ensure_future(self._fill(key))
+            loading = asyncio.ensure_future(self._fill(key))  # a Task: _fill checks it is current
             self._loading[key] = loading
             loading.add_done_callback(lambda done: self._finished(key, done))
         return await asyncio.shield(loading)
@@ -45,10 +45,14 @@ class TtlCache(Generic[K, V]):
     async def _fill(self, key: K) -> V:
         started = time.monotonic()
         value = await self._load(key)
-        if value is None:
+        if value is None or self._loading.get(key) is not asyncio.current_task():
+            # Nothing there yet, or forget() was called during the load: do not keep it.
             return value
         if len(self._values) >= self._max_size:
-            self._values.clear()
+            now = time.monotonic()
+            self._values = {k: v for k, v in self._values.items() if now - v[0] < self._ttl}
+            if len(self._values) >= self._max_size:
+                self._values.clear()
         # Stamped with the load's start: a change written during the load is not hidden for long.
         self._values[key] = (started, value)
         return value
@@ -56,7 +60,5 @@ class TtlCache(Generic[K, V]):
     def forget(self, key: K) -> None:
         """Drop a key after a change made here, so the next read sees it at once."""
         self._values.pop(key, None)
-        loading = self._loading.pop(key, None)
-        if loading is not None:
-            # A load that started before the change must not be cached after it.
-            loading.add_done_callback(lambda _: self._values.pop(key, None))
+        # A load that started before the change is no longer current, so it is not kept.
+        self._loading.pop(key, None)

@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.errors import MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
@@ -25,8 +26,17 @@ logger = logging.getLogger(__name__)
 
 KeyLookup = Callable[[str], Awaitable[str | None]]
 FinishedHook = Callable[[Cancellation], Awaitable[None]]
-# Who would take a finished cancellation's report now, and for how long: (owner, seconds).
-ReportLease = Callable[[], "tuple[str, float] | None"]
+
+
+class ReportHandover(Protocol):
+    """Whoever posts outcomes (the reporter), as far as the worker needs to know it."""
+
+    def reserve(self) -> tuple[str, float] | None:
+        """Hold a slot for a report leased to us as it is written: (owner, lease seconds)."""
+
+    def hand_over(self, row: Cancellation | None, *, lease_until: float | None) -> None:
+        """Take a finished row (ends any reservation): in memory if its report lease is ours."""
+
 
 STATE_FOR_OUTCOME = {
     OutcomeKind.ACCEPTED: "cancelled",
@@ -92,7 +102,7 @@ class CancellationService:
         on_finished: FinishedHook | None = None,
         on_rescheduled: FinishedHook | None = None,
         limiter: KeyLimiter | None = None,
-        report_lease: ReportLease | None = None,
+        reports: ReportHandover | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -104,7 +114,7 @@ class CancellationService:
         self.on_finished = on_finished
         self.on_rescheduled = on_rescheduled
         self.limiter = limiter or KeyLimiter()
-        self.report_lease = report_lease
+        self.reports = reports
         self._changed = asyncio.Condition()
         self._worker: QueueWorker[Cancellation] = QueueWorker(
             name="cancellation-worker",
@@ -217,9 +227,8 @@ class CancellationService:
         may_have_reached = row.state == "calling" or row.may_have_reached
         key = None if row.dry_run else await self.keys(row.workspace_id)
         if key is None and not row.dry_run:
-            final = await self.store.finish(
+            final = await self._finish(
                 row.id,
-                self.worker_id,
                 state="rejected",
                 outcome=NO_KEY,
                 reason="no ModelsLab API key is set for this workspace",
@@ -264,18 +273,38 @@ class CancellationService:
                 await self.on_rescheduled(updated)
             await self._notify_waiters()
             return updated
-        # Leased to the reporter in the same transaction, when it can post at once (on_finished).
-        report = self.report_lease() if self.report_lease is not None else None
-        final = await self.store.finish(
+        final = await self._finish(
             row.id,
-            self.worker_id,
             state=STATE_FOR_OUTCOME[outcome.kind],
             outcome=outcome.kind.value,
             reason=outcome.reason,
-            report_owner=report[0] if report else None,
-            report_lease_seconds=report[1] if report else 0.0,
         )
         return await self._finished(final)
+
+    async def _finish(
+        self, cancellation_id: int, *, state: str, outcome: str, reason: str
+    ) -> Cancellation | None:
+        """Record the outcome and hand the report to the reporter."""
+        # With a reporter slot free, the report is leased to it in the finish transaction and
+        # handed over in memory: the outcome is posted without a transaction to take it.
+        slot = self.reports.reserve() if self.reports is not None else None
+        lease_until = time.time() + slot[1] if slot else None
+        final: Cancellation | None = None
+        try:
+            final = await self.store.finish(
+                cancellation_id,
+                self.worker_id,
+                state=state,
+                outcome=outcome,
+                reason=reason,
+                report_owner=slot[0] if slot else None,
+                report_lease_until=lease_until,
+            )
+        finally:
+            if self.reports is not None:
+                # Also when finish failed (None: nothing to hand over; the slot is given back).
+                self.reports.hand_over(final, lease_until=lease_until)
+        return final
 
     async def _finished(self, row: Cancellation | None) -> Cancellation | None:
         if row is not None and self.on_finished is not None:

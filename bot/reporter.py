@@ -123,15 +123,26 @@ class Reporter:
         """Tell the reporter there is something to report."""
         self._worker.wake()
 
-    def lease_for_handover(self) -> tuple[str, float] | None:
-        """(owner, seconds) for a report leased to this reporter as it is written; None if busy."""
-        return (self.owner, self.lease_seconds) if self._worker.has_room() else None
+    def reserve(self) -> tuple[str, float] | None:
+        """Hold a slot for a report leased to this reporter as it is written: (owner, seconds)."""
+        return (self.owner, self.lease_seconds) if self._worker.reserve() else None
 
-    def take_over(self, row: Cancellation) -> bool:
-        """Deliver a report the store already leased to this reporter; False if it did not."""
-        if row.report_lease_owner != self.owner or row.report_state != "pending":
-            return False
-        return self._worker.submit(row)
+    def hand_over(self, row: Cancellation | None, *, lease_until: float | None) -> None:
+        """Deliver a finished row now if the store leased its report to us (as reserved).
+
+        Ends the reservation in every case; a report not taken here is left to the loop.
+        """
+        if lease_until is not None:
+            ours = (
+                row is not None
+                and row.report_lease_owner == self.owner
+                and row.report_lease_expires_at == lease_until
+            )
+            if ours and row is not None and self._worker.submit(row, reserved=True):
+                return
+            if not ours:
+                self._worker.unreserve()
+        self.wake()
 
     def start(self) -> None:
         """Start the delivery loop."""

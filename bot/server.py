@@ -350,8 +350,6 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
 
     async def report(row: Cancellation) -> None:
         metrics.cancellations.labels(outcome=row.outcome or "unknown").inc()
-        if not reporter.take_over(row):
-            reporter.wake()
 
     service = CancellationService(
         store=store,
@@ -361,7 +359,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         on_finished=report,
         on_rescheduled=wake_reporter,
         limiter=limiter,
-        report_lease=reporter.lease_for_handover,
+        reports=reporter,
     )
     groups = GroupMembers(clients=fast_client)
     access = AccessPolicy(entries=workspaces.entries, groups=groups)

@@ -244,6 +244,7 @@ class Cancellation:
     report_next_at: float = 0.0
     report_error: str | None = None
     report_lease_owner: str | None = None
+    report_lease_expires_at: float | None = None
     may_have_reached: bool = False
 
     @property
@@ -540,37 +541,35 @@ class Store:
         while self._claims:
             batch, self._claims = self._claims[:CLAIM_BATCH], self._claims[CLAIM_BATCH:]
             try:
-                claims = await self._claim_batch([p.values for p in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                await self._claim_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - handed to every caller still waiting
                 for p in batch:
                     if not p.result.done():
                         p.result.set_exception(exc)
-            else:
-                for p, claim in zip(batch, claims, strict=True):
-                    if not p.result.done():
-                        p.result.set_result(claim)
 
-    async def _claim_batch(self, batch: list[dict[str, Any]]) -> list[Claim]:
-        """Claim every row of `batch` in one transaction; the first of duplicate keys creates."""
+    async def _claim_batch(self, batch: list[_PendingClaim]) -> None:
+        """Claim every row of `batch`, answering each caller as soon as its row is committed.
+
+        The first of duplicate keys creates; its twins find that row. Rows are inserted in key
+        order, so two instances' batches cannot deadlock on each other's keys (PostgreSQL).
+        """
         c, n = cancellations.c, notifications.c
         key_columns = ("workspace_id", "training_id", "dry_run")
-        notes: dict[tuple[Any, ...], Notification] = {}
-        first: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for values in batch:
-            first.setdefault(tuple(values[k] for k in key_columns), values)
-        found: dict[tuple[Any, ...], Claim] = {}
+        waiting: dict[tuple[Any, ...], list[_PendingClaim]] = {}
+        for pending in batch:
+            waiting.setdefault(tuple(pending.values[k] for k in key_columns), []).append(pending)
         # The active row can turn final between our INSERT and SELECT; then the INSERT wins next time.
         for _ in range(5):
-            todo = [values for key, values in first.items() if key not in found]
-            if not todo:
-                break
+            if not waiting:
+                return
+            todo = [waiting[key][0].values for key in sorted(waiting)]
+            found: dict[tuple[Any, ...], Claim] = {}
             async with self._begin(urgent=True) as conn:
-                rows = (await conn.execute(self._claim_insert, todo)).all()
-                for row in rows:
+                for row in await conn.execute(self._claim_insert, todo):
                     found[tuple(row._mapping[k] for k in key_columns)] = Claim(
                         _cancellation(row), created=True
                     )
-                missing = [key for key in first if key not in found]
+                missing = [key for key in waiting if key not in found]
                 if missing:
                     existing = await conn.execute(
                         sa.select(cancellations).where(
@@ -587,27 +586,26 @@ class Store:
                     for row in await conn.execute(
                         sa.select(notifications).where(
                             sa.tuple_(n.workspace_id, n.training_id).in_(
-                                list({key[:2] for key in first})
+                                list({key[:2] for key in found})
                             ),
                             n.message_ts.is_not(None),
                         )
                     )
                 }
-        if len(found) < len(first):
+            # Committed: these callers get their answer whatever happens to the rest.
+            for key, claim in found.items():
+                for position, pending in enumerate(waiting.pop(key)):
+                    if not pending.result.done():
+                        pending.result.set_result(
+                            Claim(
+                                claim.cancellation,
+                                # A duplicate in the same batch found the row its twin created.
+                                created=claim.created and position == 0,
+                                notification=notes.get(key[:2]),
+                            )
+                        )
+        if waiting:
             raise StoreUnavailable("the cancellation could not be claimed (too much contention)")
-        claims: list[Claim] = []
-        for values in batch:
-            key = tuple(values[k] for k in key_columns)
-            claim = found[key]
-            claims.append(
-                Claim(
-                    claim.cancellation,
-                    # A duplicate in the same batch found the row its twin created.
-                    created=claim.created and values is first[key],
-                    notification=notes.get(key[:2]),
-                )
-            )
-        return claims
 
     async def take_due(
         self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None
@@ -707,24 +705,24 @@ class Store:
         outcome: str,
         reason: str,
         report_owner: str | None = None,
-        report_lease_seconds: float = 0.0,
+        report_lease_until: float | None = None,
     ) -> Cancellation | None:
         """Record a final outcome; None if another worker holds the row now.
 
-        With `report_owner`, the report is leased to it in the same transaction unless another
-        reporter holds it, so the outcome can be posted without a transaction to take it.
+        With `report_owner`, the report is leased to it until `report_lease_until` in the same
+        transaction unless a reporter holds it; the returned row says which happened.
         """
         if state not in FINAL_STATES:
             raise ValueError(f"not a final state: {state}")
         now = time.time()
         lease: dict[str, Any] = {}
-        if report_owner is not None:
+        if report_owner is not None and report_lease_until is not None:
             c = cancellations.c
             free = sa.or_(c.report_lease_expires_at.is_(None), c.report_lease_expires_at < now)
             lease = {
                 "report_lease_owner": sa.case((free, report_owner), else_=c.report_lease_owner),
                 "report_lease_expires_at": sa.case(
-                    (free, now + report_lease_seconds), else_=c.report_lease_expires_at
+                    (free, report_lease_until), else_=c.report_lease_expires_at
                 ),
             }
         return await self._update_leased(
@@ -1575,10 +1573,10 @@ class Store:
 class Priority:
     """Lets the ack path's writes go first: background writes wait while claims are queued.
 
-    Every transaction holds a connection for several turns of a busy event loop; a claim queued
-    behind the worker's and reporter's writes would miss Slack's 3 s. Background work waits at
-    most `max_wait` per transaction, so it is slowed, never starved. With a single writer
-    (SQLite) the writer itself is handed out here, claims first, instead of in the pool's order.
+    SQLite has one writer, and every transaction holds it for several turns of a busy event loop;
+    a claim queued behind the worker's and reporter's writes would miss Slack's 3 s. So the
+    writer is handed out here, claims first, and background work waits while claims are queued
+    (at most `max_wait` per transaction: slowed, never starved). PostgreSQL needs none of this.
     """
 
     def __init__(self, *, max_wait: float = 0.5, single_writer: bool = False) -> None:
@@ -1610,11 +1608,12 @@ class Priority:
             await asyncio.wait_for(self._clear.wait(), self.max_wait)
 
     async def enter(self, *, urgent: bool) -> None:
-        """Wait for this transaction's turn (and, with a single writer, for the writer)."""
+        """Wait for this transaction's turn: with a single writer (SQLite) claims go first."""
+        if not self._single_writer:
+            # PostgreSQL: a pool of connections, nothing for a claim to queue behind.
+            return
         if not urgent:
             await self.wait_turn()
-        if not self._single_writer:
-            return
         if not self._held and not any(self._queues):
             self._held = True
             return

@@ -50,6 +50,7 @@ class QueueWorker(Generic[T]):
         self._busy: set[Hashable] = set()
         # Slots held for items being leased to this process as they are written (see reserve).
         self._reserved = 0
+        self._stopped = False
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -65,7 +66,7 @@ class QueueWorker(Generic[T]):
     def start(self) -> None:
         """Start the loop on the running event loop."""
         if self._loop is None:
-            self._stopping = False
+            self._stopping = self._stopped = False
             self._loop = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self, *, grace: float) -> None:
@@ -78,14 +79,23 @@ class QueueWorker(Generic[T]):
         # Items leased to this process just before the stop (a take in progress, a hand-over)
         # still start: every item leased here is handled or handed back, never left to expire.
         deadline = time.monotonic() + grace
-        while self._tasks:
-            running = set(self._tasks)
-            _, pending = await asyncio.wait(running, timeout=max(0.0, deadline - time.monotonic()))
+        while self._tasks or self._reserved:
+            remaining = max(0.0, deadline - time.monotonic())
+            if not self._tasks:
+                # An item is being leased to us (reserve()); it is handed over in a moment.
+                if not remaining:
+                    break
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                continue
+            _, pending = await asyncio.wait(set(self._tasks), timeout=remaining)
             for task in pending:
                 # Their leases stay in the store (or are handed back by the handler).
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        self._stopped = True
 
     def has_room(self) -> bool:
         """True when the loop runs and an item handed over now would start at once."""
@@ -114,8 +124,10 @@ class QueueWorker(Generic[T]):
         """Start handling an item this process already leased; False if it is being handled."""
         if reserved:
             self._reserved -= 1
+            self._wake.set()
         item_key = self._key(item)
-        if item_key in self._busy:
+        if item_key in self._busy or self._stopped:
+            # After stop() nobody would wait for it: its lease runs out and it is taken again.
             return False
         self._busy.add(item_key)
         task = asyncio.create_task(self._handle(item), name=f"{self.name}-item")
@@ -144,8 +156,9 @@ class QueueWorker(Generic[T]):
                 taken = await self.drain()
                 backoff = 0.5
                 if taken:
-                    # Each item wakes the loop when it is done; the next pass asks again.
-                    delay = self.idle
+                    # Each item wakes the loop when it is done; the next pass asks again. A
+                    # retry scheduled meanwhile is at most a second late.
+                    delay = min(self.idle, 1.0)
                 else:
                     next_due = await self._next_due()
                     delay = (

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import CLAIM_BATCH, Claim, Priority, Store
+from bot.store import CLAIM_BATCH, Claim, Priority, Store, _PendingClaim
 
 
 async def claim(
@@ -77,6 +77,12 @@ async def test_background_work_is_slowed_never_starved() -> None:
 
 
 async def test_background_store_writes_wait_while_a_claim_is_queued(store: Store) -> None:
+    if store.dialect != "sqlite":
+        # PostgreSQL's pool has no single writer for a claim to queue behind: nothing waits.
+        with store.priority.urgent():
+            await asyncio.wait_for(store.set_meta("k", "background"), 5)
+        assert await store.get_meta("k") == "background"
+        return
     store.priority.max_wait = 30
     with store.priority.urgent():
         write = asyncio.create_task(store.set_meta("k", "background"))
@@ -168,11 +174,11 @@ async def test_a_claim_withdrawn_before_its_batch_starts_inserts_nothing(
     release = asyncio.Event()
     batches: list[list[str]] = []
 
-    async def held_batch(batch: list[dict[str, Any]]) -> list[Claim]:
-        batches.append([values["training_id"] for values in batch])
+    async def held_batch(batch: list[_PendingClaim]) -> None:
+        batches.append([pending.values["training_id"] for pending in batch])
         batch_started.set()
         await release.wait()
-        return await real_batch(batch)
+        await real_batch(batch)
 
     monkeypatch.setattr(store, "_claim_batch", held_batch)
     first = asyncio.create_task(claim(store, "first"))
@@ -237,7 +243,7 @@ async def test_a_failed_batch_fails_each_of_its_claims_and_the_next_one_works(
 
     real_batch = store._claim_batch
 
-    async def database_down(batch: list[dict[str, Any]]) -> list[Claim]:
+    async def database_down(batch: list[_PendingClaim]) -> None:
         await asyncio.sleep(0)
         raise StoreUnavailable("connection refused")
 
@@ -249,3 +255,40 @@ async def test_a_failed_batch_fails_each_of_its_claims_and_the_next_one_works(
     assert all(isinstance(r, StoreUnavailable) for r in results)
     monkeypatch.setattr(store, "_claim_batch", real_batch)
     assert (await asyncio.wait_for(claim(store, "t0"), 5)).created
+
+
+# -- the report lease handed over in finish() -----------------------------------------------------
+
+
+async def test_finish_leases_the_report_to_the_reporter_only_when_no_reporter_holds_it(
+    store: Store,
+) -> None:
+    free = (await claim(store, "free", lease_owner="w", lease_seconds=30)).cancellation
+    until = time.time() + 60
+    done = await store.finish(
+        free.id,
+        "w",
+        state="cancelled",
+        outcome="accepted",
+        reason="",
+        report_owner="me",
+        report_lease_until=until,
+    )
+    assert done is not None
+    assert (done.report_lease_owner, done.report_lease_expires_at) == ("me", until)
+
+    # Another reporter is still posting "Cancelling…" for this one: its lease is kept, so the
+    # outcome is not delivered twice at once.
+    held = (await claim(store, "held", lease_owner="w", lease_seconds=30)).cancellation
+    assert await store.take_report(held.id, "other", lease_seconds=60) is not None
+    done = await store.finish(
+        held.id,
+        "w",
+        state="cancelled",
+        outcome="accepted",
+        reason="",
+        report_owner="me",
+        report_lease_until=until,
+    )
+    assert done is not None and done.report_lease_owner == "other"
+    assert done.report_state == "pending"  # delivered by whoever holds it, on its next pass

@@ -15,7 +15,7 @@ import pytest
 
 from bot.cancellation import CancellationService, StaticKeys
 from bot.modelslab import ModelsLabClient
-from bot.store import Claim, Store
+from bot.store import Store, _PendingClaim
 from tests.fakes.modelslab import FakeModelsLab
 from tests.test_cancellation import request, settled
 
@@ -184,11 +184,11 @@ async def test_a_request_that_times_out_after_its_claim_was_written_is_still_wor
 
     batch_written = asyncio.Event()
 
-    async def held_batch(batch: list[dict[str, Any]]) -> list[Claim]:
+    async def held_batch(batch: list[_PendingClaim]) -> None:
         batch_started.set()
         await release_batch.wait()
         try:
-            return await real_batch(batch)
+            await real_batch(batch)
         finally:
             batch_written.set()
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_bolt.context.respond.internals import _build_message
+from slack_sdk.models.blocks import Block
 from slack_sdk.webhook import WebhookResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -39,14 +39,28 @@ class PooledRespond(AsyncRespond):
         self._session = session
 
     async def __call__(  # type: ignore[override]
-        self, text: str | dict[str, Any] = "", **fields: Any
+        self,
+        text: str = "",
+        blocks: Sequence[dict[str, Any] | Block] | None = None,
+        response_type: str | None = None,
+        replace_original: bool | None = None,
+        delete_original: bool | None = None,
+        unfurl_links: bool | None = None,
+        unfurl_media: bool | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> WebhookResponse:
         """Post to the response_url, as Bolt's respond() does."""
-        message = (
-            _build_message(**text) if isinstance(text, dict) else _build_message(text, **fields)
-        )
         client = AsyncWebhookClient(url=str(self.response_url), session=self._session)
-        return await client.send_dict(message)
+        return await client.send(
+            text=text,
+            blocks=blocks,
+            response_type=response_type,
+            replace_original=replace_original,
+            delete_original=delete_original,
+            unfurl_links=unfurl_links,
+            unfurl_media=unfurl_media,
+            metadata=metadata,
+        )
 
 
 async def tell_user_something_failed(context: Any) -> None:
