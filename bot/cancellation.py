@@ -161,9 +161,7 @@ class CancellationService:
                 # The caller gave up (ack deadline): a row written anyway is still worked off.
                 on_abandoned=functools.partial(self._claimed, reserved),
             )
-        except asyncio.CancelledError:
-            raise  # on_abandoned settles the reservation
-        except BaseException:
+        except Exception:  # a cancelled caller's reservation is settled by on_abandoned
             if reserved:
                 self._worker.unreserve()
             raise

@@ -133,14 +133,14 @@ class Reporter:
         Ends the reservation in every case; a report not taken here is left to the loop.
         """
         if lease_until is not None:
-            ours = (
+            if (
                 row is not None
                 and row.report_lease_owner == self.owner
                 and row.report_lease_expires_at == lease_until
-            )
-            if ours and row is not None and self._worker.submit(row, reserved=True):
-                return
-            if not ours:
+            ):
+                if self._worker.submit(row, reserved=True):
+                    return
+            else:
                 self._worker.unreserve()
         self.wake()
 

@@ -193,6 +193,17 @@ class Workspaces:
             return row.notify_channel
         return self.settings.notify_channel if self._is_env_workspace(workspace_id) else None
 
+    async def set_channel(
+        self, workspace_id: str, *, audit: bool, channel: str | None, by: str
+    ) -> None:
+        """Store the audit or notification channel and record the change."""
+        column, name = ("audit_channel", "audit") if audit else ("notify_channel", "notification")
+        await self.store.update_workspace(workspace_id, **{column: channel})
+        self.forget_cached(workspace_id)
+        await self.store.record_admin_event(
+            workspace_id, actor=by, action=f"set_{name}_channel", detail=str(channel)
+        )
+
     async def webhook_token(self, workspace_id: str) -> str | None:
         """Return the workspace's webhook token (OAuth: its own; single: MODELSLAB_WEBHOOK_TOKEN)."""
         row = await self._rows.get(workspace_id)

@@ -87,13 +87,7 @@ async def handle_channel_pick(
     action = (body.get("actions") or [{}])[0]
     channel = action.get("selected_conversation")
     audit = action.get("action_id") == AUDIT_CHANNEL
-    await deps.store.update_workspace(
-        team, **{"audit_channel" if audit else "notify_channel": channel}
-    )
-    deps.workspaces.forget_cached(team)
+    await deps.workspaces.set_channel(team, audit=audit, channel=channel, by=user)
     name = "audit" if audit else "notification"
-    await deps.store.record_admin_event(
-        team, actor=user, action=f"set_{name}_channel", detail=str(channel)
-    )
     await audit_admin_change(deps, team, user, f"set the {name} channel to <#{channel}>")
     await publish_home(deps, context.client, team, user)
