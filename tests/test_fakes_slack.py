@@ -38,6 +38,7 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0TRAIN01"
 METADATA = {"event_type": "training_alert", "event_payload": {"training_id": "F5jvdzGnYi"}}
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "Training *F5jvdzGnYi*"}}]
+MODAL = {"type": "modal", "title": {"type": "plain_text", "text": "Settings"}, "blocks": BLOCKS}
 
 
 @pytest.fixture
@@ -213,8 +214,8 @@ async def test_workspace_state(slack: FakeSlack) -> None:
     eph = await client.chat_postEphemeral(channel=CHANNEL, user="U0BOB0001", text="denied")
     assert eph["message_ts"]
     home = await client.views_publish(user_id="U0ALICE01", view={"type": "home", "blocks": []})
-    modal = await client.views_open(trigger_id="1.2.x", view={"type": "modal", "blocks": []})
-    again = await client.views_update(view_id=modal["view"]["id"], view={"type": "modal"})
+    modal = await client.views_open(trigger_id=slack.new_trigger_id(), view=MODAL)
+    again = await client.views_update(view_id=modal["view"]["id"], view=MODAL)
     assert home["view"]["id"] and again["view"]["id"] == modal["view"]["id"]
     assert slack.home_tabs["U0ALICE01"]["type"] == "home"
 

@@ -165,7 +165,6 @@ _INPUT_ELEMENTS = (
 _OPAQUE_BLOCKS = frozenset({"rich_text", "video", "file", "call", "table"})
 
 _TS = re.compile(r"^\d{1,12}\.\d{1,6}$")
-_TRIGGER = re.compile(r"^\d+\.\d+\.[0-9A-Za-z.]+$")
 _EPOCH = re.compile(r"^-?\d{1,12}$")
 _URL = re.compile(r"^(?:https?://[^\s|<>]+|mailto:[^\s|<>]+)$")
 
@@ -1063,9 +1062,6 @@ def _view_error(method: str, args: Mapping[str, Any]) -> dict[str, Any] | None:
     if method in ("views.open", "views.push") and not (
         args.get("trigger_id") or args.get("interactivity_pointer")
     ):
-        return {"ok": False, "error": "invalid_trigger_id"}
-    trigger = args.get("trigger_id")
-    if isinstance(trigger, str) and trigger and not _TRIGGER.match(trigger):
         return {"ok": False, "error": "invalid_trigger_id"}
     if method == "views.update" and not (args.get("view_id") or args.get("external_id")):
         return _invalid_arguments(["one of view_id or external_id is required"])
