@@ -189,10 +189,14 @@ class _Checker:
         self.problems: list[_Problem] = []
 
     def refuse(self, pointer: str, message: str) -> None:
-        self.problems.append(_Problem(pointer, message, refused=True))
+        self._add(_Problem(pointer, message, refused=True))
 
     def warn(self, pointer: str, message: str) -> None:
-        self.problems.append(_Problem(pointer, message, refused=False))
+        self._add(_Problem(pointer, message, refused=False))
+
+    def _add(self, problem: _Problem) -> None:
+        if problem not in self.problems:  # the same stray token twice in one text is one problem
+            self.problems.append(problem)
 
     def refused_under(self, pointer: str) -> bool:
         return any(
@@ -570,7 +574,10 @@ def _differences(sent: Any, parsed: Any, pointer: str) -> Iterator[tuple[str, st
             if value is None:
                 yield where, "must not be null"
             elif key not in parsed:
-                yield where, f"unsupported property {key!r}"
+                # slack_sdk drops empty strings and arrays, known or not: only the rules above
+                # can judge those.
+                if not (isinstance(value, (str, list, dict)) and len(value) == 0):
+                    yield where, f"unsupported property {key!r}"
             else:
                 yield from _differences(value, parsed[key], where)
     elif isinstance(sent, list):
@@ -789,10 +796,10 @@ def _view(view: Any, kind: str, pointer: str = "") -> _Checker:
         top = {k: v for k, v in obj.items() if k != "blocks"}
         with _quiet():
             try:
-                round_trip = View(**top, blocks=[]).to_dict()
+                # One placeholder block: the view's own blocks were checked one by one above.
+                round_trip = View(**top, blocks=[{"type": "divider"}]).to_dict()
             except SlackObjectFormationError as exc:
-                if "between 1 and 100 blocks" not in str(exc):  # checked above, empty is fine
-                    check.refuse(pointer or "/", f"slack_sdk refuses it: {exc}")
+                check.refuse(pointer or "/", f"slack_sdk refuses it: {exc}")
                 round_trip = None
             except (TypeError, ValueError, AttributeError, KeyError) as exc:
                 check.refuse(pointer or "/", f"not a view: {exc}")
