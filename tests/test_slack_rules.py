@@ -393,6 +393,13 @@ def test_overflow_takes_at_most_five_options() -> None:
     assert "/blocks/1/accessory/options" in pointers(view_problems(six, kind="home"))
 
 
+def test_a_view_over_250_kb_is_view_too_large() -> None:
+    big = [{"type": "section", "text": mrkdwn("x" * 2900)} for _ in range(90)]
+    assert view_problems({"type": "home", "blocks": big}, kind="home") == []
+    answer = error_for("views.publish", {"user_id": "U1", "view": {"type": "home", "blocks": big}})
+    assert answer == {"ok": False, "error": "view_too_large"}
+
+
 def test_top_level_text_over_40000_characters_is_msg_too_long() -> None:
     assert error_for("chat.postMessage", {"channel": "C1", "text": "x" * 40_000}) is None
     assert error_for("chat.postMessage", {"channel": "C1", "text": "x" * 40_001}) == {

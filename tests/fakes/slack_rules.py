@@ -25,6 +25,7 @@ method pages (docs.slack.dev/reference/methods/…) and "Formatting text for app
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import warnings
@@ -61,6 +62,7 @@ LIMITS: Mapping[str, int] = {
     "private_metadata": 3_000,
     "callback_id": 255,
     "external_id": 255,
+    "view_bytes": 250 * 1024,  # views.open/push/update: view_too_large "greater than 250kb"
     # blocks
     "block_id": 255,
     "text_object": 3_000,
@@ -1077,6 +1079,8 @@ def _view_error(method: str, args: Mapping[str, Any]) -> dict[str, Any] | None:
         return _invalid_arguments(["missing required field: view"])
     if isinstance(view, str):
         return _invalid_arguments(["view must be a JSON object [json-pointer:/view]"])
+    if len(json.dumps(view, ensure_ascii=False).encode()) > LIMITS["view_bytes"]:
+        return {"ok": False, "error": "view_too_large"}
     refused = [p for p in _view(view, _VIEW_METHODS[method], "/view").problems if p.refused]
     if refused:
         return _invalid_arguments([str(p) for p in refused])
