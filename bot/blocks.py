@@ -81,7 +81,9 @@ def _ephemeral(text: str) -> Message:
 
 
 def _section(text: str, **extra: Any) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=truncate(text, policy.SECTION_TEXT)), **extra)
+    # Slack refuses an empty text; nothing here is ever meant to be empty.
+    shown = truncate(text, policy.SECTION_TEXT) or policy.ELLIPSIS
+    return SectionBlock(text=MarkdownTextObject(text=shown), **extra)
 
 
 def _context(text: str) -> ContextBlock:
@@ -363,7 +365,7 @@ def build_cancellable_list(notes: Sequence[Notification]) -> Message:
     if not notes:
         return _ephemeral(
             "There is no training with a notification that can still be cancelled. "
-            f"Use `{COMMAND} <training_id>` for one started elsewhere."
+            f"Use `{COMMAND} {escape('<training_id>')}` for one started elsewhere."
         )
     blocks: list[Block] = [_section("*Trainings you can cancel*")]
     for note in notes[:LISTED_TRAININGS]:

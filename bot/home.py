@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +65,9 @@ class AdminSettings:
 
 
 def _section(text: str, **extra: Any) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=truncate(text, policy.SECTION_TEXT)), **extra)
+    # Slack refuses an empty text; nothing here is ever meant to be empty.
+    shown = truncate(text, policy.SECTION_TEXT) or policy.ELLIPSIS
+    return SectionBlock(text=MarkdownTextObject(text=shown), **extra)
 
 
 def _header(text: str) -> HeaderBlock:
@@ -321,3 +323,18 @@ def build_notice_modal(text: str) -> View:
         close="OK",
         blocks=[_section(text)],
     )
+
+
+def build_group_options(groups: Sequence[Mapping[str, Any]], typed: str) -> dict[str, Any]:
+    """The user-group picker's options (a block_suggestion answer), filtered by what was typed."""
+    options = [
+        Option(
+            text=policy.plain(f"@{g.get('handle')} ({g.get('name')})", policy.OPTION_TEXT),
+            value=g["id"],
+        ).to_dict()
+        for g in groups
+        if typed.lower() in f"{g.get('handle')} {g.get('name')}".lower()
+        and isinstance(g.get("id"), str)
+        and 0 < len(g["id"]) <= policy.OPTION_VALUE
+    ]
+    return {"options": options[: policy.OPTIONS]}

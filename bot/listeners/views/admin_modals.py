@@ -107,17 +107,4 @@ async def handle_group_options(
         logger.info("user groups not listed (%s)", type(exc).__name__)
         await ack(options=[])
         return
-    options = [
-        {
-            "text": {
-                "type": "plain_text",
-                "text": text.plain(f"@{g.get('handle')} ({g.get('name')})", text.OPTION_TEXT),
-            },
-            "value": g["id"],
-        }
-        for g in response.get("usergroups") or []
-        if typed in f"{g.get('handle')} {g.get('name')}".lower()
-        and isinstance(g.get("id"), str)
-        and 0 < len(g["id"]) <= text.OPTION_VALUE
-    ]
-    await ack(options=options[: text.OPTIONS])
+    await ack(**home.build_group_options(response.get("usergroups") or [], typed))
