@@ -327,14 +327,23 @@ def build_notice_modal(text: str) -> View:
 
 def build_group_options(groups: Sequence[Mapping[str, Any]], typed: str) -> dict[str, Any]:
     """The user-group picker's options (a block_suggestion answer), filtered by what was typed."""
-    options = [
-        Option(
-            text=policy.plain(f"@{g.get('handle')} ({g.get('name')})", policy.OPTION_TEXT),
-            value=g["id"],
-        ).to_dict()
-        for g in groups
-        if typed.lower() in f"{g.get('handle')} {g.get('name')}".lower()
-        and isinstance(g.get("id"), str)
-        and 0 < len(g["id"]) <= policy.OPTION_VALUE
-    ]
-    return {"options": options[: policy.OPTIONS]}
+    typed = typed.strip().lower()
+    options: list[dict[str, Any]] = []
+    for group in groups:
+        group_id = group.get("id")
+        if not (isinstance(group_id, str) and group_id[:1] == "S" and group_id.isalnum()):
+            continue
+        if len(group_id) > policy.OPTION_VALUE:
+            continue
+        handle, name = str(group.get("handle") or ""), str(group.get("name") or "")
+        if typed and typed not in f"{handle} {name}".lower():
+            continue
+        label = f"@{handle} ({name})" if handle and name else (f"@{handle}" if handle else name)
+        # plain_text: nothing in a group's name is read as markup or a mention.
+        option = Option(
+            text=policy.plain(label, policy.OPTION_TEXT, empty=group_id), value=group_id
+        )
+        options.append(option.to_dict())
+        if len(options) == policy.OPTIONS:
+            break
+    return {"options": options}

@@ -50,7 +50,7 @@ _ATOMS = re.compile(r"&(?:amp|lt|gt);|<[^<>]*>|.", re.DOTALL)
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,40}")
 _GROUP_ID = re.compile(r"S[A-Z0-9]{2,40}")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,40}")
-_URL = re.compile(r"https?://[^\s<>|]{1,2000}")
+_URL = re.compile(r"https?://\S{1,2000}")
 
 
 def units(text: str) -> int:
@@ -177,6 +177,13 @@ def is_channel_id(value: str | None) -> bool:
 
 
 def link(url: str, label: str) -> str:
-    """A link token with an escaped label; the label alone when the URL cannot be a token."""
+    """A link token with an escaped label; the label alone when the URL is not http(s).
+
+    In the URL ``&`` is escaped and ``<``, ``>``, ``|`` are percent-encoded, so Slack reads one
+    link with the whole URL (a permalink's query string has ``&``).
+    """
     safe_label = outside(label, 200)
-    return f"<{url}|{safe_label}>" if _URL.fullmatch(url) else safe_label
+    if not _URL.fullmatch(url):
+        return safe_label
+    safe = url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
+    return f"<{safe}|{safe_label}>"

@@ -91,6 +91,12 @@ def test_mentions_only_wrap_ids() -> None:
         "<https://slack.com/archives/C1/p1|a &lt;b&gt;>"
     )
     assert text.link("javascript:alert(1)", "x") == "x"
+    permalink = "https://acme.slack.com/archives/C1/p2?thread_ts=1.2&cid=C1|x>"
+    linked = text.link(permalink, "thread")
+    assert (
+        linked == "<https://acme.slack.com/archives/C1/p2?thread_ts=1.2&amp;cid=C1%7Cx%3E|thread>"
+    )
+    assert mrkdwn_problems(linked) == []
 
 
 @FAST
