@@ -18,7 +18,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.blocks import build_announcement, build_outcome, slack_date
+from bot.blocks import build_announcement, build_outcome, build_retry_notice
 from bot.cancellation import new_worker_id
 from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
@@ -265,12 +265,8 @@ class Reporter:
         marker = f"retry:{int(row.next_attempt_at)}"
         if row.rendered == marker:
             return
-        text = (
-            f":hourglass: ModelsLab is rate-limiting this account, so cancelling training "
-            f"`{row.training_id}` is scheduled for {slack_date(row.next_attempt_at)}. "
-            f'ModelsLab said: "{row.reason}"'
-        )
-        message = {"text": text}
+        message = build_retry_notice(row)
+        text = str(message["text"])
         if thread is not None:
             try:
                 await self._post_once(

@@ -115,7 +115,7 @@ async def handle_cancel_training(
         answer = await request_cancel(deps, req)
         await ack(**answer.message)
         if answer.refused:
-            await audit_refusal(deps, req, answer.message["text"])
+            await audit_refusal(deps, req, answer.reason)
         return
     if parsed.verb in (Verb.HELP, Verb.USAGE):
         await ack(**build_usage())
