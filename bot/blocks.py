@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -25,6 +25,7 @@ CANCEL_ACTION = "cancel_training"
 RETRY_ACTION = "retry_cancel"
 ACTIONS_BLOCK = "train_actions"
 COMMAND = "/cancel-training"
+THREAD_LABEL = "the notification's thread"
 DRY_RUN_MARK = ":test_tube: *Dry run* — nothing was cancelled. "
 
 Message = dict[str, Any]
@@ -44,8 +45,34 @@ def who(requested_by: str) -> str:
 
 
 def thread_link(channel_id: str, ts: str) -> str:
-    """Return a link to a message (Slack redirects it to the right workspace)."""
+    """Guess a link to a message (only where Slack gave no permalink: it may open another workspace)."""
     return f"https://slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
+
+
+def notification_link(note: Notification) -> str:
+    """The link to a notification: the permalink Slack gave when it was posted, else a guess."""
+    return note.permalink or thread_link(note.channel_id, note.message_ts)
+
+
+def report_link(row: Cancellation, note: Notification | None) -> str | None:
+    """Where a cancellation's outcome is: its notification's thread, else the report's own."""
+    if note is not None:
+        return notification_link(note)
+    if row.report_channel and row.report_thread_ts and row.report_channel != "-":
+        return row.report_permalink or thread_link(row.report_channel, row.report_thread_ts)
+    return None
+
+
+def report_links(rows: Sequence[Cancellation], notes: Mapping[str, Notification]) -> dict[int, str]:
+    """The thread link of each row that has one, by row id (`notes` by training id)."""
+    links = {row.id: report_link(row, notes.get(row.training_id)) for row in rows}
+    return {row_id: link for row_id, link in links.items() if link}
+
+
+def link(url: str, label: str) -> str:
+    """A mrkdwn link; the URL's control characters escaped so Slack reads it as one link."""
+    safe = url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
+    return f"<{safe}|{label}>"
 
 
 def _message(text: str, blocks: Sequence[Block], **extra: Any) -> Message:
@@ -81,7 +108,7 @@ def build_watching(training_id: str, *, existing_link: str | None = None) -> Mes
     """Confirm that a training is being watched."""
     if existing_link:
         return _ephemeral(
-            f":eyes: Watching training `{training_id}`: its <{existing_link}|live message> is "
+            f":eyes: Watching training `{training_id}`: its {link(existing_link, 'live message')} is "
             "updated until the training finishes."
         )
     return _ephemeral(
@@ -107,7 +134,7 @@ def build_request_ack(
     training = f"`{row.training_id}`"
     if created:
         where = (
-            f" The outcome will be posted in <{thread_link(notification.channel_id, notification.message_ts)}|the notification's thread>."
+            f" The outcome will be posted in {link(notification_link(notification), THREAD_LABEL)}."
             if notification
             else " The outcome will be posted in a thread in this channel."
         )
@@ -269,8 +296,8 @@ def build_history(rows: Sequence[Cancellation], links: dict[int, str]) -> Messag
         return _ephemeral("No cancellations yet in this workspace.")
     lines = []
     for row in rows:
-        link = links.get(row.id)
-        tail = f" — <{link}|thread>" if link else ""
+        url = links.get(row.id)
+        tail = f" — {link(url, 'thread')}" if url else ""
         dry = " (dry run)" if row.dry_run else ""
         lines.append(
             f"• `{row.training_id}` — {who(row.requested_by)} — {slack_date(row.requested_at)} — "

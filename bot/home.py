@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.access import Decision
-from bot.blocks import slack_date, who
+from bot.blocks import link, slack_date, who
 from bot.cancellation import headline
 from bot.store import Cancellation
 
@@ -23,6 +23,10 @@ KEY_BLOCK, KEY_INPUT = "key_block", "key_input"
 USERS_BLOCK, USERS_INPUT = "users_block", "users_input"
 GROUPS_BLOCK, GROUPS_INPUT = "groups_block", "groups_input"
 WEBHOOK_PATH = "/modelslab/webhook/"
+# Slack's limits for an external select's options (block_suggestion answers).
+MAX_OPTIONS = 100
+OPTION_TEXT_LIMIT = 75
+OPTION_VALUE_LIMIT = 150
 
 View = dict[str, Any]
 
@@ -70,9 +74,17 @@ def mention(entry: str) -> str:
 
 
 def build_home(
-    *, decision: Decision, recent: Sequence[Cancellation], admin: AdminSettings | None
+    *,
+    decision: Decision,
+    recent: Sequence[Cancellation],
+    admin: AdminSettings | None,
+    links: Mapping[int, str] | None = None,
 ) -> View:
-    """The Home tab: may I cancel, the last 10 cancellations, and admin settings for admins."""
+    """The Home tab: may I cancel, the last 10 cancellations, and admin settings for admins.
+
+    `links`: each cancellation's thread link, by row id.
+    """
+    links = links or {}
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Cancel Training"}},
         _section(
@@ -88,6 +100,7 @@ def build_home(
         lines = [
             f"• `{r.training_id}` — {who(r.requested_by)} — {slack_date(r.requested_at)} — {headline(r)}"
             + (" (dry run)" if r.dry_run else "")
+            + (f" — {link(links[r.id], 'thread')}" if r.id in links else "")
             for r in recent
         ]
         blocks.append(_section("\n".join(lines)))
@@ -255,3 +268,37 @@ def build_notice_modal(text: str) -> View:
         "close": {"type": "plain_text", "text": "OK"},
         "blocks": [_section(text)],
     }
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def build_group_options(groups: Sequence[dict[str, Any]], typed: str) -> dict[str, Any]:
+    """The user-group picker's options: groups matching what was typed, within Slack's limits."""
+    typed = typed.strip().lower()
+    options: list[dict[str, Any]] = []
+    for group in groups:
+        group_id = group.get("id")
+        if not (isinstance(group_id, str) and group_id[:1] == "S" and group_id.isalnum()):
+            continue
+        if len(group_id) > OPTION_VALUE_LIMIT:
+            continue
+        handle, name = str(group.get("handle") or ""), str(group.get("name") or "")
+        if typed and typed not in f"{handle} {name}".lower():
+            continue
+        label = f"@{handle} ({name})" if handle and name else (f"@{handle}" if handle else name)
+        options.append(
+            {
+                # plain_text: nothing in a group's name is read as markup or a mention.
+                "text": {
+                    "type": "plain_text",
+                    "text": _clip(label or group_id, OPTION_TEXT_LIMIT),
+                    "emoji": False,
+                },
+                "value": group_id,
+            }
+        )
+        if len(options) == MAX_OPTIONS:
+            break
+    return {"options": options}

@@ -125,6 +125,21 @@ def _truthy(value: Any) -> bool:
     return value in (True, 1, "1", "true", "True")
 
 
+def _ts_window(args: Mapping[str, Any]) -> Callable[[Message], bool]:
+    """conversations.history/replies' oldest/latest/inclusive as a predicate on messages."""
+    inclusive = _truthy(args.get("inclusive"))
+    latest = float(args["latest"]) if args.get("latest") else None
+    oldest = float(args["oldest"]) if args.get("oldest") else None
+
+    def in_range(m: Message) -> bool:
+        ts = float(m.ts)
+        if latest is not None and (ts > latest or (ts == latest and not inclusive)):
+            return False
+        return oldest is None or ts > oldest or (ts == oldest and inclusive)
+
+    return in_range
+
+
 def _decode_json_fields(args: dict[str, Any]) -> None:
     for key in JSON_FIELDS & args.keys():
         value = args[key]
@@ -209,7 +224,12 @@ class FakeSlack:
             "views.update": self._views_update,
             "oauth.v2.access": self._oauth_v2_access,
             "apps.connections.open": self._apps_connections_open,
+            # --- p1-edges: minimal handlers until the strict fake (p1-fake) lands ---
+            "chat.getPermalink": self._chat_get_permalink,
+            "usergroups.list": self._usergroups_list,
         }
+        # p1-edges: names and handles of self.usergroups' groups ({"S…": {"name", "handle"}}).
+        self.usergroup_profiles: dict[str, dict[str, str]] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -645,7 +665,9 @@ class FakeSlack:
         if parent.thread_ts not in (None, parent.ts):
             found = [parent]  # a reply's ts: Slack answers with just that message
         else:
-            found = [parent, *self.thread(parent.channel, parent.ts)]
+            # The parent comes first whatever the window; oldest/latest select the replies.
+            in_range = _ts_window(args)
+            found = [parent, *(m for m in self.thread(parent.channel, parent.ts) if in_range(m))]
         limit = int(args.get("limit") or 1000)
         return {
             "ok": True,
@@ -660,16 +682,7 @@ class FakeSlack:
         if problem:
             return problem
         with_metadata = _truthy(args.get("include_all_metadata"))
-        inclusive = _truthy(args.get("inclusive"))
-        latest = float(args["latest"]) if args.get("latest") else None
-        oldest = float(args["oldest"]) if args.get("oldest") else None
-
-        def in_range(m: Message) -> bool:
-            ts = float(m.ts)
-            if latest is not None and (ts > latest or (ts == latest and not inclusive)):
-                return False
-            return oldest is None or ts > oldest or (ts == oldest and inclusive)
-
+        in_range = _ts_window(args)
         top = [
             m
             for m in self.messages.get(args["channel"], [])
@@ -942,3 +955,42 @@ class FakeSlack:
         """
         for sock in self._sockets:
             sock.silent = True
+
+    # --- p1-edges: minimal handlers until the strict fake (p1-fake) lands --------------------
+
+    def _chat_get_permalink(self, call: ApiCall) -> dict[str, Any]:
+        args = call.args
+        problem = self._token_error(call) or self._channel_error(args.get("channel"))
+        if problem:
+            return problem
+        message = self.find_message(args["channel"], str(args.get("message_ts", "")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        link = (
+            f"https://{self.team_domain}.slack.com/archives/{message.channel}/"
+            f"p{message.ts.replace('.', '')}"
+        )
+        if message.thread_ts not in (None, message.ts):
+            link += f"?thread_ts={message.thread_ts}&cid={message.channel}"
+        return {"ok": True, "channel": message.channel, "permalink": link}
+
+    def _usergroups_list(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call)
+        if problem:
+            return problem
+        groups = []
+        for group_id, members in self.usergroups.items():
+            profile = self.usergroup_profiles.get(group_id, {})
+            group: dict[str, Any] = {
+                "id": group_id,
+                "team_id": self.team_id,
+                "is_usergroup": True,
+                "name": profile.get("name", group_id),
+                "handle": profile.get("handle", group_id.lower()),
+                "description": "",
+                "date_delete": 0,
+            }
+            if _truthy(call.args.get("include_count")):
+                group["user_count"] = len(members)
+            groups.append(group)
+        return {"ok": True, "usergroups": groups}

@@ -94,20 +94,13 @@ async def handle_allow_submit(
 async def handle_group_options(
     ack: AsyncAck, payload: dict[str, Any], context: AsyncBoltContext
 ) -> None:
-    """Offer the workspace's user groups, filtered by what was typed."""
-    typed = str(payload.get("value") or "").lower()
+    """Offer the workspace's user groups, filtered by what was typed (the answer is the ack)."""
+    typed = str(payload.get("value") or "")
     try:
         response = await context.client.usergroups_list()
     except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
         logger.info("user groups not listed (%s)", type(exc).__name__)
         await ack(options=[])
         return
-    options = [
-        {
-            "text": {"type": "plain_text", "text": f"@{g.get('handle')} ({g.get('name')})"[:75]},
-            "value": g["id"],
-        }
-        for g in response.get("usergroups") or []
-        if typed in f"{g.get('handle')} {g.get('name')}".lower()
-    ]
-    await ack(options=options[:100])
+    groups = [g for g in response.get("usergroups") or [] if isinstance(g, dict)]
+    await ack(**home.build_group_options(groups, typed))
