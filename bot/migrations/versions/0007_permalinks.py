@@ -1,5 +1,7 @@
-"""Permalinks of the messages the bot posts (chat.getPermalink, recorded once), and when a report
-step started posting (the narrow window a resumed report looks back over).
+"""Permalinks of the messages the bot posts, and when a report step started posting.
+
+chat.getPermalink's answer is recorded once, after posting; a resumed report looks back only over
+the messages since its interrupted step started (Slack caps history reads at about 15).
 
 Revision ID: 0007
 Revises: 0006
