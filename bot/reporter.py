@@ -254,6 +254,8 @@ class Reporter:
             elif row.outcome == "rate_limited":
                 # A notification shows the retry time itself; otherwise say it in the thread.
                 await self._announce_retry(client, row, thread)
+            if note is None:
+                await self._link_own_thread(client, row, thread)
             await self.store.end_report(row.id, self.owner, seen=row, report_state="waiting")
             return
         # The outcome first: the thread reply is what the requester is waiting for.
@@ -274,6 +276,8 @@ class Reporter:
             await self.store.update_report(
                 row.id, self.owner, audit_ts=ts or "-", report_posting=None
             )
+        if note is None:
+            await self._link_own_thread(client, row, thread)
         await self.store.end_report(row.id, self.owner, seen=row, report_state="delivered")
 
     async def _announce_retry(
@@ -332,17 +336,24 @@ class Reporter:
                 row.id, self.owner, report_channel="-", report_posting=None
             )
             return None
-        # Recorded with the ts: a crash before this is what the look-up by metadata is for.
-        link = await get_permalink(client, row.channel_id, ts) if ts else None
         await self.store.update_report(
             row.id,
             self.owner,
             report_channel=row.channel_id,
             report_thread_ts=ts,
-            report_permalink=link,
             report_posting=None,
         )
         return (row.channel_id, ts) if ts else None
+
+    async def _link_own_thread(
+        self, client: Any, row: Cancellation, thread: tuple[str, str] | None
+    ) -> None:
+        """Record the own thread's permalink, once, after what the requester is waiting for."""
+        if thread is None or row.report_permalink:
+            return
+        link = await get_permalink(client, *thread)
+        if link:
+            await self.store.update_report(row.id, self.owner, report_permalink=link)
 
     async def _post_outcome(
         self, client: Any, row: Cancellation, thread: tuple[str, str] | None, owner_id: str | None
