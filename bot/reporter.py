@@ -22,8 +22,8 @@ from bot.blocks import build_announcement, build_outcome, slack_date
 from bot.cancellation import new_worker_id
 from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
-from bot.renderer import TRANSIENT_ERRORS, NotificationRenderer, SlackUnavailable
-from bot.slack import answering_429s, get_permalink, retry_after
+from bot.renderer import NotificationRenderer, SlackUnavailable
+from bot.slack import answering_429s, get_permalink, is_transient, retry_after
 from bot.store import Cancellation, Notification, Store
 from bot.worker import QueueWorker
 
@@ -444,7 +444,7 @@ class Reporter:
             else:
                 response = await lookup.conversations_history(channel=channel, **window)
         except SlackApiError as exc:
-            if self._is_transient(exc) and row.report_attempts < LOOKUP_ATTEMPTS:
+            if is_transient(exc) and row.report_attempts < LOOKUP_ATTEMPTS:
                 raise _Transient(
                     f"looking for an earlier post: {self._describe(exc)}",
                     retry_after=retry_after(exc.response.headers),
@@ -479,12 +479,6 @@ class Reporter:
         return None
 
     @staticmethod
-    def _is_transient(exc: SlackApiError) -> bool:
-        error = str(exc.response.get("error") or "")
-        status = int(getattr(exc.response, "status_code", 200) or 200)
-        return status == 429 or status >= 500 or error in TRANSIENT_ERRORS
-
-    @staticmethod
     def _describe(exc: SlackApiError) -> str:
         error = str(exc.response.get("error") or "")
         status = getattr(exc.response, "status_code", 200)
@@ -492,7 +486,7 @@ class Reporter:
 
     @classmethod
     def _raise_if_transient(cls, exc: SlackApiError) -> None:
-        if cls._is_transient(exc):
+        if is_transient(exc):
             raise _Transient(
                 cls._describe(exc), retry_after=retry_after(exc.response.headers)
             ) from exc

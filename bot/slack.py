@@ -111,6 +111,18 @@ def answering_429s(client: Any) -> Any:
     )
 
 
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+def is_transient(exc: SlackApiError) -> bool:
+    """Slack's "try again later" answers: 429, 5xx, and the error codes that mean the same."""
+    error = str(exc.response.get("error") or "")
+    status = int(getattr(exc.response, "status_code", 200) or 200)
+    return status == 429 or status >= 500 or error in TRANSIENT_ERRORS
+
+
 def retry_after(headers: Mapping[str, Any] | None) -> float | None:
     """Seconds from a Retry-After header (any case, str or list value), if there is one."""
     for name, value in (headers or {}).items():

@@ -203,9 +203,13 @@ def to_aiohttp(status: int, body: str | bytes | None, headers: Mapping[str, Any]
     return response
 
 
+# Slack's ssl_check body is two short fields; nothing longer is parsed before its signature.
+_SSL_CHECK_MAX = 1024
+
+
 def _is_ssl_check(text: str, content_type: str) -> bool:
     """True for Slack's ssl_check request (sent unsigned when a command URL is saved)."""
-    if content_type != "application/x-www-form-urlencoded":
+    if content_type != "application/x-www-form-urlencoded" or len(text) > _SSL_CHECK_MAX:
         return False
     try:
         fields = _parse_form(text)

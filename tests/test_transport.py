@@ -93,6 +93,7 @@ async def test_a_signed_ssl_check_is_answered_200_too(bot: Bot) -> None:
         ),
         pytest.param(b"ssl_check=0&token=x", id="ssl_check=0"),
         pytest.param(b"ssl_check=1&ssl_check=1", id="ssl_check twice"),
+        pytest.param(SSL_CHECK + b"&pad=" + b"a" * 2000, id="ssl_check+padding"),
     ],
 )
 async def test_every_other_unsigned_request_is_still_401(bot: Bot, body: bytes) -> None:
