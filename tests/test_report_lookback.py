@@ -35,8 +35,11 @@ TRAINING = "Look8ack01"
 def cap_history_reads(slack: FakeSlack) -> None:
     """Slack's cap for non-Marketplace apps: a history read returns at most 15 messages.
 
-    (Until the strict fake's own ``limited_history`` switch lands.)
+    The strict fake (p1-fake) has a switch for it; until it is merged, the reads are capped here.
     """
+    if hasattr(slack, "limited_history"):
+        slack.limited_history = True
+        return
     for method in ("conversations.replies", "conversations.history"):
         inner = slack._methods[method]
 

@@ -324,7 +324,7 @@ def test_the_http_manifest_names_an_options_url_the_bot_serves() -> None:
 
 async def test_the_group_picker_is_answered_over_http(bot: Bot) -> None:
     bot.slack.usergroups = {group: [] for group in GROUPS}
-    bot.slack.usergroup_profiles = GROUPS
+    bot.slack.usergroup_details = GROUPS
     payload = suggestion_payload("", team_id=bot.slack.team_id)
     status, text = await bot.post(form_payload_body(payload), FORM)
     assert status == 200
@@ -401,7 +401,7 @@ async def test_envelopes_the_bot_does_not_handle_are_acked(socket_bot: Bot) -> N
 async def test_the_group_picker_is_answered_over_socket_mode(socket_bot: Bot) -> None:
     slack = socket_bot.slack
     slack.usergroups = {group: [] for group in GROUPS}
-    slack.usergroup_profiles = GROUPS
+    slack.usergroup_details = GROUPS
     started = time.monotonic()
     ack = await slack.send_envelope("interactive", suggestion_payload("ops", team_id=slack.team_id))
     assert time.monotonic() - started < 3

@@ -228,8 +228,9 @@ class FakeSlack:
             "chat.getPermalink": self._chat_get_permalink,
             "usergroups.list": self._usergroups_list,
         }
-        # p1-edges: names and handles of self.usergroups' groups ({"S…": {"name", "handle"}}).
-        self.usergroup_profiles: dict[str, dict[str, str]] = {}
+        # p1-edges: overrides of usergroups.list's fields per group ({"S…": {"name", "handle"}}),
+        # named as in p1-fake's strict fake.
+        self.usergroup_details: dict[str, dict[str, Any]] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -980,16 +981,16 @@ class FakeSlack:
             return problem
         groups = []
         for group_id, members in self.usergroups.items():
-            profile = self.usergroup_profiles.get(group_id, {})
             group: dict[str, Any] = {
                 "id": group_id,
                 "team_id": self.team_id,
                 "is_usergroup": True,
-                "name": profile.get("name", group_id),
-                "handle": profile.get("handle", group_id.lower()),
+                "name": group_id.lower(),
+                "handle": group_id.lower(),
                 "description": "",
                 "date_delete": 0,
             }
+            group.update(self.usergroup_details.get(group_id, {}))
             if _truthy(call.args.get("include_count")):
                 group["user_count"] = len(members)
             groups.append(group)
