@@ -351,6 +351,7 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     """Post a training notification with a Cancel button and record it in the store."""
     from bot.blocks import build_notification
     from bot.ids import validate_training_id
+    from bot.notifier import record_permalink
     from bot.server import identify_workspace
     from bot.slack import SlackClients
     from bot.store import Notification
@@ -435,6 +436,9 @@ async def cmd_notify(args: argparse.Namespace) -> int:
             training_id,
             channel_id=str(response["channel"]),
             message_ts=str(response["ts"]),
+        )
+        await record_permalink(
+            store, client, workspace_id, training_id, str(response["channel"]), str(response["ts"])
         )
     except SlackApiError as exc:
         error = exc.response.get("error")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -64,8 +64,28 @@ def outcome_words(row: Cancellation, *, capitalise: bool = False) -> str:
 
 
 def thread_link(channel_id: str, ts: str) -> str:
-    """Return a link to a message (Slack redirects it to the right workspace)."""
+    """Guess a link to a message (only where Slack gave no permalink: it may open another workspace)."""
     return f"https://slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
+
+
+def notification_link(note: Notification) -> str:
+    """The link to a notification: the permalink Slack gave when it was posted, else a guess."""
+    return note.permalink or thread_link(note.channel_id, note.message_ts)
+
+
+def report_link(row: Cancellation, note: Notification | None) -> str | None:
+    """Where a cancellation's outcome is: its notification's thread, else the report's own."""
+    if note is not None:
+        return notification_link(note)
+    if row.report_channel and row.report_thread_ts and row.report_channel != "-":
+        return row.report_permalink or thread_link(row.report_channel, row.report_thread_ts)
+    return None
+
+
+def report_links(rows: Sequence[Cancellation], notes: Mapping[str, Notification]) -> dict[int, str]:
+    """The thread link of each row that has one, by row id (`notes` by training id)."""
+    links = {row.id: report_link(row, notes.get(row.training_id)) for row in rows}
+    return {row_id: link for row_id, link in links.items() if link}
 
 
 def _message(text: str, blocks: Sequence[Block], **extra: Any) -> Message:
@@ -161,10 +181,7 @@ def build_request_ack(
     if created:
         where = (
             " The outcome will be posted in "
-            + policy.link(
-                thread_link(notification.channel_id, notification.message_ts),
-                "the notification's thread",
-            )
+            + policy.link(notification_link(notification), "the notification's thread")
             + "."
             if notification
             else " The outcome will be posted in a thread in this channel."

@@ -104,9 +104,17 @@ def mention(entry: str) -> str:
 
 
 def build_home(
-    *, decision: Decision, recent: Sequence[Cancellation], admin: AdminSettings | None
+    *,
+    decision: Decision,
+    recent: Sequence[Cancellation],
+    admin: AdminSettings | None,
+    links: Mapping[int, str] | None = None,
 ) -> View:
-    """The Home tab: may I cancel, the last 10 cancellations, and admin settings for admins."""
+    """The Home tab: may I cancel, the last 10 cancellations, and admin settings for admins.
+
+    `links`: each cancellation's thread link, by row id.
+    """
+    links = links or {}
     blocks: list[Block] = [
         _header("Cancel Training"),
         _section(
@@ -123,7 +131,8 @@ def build_home(
             truncate(
                 f"• `{outside(r.training_id, 64)}` — {who(r.requested_by)} — "
                 f"{slack_date(r.requested_at)} — {outcome_words(r)}"
-                + (" (dry run)" if r.dry_run else ""),
+                + (" (dry run)" if r.dry_run else "")
+                + (f" — {policy.link(links[r.id], 'thread')}" if r.id in links else ""),
                 LINE_CHARS,
             )
             for r in recent

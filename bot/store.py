@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,8 @@ cancellations = sa.Table(
     sa.Column("audit_ts", sa.String(32)),
     sa.Column("rendered", sa.String(64)),
     sa.Column("report_posting", sa.String(16)),
+    sa.Column("report_posting_at", sa.Double),  # when that step started posting
+    sa.Column("report_permalink", sa.Text),  # of the report's own thread parent
     sa.Column("report_attempts", sa.Integer, nullable=False, default=0),
     sa.Column("report_next_at", sa.Double, nullable=False, default=0),
     sa.Column("report_lease_owner", sa.String(80)),
@@ -115,6 +117,7 @@ notifications = sa.Table(
     sa.Column("poll_next_at", sa.Double),
     sa.Column("poll_failures", sa.Integer, nullable=False, default=0),
     sa.Column("rendered", sa.String(96)),
+    sa.Column("permalink", sa.Text),  # chat.getPermalink, recorded once after posting
     sa.Index("ix_notifications_polls", "watching", "poll_next_at"),
 )
 
@@ -240,6 +243,8 @@ class Cancellation:
     audit_ts: str | None = None
     rendered: str | None = None
     report_posting: str | None = None
+    report_posting_at: float | None = None
+    report_permalink: str | None = None
     report_attempts: int = 0
     report_next_at: float = 0.0
     report_error: str | None = None
@@ -284,6 +289,7 @@ class Notification:
     poll_next_at: float | None = None
     poll_failures: int = 0
     rendered: str | None = None
+    permalink: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -912,17 +918,22 @@ class Store:
         next_at: float | None = None,
         error: str | None = None,
         failed: bool = False,
+        keep_posting: bool = False,
     ) -> bool:
-        """Release the report lease; a row that changed meanwhile stays pending for another pass."""
+        """Release the report lease; a row that changed meanwhile stays pending for another pass.
+
+        `keep_posting`: the step being posted stays marked, so the next pass looks for its post.
+        """
         c = cancellations.c
         values: dict[str, Any] = {
             "report_lease_owner": None,
             "report_lease_expires_at": None,
             "report_error": error,
-            "report_posting": None,
             # Only failed passes count against the retry budget.
             "report_attempts": c.report_attempts + 1 if failed else 0,
         }
+        if not keep_posting:
+            values.update(report_posting=None, report_posting_at=None)
         if next_at is not None:
             values["report_next_at"] = next_at
         async with self._begin() as conn:
@@ -1013,6 +1024,23 @@ class Store:
             ).first()
         return _notification(row) if row is not None else None
 
+    async def notifications_for(
+        self, workspace_id: str, training_ids: Sequence[str]
+    ) -> dict[str, Notification]:
+        """The posted notifications of these trainings, by training id (one query)."""
+        if not training_ids:
+            return {}
+        n = notifications.c
+        async with self.reader.connect() as conn:
+            rows = await conn.execute(
+                sa.select(notifications).where(
+                    n.workspace_id == workspace_id,
+                    n.training_id.in_(sorted(set(training_ids))),
+                    n.message_ts.is_not(None),
+                )
+            )
+            return {row.training_id: _notification(row) for row in rows}
+
     async def claim_notification(
         self,
         *,
@@ -1072,6 +1100,18 @@ class Store:
                 sa.update(notifications)
                 .where(n.workspace_id == workspace_id, n.training_id == training_id)
                 .values(channel_id=channel_id, message_ts=message_ts, updated_at=time.time())
+            )
+
+    async def set_notification_permalink(
+        self, workspace_id: str, training_id: str, permalink: str
+    ) -> None:
+        """Record the posted notification's permalink (once, after posting)."""
+        n = notifications.c
+        async with self._begin() as conn:
+            await conn.execute(
+                sa.update(notifications)
+                .where(n.workspace_id == workspace_id, n.training_id == training_id)
+                .values(permalink=permalink)
             )
 
     async def drop_notification_claim(self, workspace_id: str, training_id: str) -> None:

@@ -3,9 +3,7 @@ workspaces|rotate-keys` in a subprocess, against the fake ModelsLab and a real d
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from bot.crypto import SecretBox
 from bot.store import Store
 from bot.workspaces import Workspaces
 from tests.fakes.modelslab import FakeModelsLab
+from tests.processes import run_bot_cli
 
 TEAM = "T0NEWTEAM"
 OTHER = "T0OLDTEAM"
@@ -93,22 +92,9 @@ def local_env(
 async def run_cli(
     env: dict[str, str], *args: str, stdin: str | None = None, cwd: Path | None = None
 ) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(
-        proc.communicate(stdin.encode() if stdin is not None else None), timeout=60
-    )
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    """`python -m bot ARGS`, by default in an empty directory (no developer's `.env` is read)."""
+    run = await run_bot_cli(env, *args, cwd=cwd, stdin=stdin)
+    return Run(run.code, run.out, run.err)
 
 
 def workspaces_for(env: dict[str, str], store: Store) -> Workspaces:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,15 +10,9 @@ import pytest
 from bot.store import Store
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
+from tests.processes import Run, run_bot_cli
 
 V6_ID = "9b2c3d4e-1111-4222-8333-444455556666"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -38,19 +29,8 @@ def cli_env(modelslab: FakeModelsLab, database_url: str, store: Store) -> dict[s
 
 
 async def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    """`python -m bot ARGS`, by default in an empty directory (no developer's `.env` is read)."""
+    return await run_bot_cli(env, *args, cwd=cwd)
 
 
 async def test_cancel_accepted_prints_one_line_and_exits_0(

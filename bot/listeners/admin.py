@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.blocks import build_admin_change
+from bot.blocks import build_admin_change, report_links
 from bot.context import Deps
 from bot.home import AdminSettings, build_home
 
@@ -41,14 +41,16 @@ async def publish_home(deps: Deps, client: Any, workspace_id: str, user_id: str)
     """Publish the Home tab for one user."""
     decision = await deps.access.check(workspace_id, user_id)
     recent = await deps.store.recent_cancellations(workspace_id, limit=10)
+    notes = await deps.store.notifications_for(workspace_id, [r.training_id for r in recent])
     admin = (
         await admin_settings(deps, workspace_id)
         if await is_admin(deps, workspace_id, user_id, client)
         else None
     )
-    await client.views_publish(
-        user_id=user_id, view=build_home(decision=decision, recent=recent, admin=admin)
+    view = build_home(
+        decision=decision, recent=recent, admin=admin, links=report_links(recent, notes)
     )
+    await client.views_publish(user_id=user_id, view=view)
 
 
 async def audit_admin_change(deps: Deps, workspace_id: str, user_id: str, what: str) -> None:

@@ -180,6 +180,21 @@ def _truthy(value: Any) -> bool:
     return value in (True, 1, "1", "true", "True")
 
 
+def _ts_window(args: Mapping[str, Any]) -> Callable[[Message], bool]:
+    """conversations.history/replies' oldest/latest/inclusive as a predicate on messages."""
+    inclusive = _truthy(args.get("inclusive"))
+    latest = float(args["latest"]) if args.get("latest") else None
+    oldest = float(args["oldest"]) if args.get("oldest") else None
+
+    def in_range(m: Message) -> bool:
+        ts = float(m.ts)
+        if latest is not None and (ts > latest or (ts == latest and not inclusive)):
+            return False
+        return oldest is None or ts > oldest or (ts == oldest and inclusive)
+
+    return in_range
+
+
 def _decode_json_fields(args: dict[str, Any]) -> None:
     for key in JSON_FIELDS & args.keys():
         value = args[key]
@@ -816,7 +831,9 @@ class FakeSlack:
         if parent.thread_ts not in (None, parent.ts):
             found = [parent]  # a reply's ts: Slack answers with just that message
         else:
-            found = [parent, *self.thread(parent.channel, parent.ts)]
+            # The parent comes first whatever the window; oldest/latest select the replies.
+            in_range = _ts_window(args)
+            found = [parent, *(m for m in self.thread(parent.channel, parent.ts) if in_range(m))]
         limit = self._history_limit(args, 1000)
         return {
             "ok": True,
@@ -831,16 +848,7 @@ class FakeSlack:
         if problem:
             return problem
         with_metadata = _truthy(args.get("include_all_metadata"))
-        inclusive = _truthy(args.get("inclusive"))
-        latest = float(args["latest"]) if args.get("latest") else None
-        oldest = float(args["oldest"]) if args.get("oldest") else None
-
-        def in_range(m: Message) -> bool:
-            ts = float(m.ts)
-            if latest is not None and (ts > latest or (ts == latest and not inclusive)):
-                return False
-            return oldest is None or ts > oldest or (ts == oldest and inclusive)
-
+        in_range = _ts_window(args)
         top = [
             m
             for m in self.messages.get(args["channel"], [])
