@@ -273,7 +273,7 @@ async def _wait_for_database(store: Store) -> None:
             return
         except (StoreUnavailable, asyncio.TimeoutError) as exc:
             now = time.monotonic()
-            if store.dialect != "postgresql" or now + delay >= deadline:
+            if store.dialect != "postgresql" or now >= deadline - 0.05:
                 if isinstance(exc, StoreUnavailable):
                     raise
                 raise StoreUnavailable(
@@ -282,7 +282,8 @@ async def _wait_for_database(store: Store) -> None:
             if now >= next_note:
                 print(f"waiting for the database… ({now - started:.0f} s)", file=sys.stderr)
                 next_note += DB_PROGRESS_SECONDS
-            await asyncio.sleep(delay)
+            # Wake for the next progress line and for the deadline, whatever the backoff says.
+            await asyncio.sleep(min(delay, max(next_note - now, 0.0), deadline - now))
             delay = min(delay * 2, 1.0)
 
 
@@ -863,7 +864,7 @@ async def cmd_workspaces(args: argparse.Namespace) -> int:
             )
         elif settings.allowed_entries or settings.modelslab_api_key:
             print(
-                f"{served} is served by this bot (single-workspace mode); its key and allow-list "
+                f"Single-workspace mode: this bot serves {served}; its key and allow-list "
                 "include MODELSLAB_API_KEY and CANCEL_ALLOWED_USERS."
             )
     return EXIT_OK
