@@ -199,12 +199,19 @@ async def test_probably_cancelled_is_not_a_confirmed_success(
 # --- the small truths a newcomer hits -------------------------------------------------------
 
 
-async def test_version_comes_from_the_package_metadata(cli_env) -> None:
+@pytest.fixture
+def bare_env() -> dict[str, str]:
+    """Nothing configured: for what needs no database."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, "PYTHONPATH": str(Path(__file__).parent.parent)}
+
+
+async def test_version_comes_from_the_package_metadata(bare_env) -> None:
     from importlib import metadata
 
     from tests.test_deploy_files import project_field
 
-    run = await run_cli(cli_env, "--version")
+    run = await run_cli(bare_env, "--version")
     assert run.code == 0, run
     assert run.out.strip() == f"cancel-training-bot {project_field('version')}"
     assert project_field("version") == metadata.version("cancel-training-bot")
@@ -215,8 +222,8 @@ async def test_version_comes_from_the_package_metadata(cli_env) -> None:
     [(("frobnicate",), "'frobnicate'"), (("sk-live-9f8e7d6c5b4a",), None), (("--verbose",), None)],
     ids=["typo", "pasted-secret", "unknown-option"],
 )
-async def test_an_unknown_command_names_the_valid_ones(cli_env, args, shown) -> None:
-    run = await run_cli(cli_env, *args)
+async def test_an_unknown_command_names_the_valid_ones(bare_env, args, shown) -> None:
+    run = await run_cli(bare_env, *args)
     assert run.code == 2, run
     [message] = [ln for ln in run.err.splitlines() if "error:" in ln]
     for command in ("serve", "socket", "check", "notify", "cancel", "set-key", "workspaces"):
