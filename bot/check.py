@@ -134,14 +134,15 @@ async def _database(settings: Settings) -> _Database:
             None,
             None,
         )
+    team = await store.get_meta(TEAM_ID_META) if settings.mode is Mode.SINGLE else None
     if revision != head:
+        # Tables this version reads may not exist yet: only what the first schema had is read.
+        await store.close()
         item = Item(
             True, f"database at schema {revision}; it is migrated to {head} on start", warning=True
         )
-    else:
-        item = Item(True, f"database reachable, schema current ({revision})")
-    team = await store.get_meta(TEAM_ID_META) if settings.mode is Mode.SINGLE else None
-    return _Database([item], store, team)
+        return _Database([item], None, team)
+    return _Database([Item(True, f"database reachable, schema current ({revision})")], store, team)
 
 
 async def _slack(settings: Settings) -> tuple[Item, str | None]:

@@ -801,3 +801,27 @@ async def test_no_key_and_nobody_allowed_are_warned_by_check_the_start_up_log_an
             ready = await resp.json()
         assert ready["warnings"] == [], ready
         assert "No ModelsLab key" not in bot.err and "nobody may cancel" not in bot.err
+
+
+async def test_a_database_from_an_older_version_is_read_without_its_newer_tables(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from alembic import command
+
+    from bot.migrations import alembic_config
+
+    env = {k: v for k, v in valid_env(tmp_path).items() if k != "MODELSLAB_API_KEY"}
+    store = Store.from_url(async_database_url(env["DATABASE_URL"]))
+    try:
+        async with store.engine.connect() as conn:  # the schema of an early version: no workspaces
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
+            await conn.commit()
+        await store.set_meta(TEAM_ID_META, "T0OLDSTORE")
+    finally:
+        await store.close()
+    items = await checklist(offline=True, env=env)
+    assert all(i.ok for i in items), describe(items)
+    assert any("schema 0002" in i.text and "migrated" in i.text for i in items), describe(items)
+    assert any("No ModelsLab key for workspace T0OLDSTORE" in i.text for i in items), describe(
+        items
+    )

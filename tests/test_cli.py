@@ -231,6 +231,13 @@ async def test_an_unknown_command_names_the_valid_ones(bare_env, args, shown) ->
     if shown:
         assert shown in message
     assert "sk-live" not in run.err and "Traceback" not in run.err
+    # The list named is the parser's own.
+    import argparse
+
+    from bot.__main__ import COMMANDS, build_parser
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(COMMANDS) == set(sub.choices)
 
 
 async def test_cancel_exits_2_on_a_configuration_error(
