@@ -19,6 +19,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from yarl import URL
 
+from bot import version
 from bot.context import RECEIVED_AT
 from bot.errors import StoreUnavailable
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -275,9 +276,11 @@ def create_web_app(
         try:
             await store.ping()
         except StoreUnavailable as exc:
-            return web.json_response({"status": "unavailable", "problems": [str(exc)]}, status=503)
+            return web.json_response(
+                {"status": "unavailable", "version": version(), "problems": [str(exc)]}, status=503
+            )
         warnings = await readiness_warnings() if readiness_warnings else []
-        return web.json_response({"status": "ready", "warnings": warnings})
+        return web.json_response({"status": "ready", "version": version(), "warnings": warnings})
 
     async def handle_metrics(request: web.Request) -> web.StreamResponse:
         if metrics is None or not metrics_token:

@@ -71,7 +71,7 @@ async def run_bot_cli(
     """Run `python -m bot ARGS` to completion (bounded) and return its exit code and output.
 
     Without `cwd` it runs in an empty directory of its own: the bot reads `.env` from its working
-    directory (and the ones above), so a test must never run it where a developer keeps theirs.
+    directory, so a test must never run it where a developer keeps theirs.
     """
     with tempfile.TemporaryDirectory(prefix="bot-cwd-") as scratch:
         proc = await asyncio.create_subprocess_exec(
