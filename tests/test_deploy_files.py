@@ -674,6 +674,7 @@ def test_changelog_has_the_version_the_bot_reports() -> None:
 
 # --- manifests and README -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["manifest.yml", "manifest-socket.yml"])
 def test_the_usage_hint_lists_every_subcommand(name: str) -> None:
     import yaml
