@@ -57,8 +57,12 @@ MAX_REPORT_ATTEMPTS = 8
 LOOKUP_ATTEMPTS = MAX_REPORT_ATTEMPTS // 2
 # Slack caps history reads of non-Marketplace apps at about 15 messages (design §5).
 LOOKUP_LIMIT = 15
-# Between our clock and the ts Slack stamps on a post.
-CLOCK_SKEW = 300.0
+# Between our clock and the ts Slack stamps on a post (NTP keeps it to about a second).
+CLOCK_SKEW = 30.0
+# A post is made (or times out) well within this after its attempt started.
+POST_WINDOW = 60.0
+# Without a recorded start, the look-back starts this long before the request.
+UNKNOWN_START_SKEW = 300.0
 
 
 class _Transient(Exception):
@@ -422,15 +426,19 @@ class Reporter:
         (or when Slack refuses the read for good) does it post without knowing.
         """
         started = row.report_posting_at
+        # Narrow on both sides, so 15 messages from others around it cannot hide the post.
+        oldest = (
+            started - CLOCK_SKEW if started is not None else row.requested_at - UNKNOWN_START_SKEW
+        )
         window: dict[str, Any] = {
-            "oldest": f"{(started or row.requested_at) - CLOCK_SKEW:.6f}",
+            "oldest": f"{oldest:.6f}",
             "inclusive": True,
             "limit": LOOKUP_LIMIT,
             "include_all_metadata": True,
         }
         if started is not None:
             # The interrupted attempt posted within its own pass, not at any later time.
-            window["latest"] = f"{started + CLOCK_SKEW:.6f}"
+            window["latest"] = f"{started + CLOCK_SKEW + POST_WINDOW:.6f}"
         lookup = answering_429s(client)
         try:
             if thread_ts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -116,6 +117,10 @@ TRANSIENT_ERRORS = frozenset(
 )
 
 
+# Slack asks for seconds to a minute; anything longer is a broken header, waited out at most this.
+MAX_RETRY_AFTER = 3600.0
+
+
 def is_transient(exc: SlackApiError) -> bool:
     """Slack's "try again later" answers: 429, 5xx, and the error codes that mean the same."""
     error = str(exc.response.get("error") or "")
@@ -129,9 +134,11 @@ def retry_after(headers: Mapping[str, Any] | None) -> float | None:
         if name.lower() == "retry-after":
             first = value[0] if isinstance(value, (list, tuple)) and value else value
             try:
-                return max(0.0, float(first))
+                seconds = float(first)
             except (TypeError, ValueError):
                 return None
+            # A proxy's "inf" or 1e12 must not park a report forever.
+            return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
     return None
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from bot.config import async_database_url
 from bot.reporter import LOOKUP_ATTEMPTS, LOOKUP_LIMIT, METADATA_TYPE
+from bot.slack import retry_after
 from bot.store import Cancellation, Store, cancellations
 from tests.fakes import slack as fake_slack
 from tests.fakes.modelslab import FakeModelsLab
@@ -104,6 +105,9 @@ async def interrupted(
             # A busy thread: people talked in it long before the reply was being posted.
             for n in range(30):
                 put(slack, requested_at + 10 + n, f"chatter {n}", thread_ts=parent.ts)
+            # ...and more than a page of it in the minutes just before (replies come oldest first).
+            for n in range(20):
+                put(slack, POSTING_AT - 280 + 12 * n, f"late chatter {n}", thread_ts=parent.ts)
             await store.update_report(
                 row_id,
                 "dead-reporter",
@@ -255,3 +259,23 @@ async def test_look_backs_that_keep_failing_end_in_a_post_not_a_lost_report(
         row = await delivered(bot, row_id)
         [reply] = tagged(slack, row_id, "reply")
         assert row.reply_ts == reply.ts and "cancel accepted" in reply.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "30"}, 30.0),
+        ({"retry-after": ["7"]}, 7.0),
+        ({"Retry-After": "-5"}, 0.0),
+        ({"Retry-After": "1e12"}, 3600.0),
+        ({"Retry-After": "inf"}, None),
+        ({"Retry-After": "nan"}, None),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_slacks_retry_after_is_read_finite_and_bounded(
+    headers: dict[str, object], expected: float | None
+) -> None:
+    # One bad header from a proxy must not defer an outcome report forever.
+    assert retry_after(headers) == expected

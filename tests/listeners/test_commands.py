@@ -24,6 +24,9 @@ from tests.harness import ALICE, CAROL, CHANNEL, TRAINING, Bot
         ("two words", Parsed(Verb.USAGE)),
         ("help me", Parsed(Verb.USAGE)),
         ("cancel", Parsed(Verb.USAGE)),
+        ("can-i", Parsed(Verb.USAGE)),
+        ("Who-Can", Parsed(Verb.USAGE)),
+        ("cancel can-i", Parsed(Verb.CANCEL, "can-i")),
     ],
 )
 def test_command_text_is_parsed_as_the_design_says(text: str, expected: Parsed) -> None:
@@ -71,9 +74,13 @@ async def test_malformed_ids_get_an_explanation_and_no_call(bot: Bot, text: str)
 
 
 async def test_help_and_junk_get_usage(bot: Bot) -> None:
-    for text in ("help", "please stop it"):
+    for text in ("help", "please stop it", "can-i", "who-can"):
         ack = await bot.command(text)
         assert "/cancel-training history" in ack["text"]
+    # Words reserved for coming subcommands are never taken as an id to cancel.
+    assert await bot.command("history") == {}
+    [posted] = await bot.slack.wait_for_response("cmd")
+    assert "No cancellations yet" in posted["text"], posted
 
 
 async def test_channel_and_text_containing_payload_still_work(bot: Bot) -> None:

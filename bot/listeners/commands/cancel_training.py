@@ -28,6 +28,8 @@ from bot.ids import validate_training_id
 from bot.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
 
 SUBCOMMANDS = ("help", "history", "watch", "cancel")
+# Words design §3 reserves for subcommands still to come: never read as a training id to cancel.
+RESERVED = ("can-i", "who-can")
 
 
 class Verb(str, enum.Enum):
@@ -62,6 +64,8 @@ def parse_command_text(text: str) -> Parsed:
         if len(rest) != 1:
             return Parsed(Verb.USAGE)
         return Parsed(Verb.CANCEL if first == "cancel" else Verb.WATCH, rest[0])
+    if first in RESERVED:
+        return Parsed(Verb.USAGE)
     if len(words) == 1:
         return Parsed(Verb.CANCEL, words[0])
     return Parsed(Verb.USAGE)
