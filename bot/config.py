@@ -390,6 +390,12 @@ def load_settings(purpose: Purpose, env: Mapping[str, str] | None = None) -> Set
             f"OAuth mode: {ignored} {'are' if ' and ' in ignored else 'is'} ignored (each workspace "
             "installs the app and stores its own key)."
         )
+    if mode is Mode.OAUTH and purpose is Purpose.SOCKET and port is None:
+        # Socket Mode carries Slack's requests, not a browser's: the install page needs HTTP.
+        warnings.append(
+            "OAuth in Socket Mode without PORT: the install pages (/slack/install) are only served "
+            "over HTTP, so no new workspace can install the app; set PORT (and a public URL)."
+        )
     problems += [
         _MISSING.get(name, f"{name} is missing.")
         for name in required_settings(mode, purpose)

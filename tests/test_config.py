@@ -189,3 +189,18 @@ def test_python_m_bot_picks_the_transport_and_names_every_missing_setting(
     said = " ".join(info.value.warnings)
     single = "SLACK_CLIENT_ID" not in env
     assert ("No ModelsLab key" in said) is single and ("nobody may cancel" in said) is single
+
+
+def test_oauth_in_socket_mode_without_port_warns_that_nobody_can_install() -> None:
+    from cryptography.fernet import Fernet
+
+    env = {
+        "SLACK_CLIENT_ID": "123.456",
+        "SLACK_CLIENT_SECRET": "secret",
+        "SLACK_APP_TOKEN": "xapp-1-abc",
+        "BOT_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    without = load_settings(Purpose.SOCKET, env)
+    assert any("/slack/install" in w and "PORT" in w for w in without.warnings), without.warnings
+    with_port = load_settings(Purpose.SOCKET, {**env, "PORT": "3000"})
+    assert not any("/slack/install" in w for w in with_port.warnings)
