@@ -11,6 +11,7 @@ import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
@@ -99,6 +100,15 @@ def _knows_revision(revision: str) -> bool:
 async def _database(settings: Settings) -> _Database:
     from bot.migrations import head_revision
 
+    if settings.is_sqlite:
+        path = Path(settings.database_url.split(":///", 1)[1])
+        if not await asyncio.to_thread(path.exists):
+            # Connecting would create the file: a check must not leave a database behind.
+            return _Database(
+                [Item(True, f"SQLite file {path} does not exist yet; the first start creates it")],
+                None,
+                None,
+            )
     store = Store.from_url(settings.database_url)
     try:
         await store.connect(wait=5.0)

@@ -825,3 +825,12 @@ async def test_a_database_from_an_older_version_is_read_without_its_newer_tables
     assert any("No ModelsLab key for workspace T0OLDSTORE" in i.text for i in items), describe(
         items
     )
+
+
+async def test_an_offline_check_leaves_no_database_behind(tmp_path: Path) -> None:
+    # Connecting to SQLite creates the file: a check of a fresh setup must not, or the first
+    # start in another directory would look for data in the wrong place unnoticed.
+    env = valid_env(tmp_path)
+    items = await checklist(offline=True, env=env)
+    assert not (tmp_path / "bot.db").exists()
+    assert any("does not exist yet" in i.text and i.ok for i in items), describe(items)
