@@ -1,7 +1,7 @@
 """The suite is hermetic: a `.env` where the tests run (the README tells users to create one in
 the checkout) changes no test's result.
 
-The bot reads `.env` from its working directory and the ones above it (design §2), so every way
+The bot reads `.env` from its working directory (design §2), so every way
 the tests start `python -m bot` must run it somewhere else unless a test chooses the directory.
 Here the test run's own working directory holds a hostile `.env`, and each such path is run.
 """

@@ -10,8 +10,6 @@ Retry-After and looks again; only after several failed passes does it post witho
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -34,21 +32,8 @@ TRAINING = "Look8ack01"
 
 
 def cap_history_reads(slack: FakeSlack) -> None:
-    """Slack's cap for non-Marketplace apps: a history read returns at most 15 messages.
-
-    The strict fake (p1-fake) has a switch for it; until it is merged, the reads are capped here.
-    """
-    if hasattr(slack, "limited_history"):
-        slack.limited_history = True
-        return
-    for method in ("conversations.replies", "conversations.history"):
-        inner = slack._methods[method]
-
-        def capped(call: ApiCall, inner: Callable[[ApiCall], dict[str, Any]] = inner) -> Any:
-            limit = min(int(call.args.get("limit") or SLACK_CAP), SLACK_CAP)
-            return inner(replace(call, args={**call.args, "limit": limit}))
-
-        slack._methods[method] = capped
+    """Slack's cap for non-Marketplace apps: a history read returns at most 15 messages."""
+    slack.limited_history = True
 
 
 def put(slack: FakeSlack, at: float, text: str, **kw: Any) -> Message:
