@@ -14,17 +14,13 @@ from typing import NoReturn
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.cancellation import (
-    CancellationService,
-    Origin,
-    headline,
-    modelslab_said,
-)
+from bot.cancellation import CancellationService, headline, modelslab_said
 from bot.config import Mode, Purpose, Settings, load_settings, read_environment
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.logs import setup_logging
-from bot.modelslab import ModelsLabClient, OutcomeKind
-from bot.store import Cancellation, Store
+from bot.model import Cancellation, Origin, OutcomeKind, State
+from bot.modelslab import ModelsLabClient
+from bot.store import Store
 from bot.workspaces import TEAM_ID_META, single_workspace_id
 
 logger = logging.getLogger("bot")
@@ -175,7 +171,7 @@ def describe_for_terminal(row: Cancellation) -> str:
     """Return one line saying what became of a cancellation."""
     said = modelslab_said(row)
     line = f"Training {row.training_id}: {headline(row)}"
-    if row.state == "requested" and row.outcome == OutcomeKind.RATE_LIMITED.value:
+    if row.state == State.REQUESTED and row.outcome == OutcomeKind.RATE_LIMITED.value:
         line += f"; retry at {_when(row.next_attempt_at)} by a running server (python -m bot serve)"
     if said:
         line += f". {said}"
@@ -186,9 +182,9 @@ def exit_code_for(row: Cancellation) -> int:
     """Map a cancellation to the `cancel` command's exit code (design §3)."""
     if row.outcome == OutcomeKind.PROBABLY_CANCELLED.value:
         return EXIT_FAILED  # not confirmed: the operator should look
-    if row.state == "cancelled":
+    if row.state == State.CANCELLED:
         return EXIT_OK
-    if row.state == "requested" and row.outcome == OutcomeKind.RATE_LIMITED.value:
+    if row.state == State.REQUESTED and row.outcome == OutcomeKind.RATE_LIMITED.value:
         return EXIT_SCHEDULED
     return EXIT_FAILED
 
@@ -351,9 +347,9 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     """Post a training notification with a Cancel button and record it in the store."""
     from bot.blocks import build_notification
     from bot.ids import validate_training_id
+    from bot.model import Notification
     from bot.server import identify_workspace
     from bot.slack import SlackClients
-    from bot.store import Notification
 
     settings = _settings(Purpose.ADMIN if args.url else Purpose.NOTIFY)
     try:
@@ -405,14 +401,14 @@ async def cmd_notify(args: argparse.Namespace) -> int:
             created_at=0.0,
         )
         # One notification per training: reserve it, then post (a repeat run finds it).
-        if not await store.claim_notification(
+        if not await store.notifications.reserve(
             workspace_id=workspace_id,
             training_id=training_id,
             channel_id=args.channel,
             owner_id=args.owner,
             title=args.title,
         ):
-            existing = await store.get_notification(workspace_id, training_id)
+            existing = await store.notifications.get(workspace_id, training_id)
             if existing is None:
                 print(f"Training {training_id}'s notification is being posted by another process.")
                 return EXIT_FAILED
@@ -421,16 +417,16 @@ async def cmd_notify(args: argparse.Namespace) -> int:
                 f"(ts {existing.message_ts}); not posted again."
             )
             return EXIT_OK
-        latest = await store.latest_cancellation(workspace_id, training_id)
+        latest = await store.cancellations.latest(workspace_id, training_id)
         client = clients.reporter_for(str(settings.slack_bot_token))
         try:
             response = await client.chat_postMessage(
                 channel=args.channel, **build_notification(draft, latest)
             )
         except BaseException:
-            await store.drop_notification_claim(workspace_id, training_id)
+            await store.notifications.drop_reservation(workspace_id, training_id)
             raise
-        await store.notification_posted(
+        await store.notifications.posted(
             workspace_id,
             training_id,
             channel_id=str(response["channel"]),
@@ -531,7 +527,7 @@ async def _admin_context(args: argparse.Namespace) -> tuple[Settings, Store, str
     store = await open_store(settings)
     team = getattr(args, "team", None)
     if team is None and settings.mode is Mode.SINGLE:
-        team = await store.get_meta(TEAM_ID_META)
+        team = await store.meta.get(TEAM_ID_META)
     return settings, store, team
 
 
@@ -610,7 +606,7 @@ async def cmd_allow(args: argparse.Namespace) -> int:
         else:
             changed = await workspaces.deny(team, args.entries, by=by)
             verb = "Removed"
-        entries = [*workspaces.fixed_entries(team), *await store.allow_list(team)]
+        entries = [*workspaces.fixed_entries(team), *await store.workspaces.allow_list(team)]
     finally:
         await store.close()
     print(
@@ -627,7 +623,7 @@ async def cmd_workspaces(args: argparse.Namespace) -> int:
         print(f"Cannot list workspaces: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        rows = await store.list_workspaces()
+        rows = await store.workspaces.all()
     finally:
         await store.close()
     if not rows:
@@ -657,7 +653,7 @@ async def cmd_rotate_keys(args: argparse.Namespace) -> int:
         print(f"Cannot rotate: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        count = await store.rotate_ciphertexts(box.rotate)
+        count = await store.workspaces.rotate_ciphertexts(box.rotate)
     except ConfigError:
         raise
     except BotError as exc:

@@ -26,7 +26,7 @@ class Item:
 
 
 async def _database(settings: Settings) -> list[Item]:
-    from bot.migrations import head_revision
+    from bot.store.migrations import head_revision
 
     store = Store.from_url(settings.database_url)
     try:

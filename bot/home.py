@@ -9,7 +9,7 @@ from typing import Any
 from bot.access import Decision
 from bot.blocks import slack_date, who
 from bot.cancellation import headline
-from bot.store import Cancellation
+from bot.model import Cancellation
 
 SET_KEY = "home_set_key"
 REMOVE_KEY = "home_remove_key"

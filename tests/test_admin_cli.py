@@ -131,11 +131,11 @@ async def test_set_key_reads_stdin_works_before_install_and_never_prints_the_key
     # Checked with ModelsLab's side-effect-free call, then stored encrypted for that workspace.
     assert [c.path for c in modelslab.calls] == ["/api/v3/finetune_list"]
     assert modelslab.calls[0].key == KEY and modelslab.cancel_calls() == []
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is not None and not row.installed
     assert row.key_hint == "4Rb9" and KEY not in (row.key_ciphertext or "")
     assert await workspaces_for(oauth, store).key_for(TEAM) == KEY
-    [event] = await store.admin_events(TEAM)
+    [event] = await store.workspaces.admin_events(TEAM)
     assert event["action"] == "set_key" and event["actor"].startswith("cli:")
     assert KEY not in str(event)
 
@@ -147,7 +147,7 @@ async def test_set_key_reads_stdin_works_before_install_and_never_prints_the_key
     assert KEY not in listed.text
 
     # When the workspace installs, its key is already there.
-    await store.ensure_workspace(TEAM, name="New Team", installed=True)
+    await store.workspaces.ensure(TEAM, name="New Team", installed=True)
     assert await workspaces_for(oauth, store).key_for(TEAM) == KEY
 
 
@@ -160,7 +160,7 @@ async def test_set_key_refuses_an_invalid_key_with_exit_1(
     assert run.code == 1, run
     assert "Invalid Api Key" in run.err and "Not stored" in run.err
     assert "wrong-SECRET-key" not in run.text and "Traceback" not in run.err
-    row = await local_store.get_workspace(TEAM)
+    row = await local_store.workspaces.get(TEAM)
     assert row is None or row.key_ciphertext is None
     # Empty input is refused too, before anything is asked.
     empty = await run_cli(local_env, "set-key", "--team", TEAM, stdin="\n", cwd=tmp_path)
@@ -176,7 +176,7 @@ async def test_set_key_without_an_encryption_key_exits_2_and_stores_nothing(
     assert "BOT_ENCRYPTION_KEY" in run.err and "Traceback" not in run.err
     assert KEY not in run.text
     assert modelslab.calls == []
-    row = await local_store.get_workspace(TEAM)
+    row = await local_store.workspaces.get(TEAM)
     assert row is None or row.key_ciphertext is None
 
 
@@ -197,15 +197,15 @@ async def test_allow_and_deny_change_the_list(
     run = await run_cli(cli_env, "allow", "--team", TEAM, DAVE, GROUP, cwd=tmp_path)
     assert run.code == 0, run
     assert DAVE in run.out and GROUP in run.out and TEAM in run.out
-    assert sorted(await store.allow_list(TEAM)) == [GROUP, DAVE]
+    assert sorted(await store.workspaces.allow_list(TEAM)) == [GROUP, DAVE]
 
     run = await run_cli(cli_env, "deny", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0 and "Removed" in run.out and DAVE in run.out, run
-    assert await store.allow_list(TEAM) == [GROUP]
+    assert await store.workspaces.allow_list(TEAM) == [GROUP]
 
-    assert await store.allow_list(TEAM) == [GROUP]
+    assert await store.workspaces.allow_list(TEAM) == [GROUP]
 
-    events = list(reversed(await store.admin_events(TEAM)))
+    events = list(reversed(await store.workspaces.admin_events(TEAM)))
     assert [e["action"] for e in events] == ["allow", "deny"]
     assert all(e["actor"].startswith("cli:") for e in events)
 
@@ -213,7 +213,7 @@ async def test_allow_and_deny_change_the_list(
 async def test_allow_and_deny_reject_malformed_ids(
     local_env: dict[str, str], local_store: Store, tmp_path: Path
 ) -> None:
-    await local_store.allow(TEAM, [DAVE], by="cli:ops")
+    await local_store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
     # One bad id refuses the whole command; each bad id is named.
     run = await run_cli(
         local_env, "allow", "--team", TEAM, ERIN, "alice", "C0CHANNEL", "@dave", cwd=tmp_path
@@ -223,19 +223,19 @@ async def test_allow_and_deny_reject_malformed_ids(
     assert "alice" in run.err and "C0CHANNEL" in run.err and ERIN not in run.err
     run = await run_cli(local_env, "deny", "--team", TEAM, DAVE, "U0DAVE001;DROP", cwd=tmp_path)
     assert run.code == 2 and "Not a Slack user" in run.err, run
-    assert await local_store.allow_list(TEAM) == [DAVE]
-    assert await local_store.admin_events(TEAM) == []
+    assert await local_store.workspaces.allow_list(TEAM) == [DAVE]
+    assert await local_store.workspaces.admin_events(TEAM) == []
 
 
 async def test_allowing_an_id_already_listed_says_nothing_new(
     cli_env: dict[str, str], store: Store, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     oauth = {**cli_env, "SLACK_CLIENT_ID": "111.222", "SLACK_CLIENT_SECRET": "sec"}
-    await store.allow(TEAM, [DAVE], by="cli:ops")
+    await store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
     run = await run_cli(oauth, "allow", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0, run
     assert "nothing new" in run.out and "1 entries" in run.out, run
-    assert await store.admin_events(TEAM) == []
+    assert await store.workspaces.admin_events(TEAM) == []
 
 
 async def test_allow_in_single_workspace_mode_reports_the_list_size(
@@ -244,7 +244,7 @@ async def test_allow_in_single_workspace_mode_reports_the_list_size(
     env = {**local_env, "CANCEL_ALLOWED_USERS": ERIN}
     run = await run_cli(env, "allow", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0 and DAVE in run.out, run
-    assert await local_store.allow_list(TEAM) == [DAVE]
+    assert await local_store.workspaces.allow_list(TEAM) == [DAVE]
     # ERIN (the operator's, always in force) and DAVE: the operator must not read "0 entries".
     assert "2 entries" in run.out, run
 
@@ -259,10 +259,10 @@ async def test_workspaces_lists_key_state_and_list_size_never_the_key(
     assert empty.code == 0 and "No workspaces yet" in empty.out, empty
 
     ws = workspaces_for(cli_env, store)
-    await store.ensure_workspace(TEAM, name="New Team", installed=True)
+    await store.workspaces.ensure(TEAM, name="New Team", installed=True)
     await ws.set_key(TEAM, KEY, by="cli:ops")  # no ModelsLab client: stored without a check
     await ws.allow(TEAM, [DAVE, GROUP], by="cli:ops")
-    await store.ensure_workspace(OTHER, name="Old Team", installed=False)
+    await store.workspaces.ensure(OTHER, name="Old Team", installed=False)
     run = await run_cli(cli_env, "workspaces", cwd=tmp_path)
     assert run.code == 0, run
     lines = {ln.split()[0]: ln for ln in run.out.splitlines()[1:]}
@@ -292,7 +292,7 @@ async def test_rotate_keys_re_encrypts_so_the_old_key_can_go(
     only_new = workspaces_for({**cli_env, "BOT_ENCRYPTION_KEY": new}, store)
     assert await only_new.key_for(TEAM) == KEY
     assert await only_new.webhook_token(TEAM) == webhook
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is not None
     with pytest.raises(Exception):  # noqa: B017, PT011 - the old key alone reads nothing now
         Fernet(old.encode()).decrypt((row.key_ciphertext or "").encode())

@@ -11,10 +11,10 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.blocks import build_error, build_invalid_id, build_refusal, build_request_ack, who
-from bot.cancellation import Origin
 from bot.context import Deps
 from bot.errors import InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
+from bot.model import Origin
 from bot.timeouts import timeout
 
 logger = logging.getLogger(__name__)

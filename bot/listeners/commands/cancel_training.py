@@ -20,11 +20,11 @@ from bot.blocks import (
     build_watching,
     thread_link,
 )
-from bot.cancellation import Origin
 from bot.context import Deps, deps_of, received_at
 from bot.errors import InvalidTrainingId, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
+from bot.model import Origin
 
 SUBCOMMANDS = ("help", "history", "watch", "cancel")
 
@@ -80,8 +80,8 @@ async def start_watching(
         return build_refusal(decision)
     if not channel_id:
         return build_error("Run this in the channel where the live message should appear.")
-    existing = await deps.store.get_notification(workspace_id, training_id)
-    await deps.store.add_training_event(
+    existing = await deps.store.notifications.get(workspace_id, training_id)
+    await deps.store.training_events.enqueue(
         workspace_id=workspace_id,
         training_id=training_id,
         stage=None,
@@ -130,10 +130,10 @@ async def handle_cancel_training(
             )
             return
         if parsed.verb is Verb.HISTORY:
-            rows = await deps.store.recent_cancellations(workspace_id, limit=10)
+            rows = await deps.store.cancellations.recent(workspace_id, limit=10)
             links: dict[int, str] = {}
             for row in rows:
-                note = await deps.store.get_notification(workspace_id, row.training_id)
+                note = await deps.store.notifications.get(workspace_id, row.training_id)
                 if note is not None:
                     links[row.id] = thread_link(note.channel_id, note.message_ts)
                 elif row.report_channel and row.report_thread_ts and row.report_channel != "-":
@@ -144,7 +144,7 @@ async def handle_cancel_training(
         if not decision.allowed:
             await respond(**build_refusal(decision))
             return
-        notes = await deps.store.cancellable_notifications(workspace_id, limit=10)
+        notes = await deps.store.notifications.cancellable(workspace_id, limit=10)
         await respond(**build_cancellable_list(notes))
     except StoreUnavailable:
         await respond(**build_error(STORE_DOWN))

@@ -74,7 +74,7 @@ async def handle_allow_submit(
         e for e in users + groups if isinstance(e, str) and e[:1] in ("U", "W", "S") and e.isalnum()
     ]
     fixed = deps.workspaces.fixed_entries(team)
-    current = [e for e in await deps.store.allow_list(team) if e not in fixed]
+    current = [e for e in await deps.store.workspaces.allow_list(team) if e not in fixed]
     added = await deps.workspaces.allow(
         team, [e for e in wanted if e not in current and e not in fixed], by=user
     )
