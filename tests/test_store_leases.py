@@ -35,7 +35,11 @@ async def _claim(store: Store) -> int:
 
 async def _event(store: Store) -> int:
     return await store.training_events.enqueue(
-        workspace_id="T1", training_id=f"t{next(_trainings)}", stage=None, logs=None, source="notify"
+        workspace_id="T1",
+        training_id=f"t{next(_trainings)}",
+        stage=None,
+        logs=None,
+        source="notify",
     )
 
 
