@@ -1,4 +1,4 @@
-"""Command line: `python -m bot [serve|socket|check|notify|cancel] …`."""
+"""Command line: `python -m bot [serve|socket|check|notify|cancel|…] …`."""
 
 from __future__ import annotations
 
@@ -8,26 +8,57 @@ import datetime as dt
 import getpass
 import json
 import logging
+import re
 import sys
+import time
 from collections.abc import Sequence
 from typing import NoReturn
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot import version
 from bot.cancellation import CancellationService, headline, modelslab_said
-from bot.config import Mode, Purpose, Settings, load_settings, read_environment
+from bot.config import (
+    DOTENV_FILE,
+    Mode,
+    Purpose,
+    Settings,
+    describe_mode,
+    dotenv_path,
+    load_settings,
+    mode_of,
+    read_environment,
+    run_purpose,
+)
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.logs import setup_logging
 from bot.model import Cancellation, Origin, OutcomeKind, State
 from bot.modelslab import ModelsLabClient
 from bot.store import Store
-from bot.workspaces import TEAM_ID_META, single_workspace_id
+from bot.workspaces import TEAM_ID_META
 
 logger = logging.getLogger("bot")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SCHEDULED = 0, 1, 2, 3
 # The client's whole budget plus a margin: the terminal waits for one complete attempt series.
 CLI_WAIT_SECONDS = 40.0
+# Design §3: the start-up waits this long for a PostgreSQL that is not up yet, saying so every
+# DB_PROGRESS_SECONDS.
+DB_WAIT_SECONDS = 30.0
+DB_PROGRESS_SECONDS = 5.0
+COMMANDS = (
+    "serve",
+    "socket",
+    "check",
+    "notify",
+    "cancel",
+    "set-key",
+    "allow",
+    "deny",
+    "workspaces",
+    "rotate-keys",
+)
+_WORD = re.compile(r"[a-z][a-z-]{0,23}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,8 +66,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print usage and a message without echoing unrecognised arguments; exit 2."""
+        commands = ", ".join(COMMANDS)
         if message.startswith("unrecognized arguments"):
-            message = "unexpected extra arguments (not shown; set-key reads the key from stdin)"
+            message = (
+                "unexpected arguments (not shown, in case one is a secret: set-key reads the key "
+                f"from stdin); see `{self.prog} --help`"
+            )
+            if self.prog == "python -m bot":
+                message += f"; the commands are {commands}"
+        choice = re.match(r"argument COMMAND: invalid choice: '(.*)' \(", message, re.DOTALL)
+        if choice:
+            typed = choice.group(1)
+            # Echo a mistyped word; never something that may be a pasted key.
+            shown = f"'{typed}'" if _WORD.fullmatch(typed) else "(not shown)"
+            message = f"unknown command {shown}; the commands are {commands}"
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
@@ -48,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cancel ModelsLab trainings from Slack. Without a command: Socket Mode when "
         "SLACK_APP_TOKEN is set, otherwise the HTTP server.",
     )
+    parser.add_argument("--version", action="version", version=f"cancel-training-bot {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     serve = sub.add_parser(
         "serve", help="run the HTTP server (port: --port, else $PORT, else 3000)"
@@ -55,9 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server container listens on all interfaces
     serve.add_argument("--port", type=int)
     sub.add_parser("socket", help="run in Socket Mode (needs SLACK_APP_TOKEN)")
-    check = sub.add_parser("check", help="validate the configuration; exit 0 only if all is well")
+    check = sub.add_parser(
+        "check",
+        help="validate the configuration for what `python -m bot` would run; exit 0 only if it will work",
+    )
     check.add_argument(
         "--offline", action="store_true", help="skip the calls to Slack and ModelsLab"
+    )
+    transport = check.add_mutually_exclusive_group()
+    transport.add_argument(
+        "--serve",
+        dest="purpose",
+        action="store_const",
+        const=Purpose.SERVE,
+        help="check for `serve` (default: what `python -m bot` runs)",
+    )
+    transport.add_argument(
+        "--socket",
+        dest="purpose",
+        action="store_const",
+        const=Purpose.SOCKET,
+        help="check for `socket`",
     )
     notify = sub.add_parser("notify", help="post a training notification with a Cancel button")
     notify.add_argument("training_id")
@@ -107,9 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command and return its exit code."""
     args = build_parser().parse_args(argv)
     command = args.command
-    if command is None:
-        # Socket Mode when an app token is configured, otherwise HTTP (design §3).
-        command = "socket" if read_environment().get("SLACK_APP_TOKEN", "").strip() else "serve"
+    chosen = command is None
+    if chosen:
+        # Socket Mode when an app token is configured, otherwise HTTP (design §3); `check` asks
+        # the same function.
+        command = run_purpose(read_environment()).value
         args = build_parser().parse_args([command])
     handlers = {
         "cancel": cmd_cancel,
@@ -126,12 +190,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(handlers[command](args))
     except ConfigError as exc:
-        print("The configuration has problems:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        if chosen and exc.context:
+            env = read_environment()
+            exc.context = describe_mode(mode_of(env), run_purpose(env), chosen=True)
+        print(describe_config_error(exc, "" if chosen else command), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def describe_config_error(exc: ConfigError, command: str) -> str:
+    """One line for one problem; otherwise the mode, every problem, the warnings, and where
+    settings come from."""
+    missing = any(" is missing" in p or " is required" in p for p in exc.problems)
+    if len(exc.problems) == 1 and not missing:
+        return f"Configuration problem: {exc.problems[0]}"
+    program = f"python -m bot {command}".strip()
+    lines = [f"`{program}` cannot run; the configuration has problems:"]
+    if exc.context:
+        lines.insert(1, f"Mode: {exc.context}.")
+    lines += [f"  - {problem}" for problem in exc.problems]
+    if exc.warnings:
+        lines.append("Warnings (these do not stop it):")
+        lines += [f"  - {warning}" for warning in exc.warnings]
+    if missing:
+        found = dotenv_path()
+        where = (
+            f"from {found}"
+            if found
+            else f"from {DOTENV_FILE} in this directory (there is none here)"
+        )
+        lines.append(
+            f"Settings are read from the environment, then {where}: copy .env.example to "
+            f"{DOTENV_FILE} and fill it in; `python -m bot check` says what is still missing."
+        )
+    return "\n".join(lines)
 
 
 def _sentence(exc: BaseException) -> str:
@@ -152,15 +245,42 @@ def _settings(purpose: Purpose, *, dry_run: bool = False, log_level: str = "WARN
 
 
 async def open_store(settings: Settings) -> Store:
-    """Connect to the database (waiting for PostgreSQL up to 30 s) and apply migrations."""
+    """Connect to the database (waiting for PostgreSQL up to 30 s, saying so) and migrate it."""
     store = Store.from_url(settings.database_url)
     try:
-        await store.connect(wait=30.0)
+        await _wait_for_database(store)
         await store.migrate()
     except BaseException:
         await store.close()
         raise
     return store
+
+
+async def _wait_for_database(store: Store) -> None:
+    """Ping until the database answers; PostgreSQL may still be starting (design §3: 30 s)."""
+    started = time.monotonic()
+    deadline = started + DB_WAIT_SECONDS
+    next_note = started + DB_PROGRESS_SECONDS
+    delay = 0.25
+    while True:
+        try:
+            # Bounded: a host that drops packets would otherwise hold one attempt for minutes.
+            await asyncio.wait_for(store.ping(), timeout=max(deadline - time.monotonic(), 0.1))
+            return
+        except (StoreUnavailable, asyncio.TimeoutError) as exc:
+            now = time.monotonic()
+            if store.dialect != "postgresql" or now >= deadline - 0.05:
+                if isinstance(exc, StoreUnavailable):
+                    raise
+                raise StoreUnavailable(
+                    f"the database did not answer within {DB_WAIT_SECONDS:.0f} s"
+                ) from exc
+            if now >= next_note:
+                print(f"waiting for the database… ({now - started:.0f} s)", file=sys.stderr)
+                next_note += DB_PROGRESS_SECONDS
+            # Wake for the next progress line and for the deadline, whatever the backoff says.
+            await asyncio.sleep(min(delay, max(next_note - now, 0.0), deadline - now))
+            delay = min(delay * 2, 1.0)
 
 
 def _when(epoch: float) -> str:
@@ -230,18 +350,8 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"Cannot cancel: {exc}.", file=sys.stderr)
         return EXIT_FAILED
-    slack = None
     try:
-        if args.team:
-            workspace_id = args.team
-        else:
-            if settings.slack_bot_token:
-                from slack_sdk.web.async_client import AsyncWebClient
-
-                slack = AsyncWebClient(
-                    token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10
-                )
-            workspace_id = await single_workspace_id(store=store, slack=slack)
+        workspace_id = await resolve_team(settings, store, args.team)
         async with ModelsLabClient(
             base_url=settings.modelslab_api_url,
             v6_url=settings.modelslab_v6_url,
@@ -307,8 +417,6 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
         print(f"Cannot cancel: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        if slack is not None and slack.session is not None:
-            await slack.session.close()
         await store.close()
 
 
@@ -348,6 +456,7 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     from bot.blocks import build_notification
     from bot.ids import validate_training_id
     from bot.model import Notification
+    from bot.notifier import record_permalink
     from bot.server import identify_workspace
     from bot.slack import SlackClients
 
@@ -431,6 +540,9 @@ async def cmd_notify(args: argparse.Namespace) -> int:
             training_id,
             channel_id=str(response["channel"]),
             message_ts=str(response["ts"]),
+        )
+        await record_permalink(
+            store, client, workspace_id, training_id, str(response["channel"]), str(response["ts"])
         )
     except SlackApiError as exc:
         error = exc.response.get("error")
@@ -519,16 +631,69 @@ async def cmd_check(args: argparse.Namespace) -> int:
     """Validate the configuration (and, unless --offline, the tokens and key)."""
     from bot.check import run_check
 
-    return await run_check(offline=args.offline)
+    return await run_check(offline=args.offline, purpose=args.purpose)
 
 
-async def _admin_context(args: argparse.Namespace) -> tuple[Settings, Store, str | None]:
+async def served_workspace(settings: Settings, store: Store, *, required: bool) -> str | None:
+    """Single workspace: the one this bot serves — cached at an earlier start, else asked of
+    Slack with SLACK_BOT_TOKEN (and cached); None when it cannot be known now and not `required`."""
+    cached = await store.meta.get(TEAM_ID_META)
+    if cached is not None or not settings.slack_bot_token:
+        return cached
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    slack = AsyncWebClient(
+        token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10
+    )
+    try:
+        auth = await slack.auth_test()
+    except SlackApiError as exc:
+        raise ConfigError(
+            [
+                f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')}): reinstall "
+                "the app and copy the new token."
+            ]
+        ) from exc
+    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        if not required:
+            return None
+        raise BotError(
+            f"Slack could not be reached to learn which workspace SLACK_BOT_TOKEN belongs to "
+            f"({type(exc).__name__}); pass --team T…"
+        ) from exc
+    team = str(auth["team_id"])
+    await store.meta.set(TEAM_ID_META, team)
+    return team
+
+
+async def resolve_team(settings: Settings, store: Store, requested: str | None) -> str:
+    """The workspace a terminal command acts on; ConfigError for one this bot does not serve."""
+    if settings.mode is Mode.OAUTH:
+        if requested is None:
+            raise ConfigError(["Pass --team T…: in OAuth mode the bot serves many workspaces."])
+        return requested
+    served = await served_workspace(settings, store, required=requested is None)
+    if requested is not None and served is not None and requested != served:
+        raise ConfigError(
+            [
+                f"This bot serves workspace {served} (single-workspace mode: SLACK_BOT_TOKEN's), "
+                f"not {requested}: drop --team, or serve several workspaces in OAuth mode."
+            ]
+        )
+    team = requested or served
+    if team is None:
+        raise ConfigError(
+            [
+                "The workspace is not known yet: it is learned from Slack at the first start "
+                "(or now, with SLACK_BOT_TOKEN set); or pass --team T…"
+            ]
+        )
+    return team
+
+
+async def _admin_context(args: argparse.Namespace) -> tuple[Settings, Store]:
     settings = _settings(Purpose.ADMIN)
-    store = await open_store(settings)
-    team = getattr(args, "team", None)
-    if team is None and settings.mode is Mode.SINGLE:
-        team = await store.meta.get(TEAM_ID_META)
-    return settings, store, team
+    return settings, await open_store(settings)
 
 
 async def cmd_set_key(args: argparse.Namespace) -> int:
@@ -538,14 +703,12 @@ async def cmd_set_key(args: argparse.Namespace) -> int:
     from bot.workspaces import Workspaces
 
     try:
-        settings, store, team = await _admin_context(args)
+        settings, store = await _admin_context(args)
     except StoreUnavailable as exc:
         print(f"Cannot store the key: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        if team is None:
-            print("Pass --team T… (the workspace id).", file=sys.stderr)
-            return EXIT_USAGE
+        team = await resolve_team(settings, store, args.team)
         if sys.stdin.isatty():
             key = getpass.getpass("ModelsLab API key (input hidden): ")
         else:
@@ -566,6 +729,11 @@ async def cmd_set_key(args: argparse.Namespace) -> int:
     except InvalidKey as exc:
         print(f"Not stored: {exc}.", file=sys.stderr)
         return EXIT_FAILED
+    except ConfigError:
+        raise
+    except BotError as exc:
+        print(f"Not stored: {_sentence(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         await store.close()
     print(f"Stored the ModelsLab key for workspace {team} (ends …{hint}).")
@@ -573,25 +741,22 @@ async def cmd_set_key(args: argparse.Namespace) -> int:
 
 
 async def cmd_allow(args: argparse.Namespace) -> int:
-    """Add or remove allow-list entries of one workspace."""
+    """Add or remove allow-list entries of one workspace, saying who stays allowed and why."""
     from bot.config import is_allow_entry
+    from bot.crypto import SecretBox
+    from bot.workspaces import Workspaces
 
     bad = [e for e in args.entries if not is_allow_entry(e)]
     if bad:
         print(f"Not a Slack user (U…/W…) or user-group (S…) id: {', '.join(bad)}.", file=sys.stderr)
         return EXIT_USAGE
     try:
-        settings, store, team = await _admin_context(args)
+        settings, store = await _admin_context(args)
     except StoreUnavailable as exc:
         print(f"Cannot change the allow-list: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        if team is None:
-            print("Pass --team T… (the workspace id).", file=sys.stderr)
-            return EXIT_USAGE
-        from bot.crypto import SecretBox
-        from bot.workspaces import Workspaces
-
+        team = await resolve_team(settings, store, args.team)
         workspaces = Workspaces(
             store=store,
             box=SecretBox(settings.encryption_keys),
@@ -600,41 +765,108 @@ async def cmd_allow(args: argparse.Namespace) -> int:
             single_workspace_id=team if settings.mode is Mode.SINGLE else None,
         )
         by = f"cli:{getpass.getuser()}"
+        fixed = workspaces.fixed_entries(team)
         if args.command == "allow":
             changed = await workspaces.allow(team, args.entries, by=by)
-            verb = "Allowed"
         else:
             changed = await workspaces.deny(team, args.entries, by=by)
-            verb = "Removed"
-        entries = [*workspaces.fixed_entries(team), *await store.workspaces.allow_list(team)]
+        # Distinct: an id both in CANCEL_ALLOWED_USERS and stored is one entry.
+        entries = dict.fromkeys([*fixed, *await store.workspaces.allow_list(team)])
+    except ConfigError:
+        raise
+    except BotError as exc:
+        print(f"Cannot change the allow-list: {_sentence(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         await store.close()
-    print(
-        f"{verb} {', '.join(changed) or 'nothing new'} in workspace {team}; the list now has {len(entries or ())} entries."
-    )
+    in_env = [e for e in dict.fromkeys(args.entries) if e in fixed]
+    size = f"the list now has {len(entries)} entries"
+    if in_env:
+        size += f" ({sum(e in entries for e in fixed)} from CANCEL_ALLOWED_USERS)"
+    if args.command == "allow":
+        also = f" ({', '.join(in_env)} also in CANCEL_ALLOWED_USERS)" if in_env else ""
+        print(f"Allowed {', '.join(changed) or 'nothing new'}{also} in workspace {team}; {size}.")
+        return EXIT_OK
+    absent = [e for e in dict.fromkeys(args.entries) if e not in changed and e not in in_env]
+    said = [f"Removed {', '.join(changed)} from workspace {team}'s list"] if changed else []
+    if absent:
+        said.append(f"{', '.join(absent)} {'was' if len(absent) == 1 else 'were'} not on it")
+    print(f"{'; '.join(said) or 'Nothing removed'}; {size}.")
+    if in_env:
+        print(
+            f"Still allowed: {', '.join(in_env)} (in CANCEL_ALLOWED_USERS, which is always in "
+            "force): remove them there and restart the bot.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 
 async def cmd_workspaces(args: argparse.Namespace) -> int:
-    """List workspaces: installed, key set or not, allow-list size — never a key."""
+    """List workspaces: served, installed, key set or not, allow-list size — never a key."""
     try:
-        _, store, _ = await _admin_context(args)
+        settings, store = await _admin_context(args)
     except StoreUnavailable as exc:
         print(f"Cannot list workspaces: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
         rows = await store.workspaces.all()
+        served = (
+            await served_workspace(settings, store, required=False)
+            if settings.mode is Mode.SINGLE
+            else None
+        )
+        served_list = await store.workspaces.allow_list(served) if served is not None else []
     finally:
         await store.close()
-    if not rows:
-        print("No workspaces yet.")
-        return EXIT_OK
-    print(f"{'workspace':<14} {'name':<24} {'installed':<10} {'key':<10} allowed")
+    table: list[tuple[str, str, str, str, str, str]] = []
     for ws, allowed in rows:
         key = f"…{ws.key_hint}" if ws.key_ciphertext else "not set"
-        print(
-            f"{ws.workspace_id:<14} {(ws.name or '-')[:24]:<24} {('yes' if ws.installed else 'no'):<10} {key:<10} {allowed}"
+        count = str(allowed)
+        if settings.mode is Mode.OAUTH:
+            is_served = ws.installed
+        else:
+            is_served = ws.workspace_id == served
+            if is_served:
+                count = str(len(dict.fromkeys([*settings.allowed_entries, *served_list])))
+                if not ws.key_ciphertext and settings.modelslab_api_key:
+                    key = "MODELSLAB_API_KEY"
+        table.append(
+            (
+                ws.workspace_id,
+                (ws.name or "-")[:24],
+                "yes" if is_served else "no",
+                "yes" if ws.installed else "no",
+                key,
+                count,
+            )
         )
+    if served is not None and all(row[0] != served for row in table):
+        # Single workspace: nothing stored for it yet, but it is the one the bot serves.
+        key = "MODELSLAB_API_KEY" if settings.modelslab_api_key else "not set"
+        count = str(len(dict.fromkeys([*settings.allowed_entries, *served_list])))
+        table.insert(0, (served, "-", "yes", "no", key, count))
+    if not table:
+        print("No workspaces yet.")
+    else:
+        header = ("workspace", "name", "served", "installed", "key", "allowed")
+        widths = [max(len(r[i]) for r in (header, *table)) for i in range(len(header) - 1)]
+        for row in (header, *table):
+            print(
+                " ".join(f"{cell:<{w}}" for cell, w in zip(row[:-1], widths, strict=True))
+                + f" {row[-1]}"
+            )
+    if settings.mode is Mode.SINGLE:
+        if served is None:
+            print(
+                "The workspace this bot serves is not known yet: it is learned from Slack at the "
+                "first start (or now, with SLACK_BOT_TOKEN set)."
+            )
+        elif settings.allowed_entries or settings.modelslab_api_key:
+            print(
+                f"Single-workspace mode: this bot serves {served}; its key and allow-list "
+                "include MODELSLAB_API_KEY and CANCEL_ALLOWED_USERS."
+            )
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.error import BoltUnhandledRequestError
 from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
@@ -80,7 +81,9 @@ def create_app(
         request_verification_enabled=bool(signing_secret),
         # Bolt answers when the listener returns; acks_first makes that the moment it acks.
         process_before_response=True,
-        raise_error_for_unhandled_request=False,
+        # Slack wants 200 (HTTP) or an envelope ack (Socket Mode) for what no listener handles;
+        # Bolt's built-in answer is 404 and no ack. Raising lets handle_listener_error answer.
+        raise_error_for_unhandled_request=True,
         # Middleware for features this app does not use (assistant threads, custom workflow
         # steps): each would run on every request.
         ignoring_self_assistant_message_events_enabled=False,
@@ -98,7 +101,14 @@ def create_app(
 async def handle_listener_error(
     error: Exception, context: AsyncBoltContext, response: BoltResponse | None
 ) -> BoltResponse | None:
-    """The listener boundary before the ack: log the traceback, tell the user, answer Slack 200."""
+    """The listener boundary before the ack: log the traceback, tell the user, answer Slack 200.
+
+    A request no listener handles (an event, action or envelope this app does not use) is
+    answered 200 with an empty body too, which over Socket Mode is the envelope's ack.
+    """
+    if isinstance(error, BoltUnhandledRequestError):
+        logger.debug("no listener for this %s request; answered 200", request_kind(error.body))
+        return BoltResponse(status=200, body="")
     logger.error("listener failed", exc_info=error)
     deps = context.get(DEPS_KEY)
     if isinstance(deps, Deps):

@@ -1,19 +1,37 @@
-"""`python -m bot check`: a checklist of the configuration, one line per item."""
+"""`python -m bot check`: a checklist of the configuration, one line per item.
+
+Its verdict is the start's: the settings are validated by the same `load_settings` call, for the
+same purpose (`serve` or `socket`), that `python -m bot` makes; online, the same Slack calls the
+start makes (`auth.test`, `apps.connections.open`) are made.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.config import Mode, Purpose, Settings, load_settings
+from bot.config import (
+    Mode,
+    Purpose,
+    Settings,
+    allow_list_warning,
+    describe_mode,
+    dotenv_path,
+    key_warning,
+    load_settings,
+    mode_of,
+    read_environment,
+    run_purpose,
+)
+from bot.crypto import SecretBox
 from bot.errors import ConfigError, StoreUnavailable
 from bot.modelslab import ModelsLabClient
 from bot.store import Store
+from bot.workspaces import TEAM_ID_META, Workspaces
 
 
 @dataclass(frozen=True)
@@ -25,7 +43,60 @@ class Item:
     warning: bool = False
 
 
-async def _database(settings: Settings) -> list[Item]:
+async def served_warnings(
+    settings: Settings,
+    *,
+    store: Store | None,
+    workspaces: Workspaces | None,
+    workspace_id: str | None,
+) -> list[str]:
+    """What lets the bot start but makes every cancel fail: no ModelsLab key, nobody allowed.
+
+    Said by `check`, at start-up and in /readyz. Single workspace: the served workspace (its
+    stored key and list, plus the environment's); OAuth: every installed workspace.
+    """
+    if settings.mode is Mode.OAUTH:
+        rows = [(ws, n) for ws, n in await store.workspaces.all() if ws.installed] if store else []
+        no_key = [ws.workspace_id for ws, _ in rows if not ws.key_ciphertext]
+        nobody = [ws.workspace_id for ws, allowed in rows if not allowed]
+        lacks_key, lacks_people = bool(no_key), bool(nobody)
+    else:
+        no_key = nobody = [workspace_id] if workspace_id else []
+        if workspaces is not None and workspace_id is not None:
+            lacks_key = not await workspaces.key_for(workspace_id)
+            lacks_people = not await workspaces.entries(workspace_id)
+        else:  # nothing stored yet: only the environment can say
+            lacks_key = not settings.modelslab_api_key
+            lacks_people = not settings.allowed_entries
+    warnings = []
+    if lacks_key and not settings.dry_run:  # a dry run never calls ModelsLab: no key is needed
+        warnings.append(key_warning(*no_key))
+    if lacks_people:
+        warnings.append(allow_list_warning(*nobody))
+    return warnings
+
+
+@dataclass
+class _Database:
+    items: list[Item]
+    store: Store | None  # open and migrated: its contents can be read
+    team_id: str | None  # single workspace: the one learned at an earlier start
+
+
+def _knows_revision(revision: str) -> bool:
+    """Whether this version's migrations know a revision (a newer bot's are unknown to it)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    from bot.store.migrations import alembic_config
+
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+async def _database(settings: Settings) -> _Database:
     from bot.store.migrations import head_revision
 
     store = Store.from_url(settings.database_url)
@@ -33,33 +104,51 @@ async def _database(settings: Settings) -> list[Item]:
         await store.connect(wait=5.0)
         revision = await store.schema_revision()
     except StoreUnavailable as exc:
-        return [
-            Item(
-                False,
-                f"DATABASE_URL: {exc}; check the host, port, credentials and that the server runs.",
-            )
-        ]
-    finally:
         await store.close()
+        return _Database(
+            [
+                Item(
+                    False,
+                    f"DATABASE_URL: {exc}; check the host, port, credentials and that the server runs.",
+                )
+            ],
+            None,
+            None,
+        )
     head = head_revision()
     if revision is None:
-        return [Item(True, "database reachable; its tables are created on first start")]
+        await store.close()
+        return _Database(
+            [Item(True, "database reachable; its tables are created on first start")], None, None
+        )
+    if not _knows_revision(revision):
+        await store.close()
+        return _Database(
+            [
+                Item(
+                    False,
+                    f"DATABASE_URL: the database is at schema {revision}, which this version "
+                    f"(schema {head}) does not know: a newer version of the bot migrated it; run that one.",
+                )
+            ],
+            None,
+            None,
+        )
+    team = await store.meta.get(TEAM_ID_META) if settings.mode is Mode.SINGLE else None
     if revision != head:
-        return [
-            Item(
-                True,
-                f"database at schema {revision}; it is migrated to {head} on start",
-                warning=True,
-            )
-        ]
-    return [Item(True, f"database reachable, schema current ({revision})")]
+        # Tables this version reads may not exist yet: only what the first schema had is read.
+        await store.close()
+        item = Item(
+            True, f"database at schema {revision}; it is migrated to {head} on start", warning=True
+        )
+        return _Database([item], None, team)
+    return _Database([Item(True, f"database reachable, schema current ({revision})")], store, team)
 
 
-async def _slack(settings: Settings) -> Item:
+async def _slack(settings: Settings) -> tuple[Item, str | None]:
+    """auth.test with the bot token, as the start does; the item and the workspace it names."""
     from slack_sdk.web.async_client import AsyncWebClient
 
-    if settings.mode is Mode.OAUTH or not settings.slack_bot_token:
-        return Item(True, "Slack bot token: not used in OAuth mode (each install brings its own)")
     client = AsyncWebClient(
         token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10
     )
@@ -69,22 +158,20 @@ async def _slack(settings: Settings) -> Item:
         return Item(
             False,
             f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')}): reinstall the app and copy the new token.",
-        )
+        ), None
     except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
         return Item(
             False, f"Slack could not be reached at {settings.slack_api_url} ({type(exc).__name__})."
-        )
+        ), None
     return Item(
         True,
         f"Slack token works: workspace {auth.get('team')} ({auth.get('team_id')}), bot user {auth.get('user_id')}",
-    )
+    ), str(auth.get("team_id"))
 
 
-async def _app_token(settings: Settings) -> Item | None:
+async def _app_token(settings: Settings) -> Item:
     from slack_sdk.web.async_client import AsyncWebClient
 
-    if not settings.slack_app_token:
-        return None
     client = AsyncWebClient(base_url=settings.slack_api_url, timeout=10)
     try:
         await client.apps_connections_open(app_token=str(settings.slack_app_token))
@@ -100,41 +187,58 @@ async def _app_token(settings: Settings) -> Item | None:
     return Item(True, "Socket Mode app token works (apps.connections.open)")
 
 
-async def _modelslab(settings: Settings) -> Item:
-    if not settings.modelslab_api_key:
-        return Item(
-            True,
-            "MODELSLAB_API_KEY not set: a key must be stored for the workspace (set-key)",
-            warning=True,
-        )
+async def _modelslab(settings: Settings, key: str, source: str) -> Item:
     async with ModelsLabClient(
         base_url=settings.modelslab_api_url, v6_url=settings.modelslab_v6_url
     ) as client:
-        result = await client.check_key(settings.modelslab_api_key)
+        result = await client.check_key(key)
     if result.ok:
-        return Item(True, "ModelsLab key accepted (finetune_list)")
+        return Item(True, f"ModelsLab key ({source}) accepted (finetune_list)")
     if not result.definitive:
         return Item(
             False,
             f"ModelsLab could not check the key ({result.reason}); check MODELSLAB_API_URL "
             f"({settings.modelslab_api_url}) and the network.",
         )
-    return Item(False, f"MODELSLAB_API_KEY was refused by ModelsLab: {result.reason}.")
+    return Item(False, f"{source} was refused by ModelsLab: {result.reason}.")
 
 
-async def checklist(*, offline: bool, env: Mapping[str, str] | None = None) -> list[Item]:
-    """Run every check; never raises for a configuration problem."""
+def _source_line(env: Mapping[str, str] | None) -> list[Item]:
+    if env is not None:
+        return []
+    path = dotenv_path()
+    if path is None:
+        return [
+            Item(
+                True,
+                "settings: the environment only (no .env in the working directory; "
+                "copy .env.example to .env to keep them there)",
+            )
+        ]
+    return [Item(True, f"settings: the environment, then {path}")]
+
+
+async def checklist(
+    *, offline: bool, env: Mapping[str, str] | None = None, purpose: Purpose | None = None
+) -> list[Item]:
+    """Run every check for what `python -m bot` (or `purpose`) would run; never raises for a
+    configuration problem."""
+    values = read_environment(env)
+    chosen = purpose is None
+    purpose = purpose or run_purpose(values)
+    items = _source_line(env)
+    items.append(Item(True, f"mode: {describe_mode(mode_of(values), purpose, chosen=chosen)}"))
     try:
-        settings = load_settings(Purpose.CHECK, env)
+        settings = load_settings(purpose, values)
     except ConfigError as exc:
-        return [Item(False, problem) for problem in exc.problems]
-    items = [Item(True, f"configuration valid ({settings.mode.value} mode)")]
+        items += [Item(False, problem) for problem in exc.problems]
+        return items + [Item(True, w, warning=True) for w in exc.warnings]
     items += [Item(True, w, warning=True) for w in settings.warnings]
     if settings.dry_run:
         items.append(
             Item(True, "CANCEL_DRY_RUN=1: ModelsLab's cancel is never called", warning=True)
         )
-    if settings.is_sqlite and (env if env is not None else os.environ).get("DYNO"):
+    if settings.is_sqlite and values.get("DYNO"):
         items.append(
             Item(
                 True,
@@ -142,24 +246,96 @@ async def checklist(*, offline: bool, env: Mapping[str, str] | None = None) -> l
                 warning=True,
             )
         )
-    if not settings.allowed_entries:
-        items.append(Item(True, "CANCEL_ALLOWED_USERS is empty: nobody may cancel", warning=True))
-    items += await _database(settings)
-    if not offline:
-        items.append(await _slack(settings))
-        app_token = await _app_token(settings)
-        if app_token is not None:
-            items.append(app_token)
-        items.append(await _modelslab(settings))
+    database = await _database(settings)
+    items += database.items
+    try:
+        items += await _served(settings, database, purpose, offline=offline)
+    finally:
+        if database.store is not None:
+            await database.store.close()
     return items
 
 
-async def run_check(*, offline: bool) -> int:
+async def _served(
+    settings: Settings, database: _Database, purpose: Purpose, *, offline: bool
+) -> list[Item]:
+    """The workspace the bot serves, the online checks, and what would make every cancel fail."""
+    items: list[Item] = []
+    team = database.team_id
+    if settings.mode is Mode.SINGLE:
+        if offline and team is None:
+            items.append(
+                Item(
+                    True,
+                    "not checked offline: the first start must reach Slack once (auth.test) to learn "
+                    "which workspace SLACK_BOT_TOKEN belongs to; it is cached in the database from then on",
+                    warning=True,
+                )
+            )
+        elif team is not None:
+            items.append(
+                Item(True, f"workspace {team} (learned from Slack at an earlier start, cached)")
+            )
+    store = database.store
+    workspaces = (
+        Workspaces(
+            store=store,
+            box=SecretBox(settings.encryption_keys),
+            settings=settings,
+            single_workspace_id=team,
+        )
+        if store is not None
+        else None
+    )
+    if not offline:
+        if settings.mode is Mode.SINGLE:
+            slack_item, online_team = await _slack(settings)
+            items.append(slack_item)
+            if online_team is not None and online_team != team:
+                team = online_team
+                if workspaces is not None:
+                    workspaces = Workspaces(
+                        store=workspaces.store,
+                        box=workspaces.box,
+                        settings=settings,
+                        single_workspace_id=team,
+                    )
+        if purpose is Purpose.SOCKET:
+            items.append(await _app_token(settings))
+        if settings.mode is Mode.SINGLE and not settings.dry_run:
+            items += await _key_check(settings, workspaces, team)
+    warnings = await served_warnings(
+        settings, store=store, workspaces=workspaces, workspace_id=team
+    )
+    return items + [Item(True, w, warning=True) for w in warnings]
+
+
+async def _key_check(
+    settings: Settings, workspaces: Workspaces | None, team: str | None
+) -> Sequence[Item]:
+    """Check the key the served workspace's cancels would use (stored first, else the env's)."""
+    stored = None
+    if workspaces is not None and team is not None:
+        row = await workspaces.store.workspaces.get(team)
+        if row is not None and row.key_ciphertext and workspaces.box.enabled:
+            stored = await workspaces.key_for(team)
+    if stored:
+        return [await _modelslab(settings, stored, f"stored for {team}")]
+    if settings.modelslab_api_key:
+        return [await _modelslab(settings, settings.modelslab_api_key, "MODELSLAB_API_KEY")]
+    return []  # the missing key is a warning of its own
+
+
+def mark(item: Item) -> str:
+    """The four-character mark a line starts with."""
+    return "ok  " if item.ok and not item.warning else ("warn" if item.ok else "FAIL")
+
+
+async def run_check(*, offline: bool, purpose: Purpose | None = None) -> int:
     """Print the checklist; exit 0 only when everything passed."""
-    items = await checklist(offline=offline)
+    items = await checklist(offline=offline, purpose=purpose)
     for item in items:
-        mark = "ok  " if item.ok and not item.warning else ("warn" if item.ok else "FAIL")
-        print(f"[{mark}] {item.text}")
+        print(f"[{mark(item)}] {item.text}")
     failed = sum(not i.ok for i in items)
     print(
         f"{failed} problem(s) found." if failed else "All checks passed.",

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values, find_dotenv
+from dotenv import dotenv_values
 
 from bot.errors import ConfigError
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MODELSLAB_API_URL = "https://modelslab.com/api/v3"
 DEFAULT_SQLITE_FILE = "cancel-training.db"
+DOTENV_FILE = ".env"
 
 # Every variable the bot reads; .env.example, README.md, app.json and `check` know each one.
 ENV_VARS = (
@@ -70,7 +71,99 @@ class Purpose(str, enum.Enum):
     CANCEL = "cancel"
     NOTIFY = "notify"
     ADMIN = "admin"
-    CHECK = "check"
+
+
+# What each missing required variable means to the operator, and where to get it.
+_MISSING = {
+    "SLACK_BOT_TOKEN": "SLACK_BOT_TOKEN is missing: install the app to your workspace and copy the "
+    "Bot User OAuth Token (xoxb-…).",
+    "SLACK_SIGNING_SECRET": "SLACK_SIGNING_SECRET is missing: the HTTP server verifies every request "
+    "from Slack with it; copy it from the app's Basic Information page (or set SLACK_APP_TOKEN "
+    "to use Socket Mode instead).",
+    "SLACK_APP_TOKEN": "SLACK_APP_TOKEN is missing: Socket Mode needs an app-level token (xapp-…) "
+    "with connections:write.",
+    "BOT_ENCRYPTION_KEY": "BOT_ENCRYPTION_KEY is required in OAuth mode (tokens are stored "
+    "encrypted); make one with `python -c 'from cryptography.fernet import Fernet; "
+    "print(Fernet.generate_key().decode())'`.",
+}
+
+
+def mode_of(env: Mapping[str, str]) -> Mode:
+    """OAuth when both SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are set, else single workspace."""
+    both = env.get("SLACK_CLIENT_ID", "").strip() and env.get("SLACK_CLIENT_SECRET", "").strip()
+    return Mode.OAUTH if both else Mode.SINGLE
+
+
+def run_purpose(env: Mapping[str, str]) -> Purpose:
+    """What `python -m bot` runs: Socket Mode when SLACK_APP_TOKEN is set, else the HTTP server."""
+    return Purpose.SOCKET if env.get("SLACK_APP_TOKEN", "").strip() else Purpose.SERVE
+
+
+def required_settings(mode: Mode, purpose: Purpose) -> tuple[str, ...]:
+    """The variables a purpose cannot run without in a mode: the one rule `check` and the
+    commands share."""
+    needs: list[str] = []
+    if mode is Mode.SINGLE and purpose in (Purpose.SERVE, Purpose.SOCKET, Purpose.NOTIFY):
+        needs.append("SLACK_BOT_TOKEN")
+    if mode is Mode.OAUTH:
+        needs += ["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "BOT_ENCRYPTION_KEY"]
+    if purpose is Purpose.SERVE:
+        needs.append("SLACK_SIGNING_SECRET")
+    if purpose is Purpose.SOCKET:
+        needs.append("SLACK_APP_TOKEN")
+    return tuple(needs)
+
+
+def describe_mode(mode: Mode, purpose: Purpose, *, chosen: bool = False) -> str:
+    """Say which mode and transport are in force and what they need, in one sentence (`chosen`:
+    the transport is the one `python -m bot` picked)."""
+    how = {
+        Purpose.SERVE: "HTTP server",
+        Purpose.SOCKET: "Socket Mode",
+    }.get(purpose, f"`{purpose.value}`")
+    if chosen and purpose in (Purpose.SERVE, Purpose.SOCKET):
+        state = "set" if purpose is Purpose.SOCKET else "not set"
+        how += f" (what `python -m bot` runs: SLACK_APP_TOKEN is {state})"
+    who = (
+        "OAuth (many workspaces: each install brings its token, each workspace stores its own "
+        "ModelsLab key)"
+        if mode is Mode.OAUTH
+        else "single workspace (SLACK_BOT_TOKEN's)"
+    )
+    needs = ", ".join(required_settings(mode, purpose)) or "nothing more"
+    key = (
+        "; cancelling also needs a ModelsLab key (MODELSLAB_API_KEY or `set-key`) and someone "
+        "on the allow-list"
+        if mode is Mode.SINGLE
+        else ""
+    )
+    return f"{who}, {how}: needs {needs}{key}"
+
+
+def _workspaces_phrase(workspace_ids: tuple[str, ...]) -> str:
+    if not workspace_ids:
+        return "the workspace"
+    if len(workspace_ids) == 1:
+        return f"workspace {workspace_ids[0]}"
+    shown = ", ".join(workspace_ids[:3])
+    more = f" and {len(workspace_ids) - 3} more" if len(workspace_ids) > 3 else ""
+    return f"workspaces {shown}{more}"
+
+
+def key_warning(*workspace_ids: str) -> str:
+    """The warning for served workspaces without a ModelsLab key (none named: the one)."""
+    return (
+        f"No ModelsLab key for {_workspaces_phrase(workspace_ids)}: every cancel is refused until "
+        "one is set (MODELSLAB_API_KEY, `python -m bot set-key`, or App Home)."
+    )
+
+
+def allow_list_warning(*workspace_ids: str) -> str:
+    """The warning for served workspaces whose allow-list is empty (none named: the one)."""
+    return (
+        f"The allow-list of {_workspaces_phrase(workspace_ids)} is empty: nobody may cancel "
+        "(add people with CANCEL_ALLOWED_USERS, `python -m bot allow`, or App Home)."
+    )
 
 
 @dataclass(frozen=True)
@@ -123,13 +216,22 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
+def dotenv_path() -> Path | None:
+    """The `.env` file settings are read from: the working directory's, never a parent's (a
+    parent's would put the default database somewhere it was not created)."""
+    path = Path.cwd() / DOTENV_FILE
+    return path if path.is_file() else None
+
+
 def read_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the environment with `.env` underneath it (real variables win)."""
+    """Return the environment with `.env` underneath it (real variables win; empty is unset)."""
     if env is not None:
         return dict(env)
-    path = find_dotenv(usecwd=True)
+    path = dotenv_path()
     from_file = {k: v for k, v in dotenv_values(path).items() if v is not None} if path else {}
-    return {**from_file, **os.environ}
+    # `docker run --env-file` and platforms set `NAME=` for a blank line: that is not a value.
+    real = {k: v for k, v in os.environ.items() if v.strip() or k not in from_file}
+    return {**from_file, **real}
 
 
 def async_database_url(raw: str | None, *, cwd: Path | None = None) -> str:
@@ -186,16 +288,13 @@ def load_settings(purpose: Purpose, env: Mapping[str, str] | None = None) -> Set
     warnings: list[str] = []
 
     client_id, client_secret = get("SLACK_CLIENT_ID"), get("SLACK_CLIENT_SECRET")
-    if client_id and client_secret:
-        mode = Mode.OAUTH
-    else:
-        mode = Mode.SINGLE
-        if client_id or client_secret:
-            missing = "SLACK_CLIENT_SECRET" if client_id else "SLACK_CLIENT_ID"
-            warnings.append(
-                f"Only one of SLACK_CLIENT_ID/SLACK_CLIENT_SECRET is set; OAuth needs both "
-                f"(set {missing}). Running in single-workspace mode."
-            )
+    mode = mode_of(e)
+    if mode is Mode.SINGLE and (client_id or client_secret):
+        missing = "SLACK_CLIENT_SECRET" if client_id else "SLACK_CLIENT_ID"
+        warnings.append(
+            f"Only one of SLACK_CLIENT_ID/SLACK_CLIENT_SECRET is set; OAuth needs both "
+            f"(set {missing}). Running in single-workspace mode."
+        )
 
     bot_token = get("SLACK_BOT_TOKEN")
     if bot_token and not bot_token.startswith("xoxb-"):
@@ -281,32 +380,36 @@ def load_settings(purpose: Purpose, env: Mapping[str, str] | None = None) -> Set
             problems.append("PORT must be a TCP port number (1-65535).")
 
     api_key = get("MODELSLAB_API_KEY")
-    if mode is Mode.OAUTH:
-        if bot_token or api_key:
-            warnings.append(
-                "OAuth mode: SLACK_BOT_TOKEN and MODELSLAB_API_KEY are ignored (each workspace installs "
-                "the app and stores its own key)."
-            )
-        if not encryption_keys:
-            problems.append(
-                "BOT_ENCRYPTION_KEY is required in OAuth mode (tokens are stored encrypted)."
-            )
-    needs_slack = purpose in (Purpose.SERVE, Purpose.SOCKET, Purpose.NOTIFY, Purpose.CHECK)
-    if mode is Mode.SINGLE and needs_slack and not bot_token:
-        problems.append(
-            "SLACK_BOT_TOKEN is missing: install the app to your workspace and copy the Bot User OAuth Token (xoxb-…)."
+    if mode is Mode.OAUTH and (bot_token or api_key):
+        ignored = " and ".join(
+            name
+            for name, value in (("SLACK_BOT_TOKEN", bot_token), ("MODELSLAB_API_KEY", api_key))
+            if value
         )
-    if purpose is Purpose.SERVE and not signing_secret:
-        problems.append(
-            "SLACK_SIGNING_SECRET is missing: copy it from the app's Basic Information page."
+        warnings.append(
+            f"OAuth mode: {ignored} {'are' if ' and ' in ignored else 'is'} ignored (each workspace "
+            "installs the app and stores its own key)."
         )
-    if purpose is Purpose.SOCKET and not app_token:
-        problems.append(
-            "SLACK_APP_TOKEN is missing: Socket Mode needs an app-level token (xapp-…) with connections:write."
-        )
+    problems += [
+        _MISSING.get(name, f"{name} is missing.")
+        for name in required_settings(mode, purpose)
+        if not get(name)
+    ]
 
     if problems:
-        raise ConfigError(problems)
+        if mode is Mode.SINGLE and purpose in (Purpose.SERVE, Purpose.SOCKET):
+            # Not problems (a key may be stored, people added in the app), but a newcomer's next
+            # surprise: said along with what stops the start.
+            if not api_key:
+                warnings.append(key_warning())
+            if not allowed:
+                warnings.append(allow_list_warning())
+        serving = purpose in (Purpose.SERVE, Purpose.SOCKET)
+        raise ConfigError(
+            problems,
+            warnings=warnings,
+            context=describe_mode(mode, purpose) if serving else None,
+        )
     return Settings(
         mode=mode,
         database_url=database_url,

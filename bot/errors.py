@@ -24,10 +24,15 @@ class BotError(Exception):
 
 
 class ConfigError(BotError):
-    """One or more settings are missing or malformed."""
+    """One or more settings are missing or malformed (with the mode they were read for, and any
+    warnings worth saying along with them)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(
+        self, problems: list[str], *, warnings: list[str] | None = None, context: str | None = None
+    ) -> None:
         self.problems = list(problems)
+        self.warnings = list(warnings or ())
+        self.context = context
         super().__init__("\n".join(self.problems))
 
 

@@ -78,8 +78,21 @@ def setup_logging(*, level: str = "INFO", fmt: str = "text", secrets: Iterable[s
     # effective one) and then format every request body for a debug line nobody reads.
     for name in _SELF_LEVELLED:
         logging.getLogger(name).setLevel(level)
+    # Alembic announces its autogenerate plugins (when imported) and its migration context on
+    # every start, at INFO; only "Running upgrade …" tells an operator something.
+    logging.getLogger("alembic.runtime.plugins").setLevel(
+        logging.NOTSET if level == "DEBUG" else logging.WARNING
+    )
+    logging.getLogger("alembic.runtime.migration").addFilter(_alembic_context_at_debug_only)
 
 
+def _alembic_context_at_debug_only(record: logging.LogRecord) -> bool:
+    if not str(record.msg).startswith(_ALEMBIC_CONTEXT_LINES):
+        return True
+    return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+
+
+_ALEMBIC_CONTEXT_LINES = ("Context impl ", "Will assume ")
 _SELF_LEVELLED = (
     "bot.bolt",
     "slack_sdk.web.async_base_client",

@@ -123,6 +123,8 @@ class Cancellation:
     audit_ts: str | None = None
     rendered: str | None = None
     report_posting: str | None = None
+    report_posting_at: float | None = None
+    report_permalink: str | None = None
     report_attempts: int = 0
     report_next_at: float = 0.0
     report_error: str | None = None
@@ -157,6 +159,7 @@ class Notification:
     poll_next_at: float | None = None
     poll_failures: int = 0
     rendered: str | None = None
+    permalink: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -16,11 +16,13 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.blocks import build_finished_reply, build_notification
 from bot.cancellation import new_worker_id
+from bot.errors import StoreUnavailable
 from bot.ids import is_v6_id
 from bot.limiter import KeyLimiter
 from bot.model import Notification, State, TrainingEvent
 from bot.modelslab import ModelsLabClient, TrainingStatus
 from bot.renderer import NotificationRenderer, SlackUnavailable, raise_if_transient
+from bot.slack import get_permalink
 from bot.stages import Stage, normalise, parse_eta
 from bot.store import Store
 from bot.worker import QueueWorker
@@ -33,6 +35,20 @@ POLL_SECONDS = 60.0
 MAX_WATCH_SECONDS = 3 * 24 * 3600.0
 MAX_POLL_FAILURES = 30
 MAX_EVENT_ATTEMPTS = 6
+
+
+async def record_permalink(
+    store: Store, client: Any, workspace_id: str, training_id: str, channel_id: str, ts: str
+) -> None:
+    """Record a posted notification's permalink, once; without one, links fall back to a guess."""
+    link = await get_permalink(client, channel_id, ts)
+    if not link:
+        return
+    try:
+        await store.notifications.set_permalink(workspace_id, training_id, link)
+    except StoreUnavailable as exc:
+        # The notification is posted and recorded; only its exact link is lost.
+        logger.info("training %s: permalink not recorded (%s)", training_id, exc)
 
 
 def _item_key(item: TrainingEvent | Notification) -> tuple[str, ...]:
@@ -246,11 +262,12 @@ class Notifier:
         except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
             await self.store.notifications.drop_reservation(event.workspace_id, event.training_id)
             raise SlackUnavailable(type(exc).__name__) from exc
+        channel_id, message_ts = str(response["channel"]), str(response["ts"])
         await self.store.notifications.posted(
-            event.workspace_id,
-            event.training_id,
-            channel_id=str(response["channel"]),
-            message_ts=str(response["ts"]),
+            event.workspace_id, event.training_id, channel_id=channel_id, message_ts=message_ts
+        )
+        await record_permalink(
+            self.store, client, event.workspace_id, event.training_id, channel_id, message_ts
         )
         if draft.stage:
             await self.store.notifications.advance_stage(

@@ -238,6 +238,8 @@ def add_oauth_routes(app: Any, flow: AsyncOAuthFlow) -> None:
     from aiohttp import web
     from slack_bolt.request.async_request import AsyncBoltRequest
 
+    from bot.web import to_aiohttp
+
     async def _bolt(request: web.Request, handler: Any) -> web.StreamResponse:
         bolt_request = AsyncBoltRequest(
             body="",
@@ -245,13 +247,7 @@ def add_oauth_routes(app: Any, flow: AsyncOAuthFlow) -> None:
             headers={k.lower(): v for k, v in request.headers.items()},
         )
         response = await handler(bolt_request)
-        out = web.Response(status=response.status, body=response.body or "")
-        for name, values in response.headers.items():
-            if name.lower() == "content-length":
-                continue
-            for value in values:
-                out.headers.add(name, value)
-        return out
+        return to_aiohttp(response.status, response.body, response.headers)
 
     async def handle_install(request: web.Request) -> web.StreamResponse:
         return await _bolt(request, flow.handle_installation)

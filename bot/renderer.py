@@ -12,12 +12,10 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.blocks import build_notification
 from bot.model import Notification
+from bot.slack import is_transient
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
-TRANSIENT_ERRORS = frozenset(
-    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-)
 
 
 class SlackUnavailable(Exception):
@@ -26,9 +24,9 @@ class SlackUnavailable(Exception):
 
 def raise_if_transient(exc: SlackApiError) -> None:
     """Turn Slack's "try again later" answers (429, 5xx, …) into SlackUnavailable."""
-    error = str(exc.response.get("error") or "")
-    status = int(getattr(exc.response, "status_code", 200) or 200)
-    if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
+    if is_transient(exc):
+        error = str(exc.response.get("error") or "")
+        status = getattr(exc.response, "status_code", 200)
         raise SlackUnavailable(f"Slack answered {status} {error}".strip()) from exc
 
 

@@ -18,12 +18,13 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.blocks import build_announcement, build_outcome, slack_date
+from bot.blocks import build_announcement, build_outcome, build_retry_notice
 from bot.cancellation import new_worker_id
 from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
 from bot.model import Cancellation, Notification, OutcomeKind, ReportState
 from bot.renderer import NotificationRenderer, SlackUnavailable
+from bot.slack import answering_429s, get_permalink, is_transient, retry_after
 from bot.store import Store
 from bot.worker import QueueWorker
 
@@ -52,10 +53,26 @@ PERMANENT_ERRORS = frozenset(
     }
 )
 MAX_REPORT_ATTEMPTS = 8
+# A resumed report looks for its earlier post before posting again; this many failed passes
+# later it posts anyway (a possible duplicate is better than a lost report).
+LOOKUP_ATTEMPTS = MAX_REPORT_ATTEMPTS // 2
+# Slack caps history reads of non-Marketplace apps at about 15 messages (design §5).
+LOOKUP_LIMIT = 15
+# Between our clock and the ts Slack stamps on a post.
+CLOCK_SKEW = 300.0
 
 
 class _Transient(Exception):
-    """Slack could not take the report now; try again later."""
+    """Slack could not take the report now; try again later.
+
+    `retry_after`: what Slack asked to wait. `looking`: the look-up for an earlier post is what
+    failed, so the step stays marked as posting and the next pass looks again before posting.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, looking: bool = False):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.looking = looking
 
 
 class _Permanent(Exception):
@@ -181,10 +198,15 @@ class Reporter:
                     failed=True,
                 )
                 return
-            delay = min(300.0, 2.0 ** (attempts - 1) * 2)
+            delay = max(min(300.0, 2.0 ** (attempts - 1) * 2), exc.retry_after or 0.0)
             logger.info("report %s deferred %.0fs: %s", row.id, delay, exc)
             await self.store.reports.retry(
-                row.id, self.owner, seen=row, at=time.time() + delay, error=str(exc)
+                row.id,
+                self.owner,
+                seen=row,
+                at=time.time() + delay,
+                error=str(exc),
+                keep_posting=exc.looking,
             )
         except StoreUnavailable as exc:
             logger.warning("report %s: %s", row.id, exc)
@@ -227,6 +249,8 @@ class Reporter:
             elif row.outcome == OutcomeKind.RATE_LIMITED:
                 # A notification shows the retry time itself; otherwise say it in the thread.
                 await self._announce_retry(client, row, thread)
+            if note is None:
+                await self._link_own_thread(client, row, thread)
             await self.store.reports.finish(row.id, self.owner, seen=row, state=ReportState.WAITING)
             return
         # The outcome first: the thread reply is what the requester is waiting for.
@@ -247,6 +271,8 @@ class Reporter:
             await self.store.reports.update(
                 row.id, self.owner, audit_ts=ts or "-", report_posting=None
             )
+        if note is None:
+            await self._link_own_thread(client, row, thread)
         await self.store.reports.finish(row.id, self.owner, seen=row, state=ReportState.DELIVERED)
 
     async def _announce_retry(
@@ -256,12 +282,8 @@ class Reporter:
         marker = f"retry:{int(row.next_attempt_at)}"
         if row.rendered == marker:
             return
-        text = (
-            f":hourglass: ModelsLab is rate-limiting this account, so cancelling training "
-            f"`{row.training_id}` is scheduled for {slack_date(row.next_attempt_at)}. "
-            f'ModelsLab said: "{row.reason}"'
-        )
-        message = {"text": text}
+        message = build_retry_notice(row)
+        text = str(message["text"])
         if thread is not None:
             try:
                 await self._post_once(
@@ -314,6 +336,16 @@ class Reporter:
         )
         return (row.channel_id, ts) if ts else None
 
+    async def _link_own_thread(
+        self, client: Any, row: Cancellation, thread: tuple[str, str] | None
+    ) -> None:
+        """Record the own thread's permalink, once, after what the requester is waiting for."""
+        if thread is None or row.report_permalink:
+            return
+        link = await get_permalink(client, *thread)
+        if link:
+            await self.store.reports.update(row.id, self.owner, report_permalink=link)
+
     async def _post_outcome(
         self, client: Any, row: Cancellation, thread: tuple[str, str] | None, owner_id: str | None
     ) -> None:
@@ -352,7 +384,9 @@ class Reporter:
             found = await self._find_earlier_post(client, row, step, channel, thread_ts)
             if found:
                 return found
-        await self.store.reports.update(row.id, self.owner, report_posting=step)
+        await self.store.reports.update(
+            row.id, self.owner, report_posting=step, report_posting_at=time.time()
+        )
         metadata = {
             "event_type": METADATA_TYPE,
             "event_payload": {"cancellation_id": row.id, "step": step},
@@ -375,22 +409,53 @@ class Reporter:
     async def _find_earlier_post(
         self, client: Any, row: Cancellation, step: str, channel: str, thread_ts: str | None
     ) -> str | None:
+        """The ts of this step's post from an interrupted attempt, found by its metadata.
+
+        One narrow read (Slack caps history reads of non-Marketplace apps at about 15 messages
+        and one call a minute): only the messages since that attempt started. A 429 or an
+        outage defers the report to look again later; only after LOOKUP_ATTEMPTS failed passes
+        (or when Slack refuses the read for good) does it post without knowing.
+        """
+        started = row.report_posting_at
+        window: dict[str, Any] = {
+            "oldest": f"{(started or row.requested_at) - CLOCK_SKEW:.6f}",
+            "inclusive": True,
+            "limit": LOOKUP_LIMIT,
+            "include_all_metadata": True,
+        }
+        if started is not None:
+            # The interrupted attempt posted within its own pass, not at any later time.
+            window["latest"] = f"{started + CLOCK_SKEW:.6f}"
+        lookup = answering_429s(client)
         try:
             if thread_ts:
-                response = await client.conversations_replies(
-                    channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+                response = await lookup.conversations_replies(
+                    channel=channel, ts=thread_ts, **window
                 )
             else:
-                response = await client.conversations_history(
-                    channel=channel,
-                    oldest=str(row.requested_at - 300),  # tolerate clock skew
-                    include_all_metadata=True,
-                    limit=200,
-                )
-        except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            # Better a duplicate than a lost report.
+                response = await lookup.conversations_history(channel=channel, **window)
+        except SlackApiError as exc:
+            if is_transient(exc) and row.report_attempts < LOOKUP_ATTEMPTS:
+                raise _Transient(
+                    f"looking for an earlier post: {self._describe(exc)}",
+                    retry_after=retry_after(exc.response.headers),
+                    looking=True,
+                ) from exc
             logger.info(
-                "report %s: could not look for an earlier post (%s)", row.id, type(exc).__name__
+                "report %s: could not look for an earlier post (%s); posting",
+                row.id,
+                exc.response.get("error"),
+            )
+            return None
+        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            if row.report_attempts < LOOKUP_ATTEMPTS:
+                raise _Transient(
+                    f"looking for an earlier post: {type(exc).__name__}", looking=True
+                ) from exc
+            logger.info(
+                "report %s: could not look for an earlier post (%s); posting",
+                row.id,
+                type(exc).__name__,
             )
             return None
         for message in response.get("messages") or []:
@@ -405,22 +470,18 @@ class Reporter:
         return None
 
     @staticmethod
-    def _raise_if_transient(exc: SlackApiError) -> None:
+    def _describe(exc: SlackApiError) -> str:
         error = str(exc.response.get("error") or "")
         status = getattr(exc.response, "status_code", 200)
-        if (
-            status == 429
-            or status >= 500
-            or error
-            in (
-                "ratelimited",
-                "internal_error",
-                "fatal_error",
-                "service_unavailable",
-                "request_timeout",
-            )
-        ):
-            raise _Transient(f"Slack answered {status} {error}".strip()) from exc
+        return f"Slack answered {status} {error}".strip()
+
+    @classmethod
+    def _raise_if_transient(cls, exc: SlackApiError) -> None:
+        if is_transient(exc):
+            raise _Transient(
+                cls._describe(exc), retry_after=retry_after(exc.response.headers)
+            ) from exc
+        error = str(exc.response.get("error") or "")
         if error not in PERMANENT_ERRORS:
             logger.warning("Slack error treated as permanent: %s", error)
 

@@ -15,14 +15,16 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot import version
 from bot.access import AccessPolicy, GroupMembers
 from bot.app import create_app, single_workspace_authorize
 from bot.background import Background
 from bot.cancellation import CancellationService
+from bot.check import served_warnings
 from bot.config import Mode, Settings
 from bot.context import Deps
 from bot.crypto import SecretBox
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, StoreUnavailable
 from bot.limiter import KeyLimiter
 from bot.metrics import Metrics
 from bot.model import Cancellation
@@ -426,8 +428,18 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         workspaces=workspaces,
         single_workspace_id=single_id,
     )
+
+    async def readiness_warnings() -> list[str]:
+        # What `check` warns about too, then what the online probe found.
+        served: list[str] = []
+        with contextlib.suppress(StoreUnavailable):  # /readyz has just pinged the store
+            served = await served_warnings(
+                settings, store=store, workspaces=workspaces, workspace_id=single_id
+            )
+        return [*served, *await probe.warnings_now()]
+
     web_app = create_web_app(
-        readiness_warnings=probe.warnings_now,
+        readiness_warnings=readiness_warnings,
         bolt_app=bolt_app,
         signing_secret=settings.slack_signing_secret,
         store=store,
@@ -480,13 +492,22 @@ async def _start_site(runtime: Runtime, host: str, port: int) -> web.AppRunner:
     return runner
 
 
-def announce(settings: Settings, runtime: Runtime, how: str) -> None:
-    """Say at start-up which mode is active (design §2), and any configuration warnings."""
-    for warning in settings.warnings:
+async def announce(settings: Settings, runtime: Runtime, how: str) -> None:
+    """Say at start-up which version and mode are active (design §2), and every warning `check`
+    would give: the configuration's, and a served workspace no cancel can succeed in."""
+    workspaces = runtime.deps.workspaces
+    served = await served_warnings(
+        settings,
+        store=runtime.store,
+        workspaces=workspaces,
+        workspace_id=workspaces.single_workspace_id,
+    )
+    for warning in [*settings.warnings, *served]:
         logger.warning("%s", warning)
     dry = " DRY RUN: ModelsLab's cancel is never called." if settings.dry_run else ""
     logger.info(
-        "cancel-training bot ready: %s mode, workspace %s, %s.%s",
+        "cancel-training bot %s ready: %s mode, workspace %s, %s.%s",
+        version(),
         settings.mode.value,
         runtime.workspace_id,
         how,
@@ -501,7 +522,7 @@ async def serve(settings: Settings, store: Store, *, host: str, port: int) -> No
     try:
         runner = await _start_site(runtime, host, port)
         runtime.start_workers()
-        announce(settings, runtime, f"HTTP on {host}:{port} (POST /slack/events)")
+        await announce(settings, runtime, f"HTTP on {host}:{port} (POST /slack/events)")
         await stop.wait()
         logger.info("shutting down: no new requests; in-flight work finishes or stays claimed")
         await runner.cleanup()
@@ -537,9 +558,11 @@ async def socket(settings: Settings, store: Store, *, host: str, port: int | Non
     stop = _stop_event()
     runtime = await build_runtime(settings, store)
     runner: web.AppRunner | None = None
-    handler = AsyncSocketModeHandler(runtime.bolt_app, app_token=settings.slack_app_token)
+    handler: AsyncSocketModeHandler | None = None
     try:
         await verify_app_token(settings, runtime.clients)
+        # Built once the token is known good: it opens an aiohttp session of its own.
+        handler = AsyncSocketModeHandler(runtime.bolt_app, app_token=settings.slack_app_token)
         if port is not None:
             runner = await _start_site(runtime, host, port)
         runtime.start_workers()
@@ -550,13 +573,14 @@ async def socket(settings: Settings, store: Store, *, host: str, port: int | Non
         if connect.done():
             connect.result()
             routes = f" and HTTP on {host}:{port}" if port is not None else ""
-            announce(settings, runtime, f"Socket Mode{routes}")
+            await announce(settings, runtime, f"Socket Mode{routes}")
             await stopping
         else:
             connect.cancel()
         logger.info("shutting down Socket Mode")
-        await handler.close_async()  # type: ignore[no-untyped-call]
     finally:
+        if handler is not None:
+            await handler.close_async()  # type: ignore[no-untyped-call]
         if runner is not None:
             await runner.cleanup()
         await runtime.close()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
 import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -11,10 +17,17 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.timeouts import timeout
+
+logger = logging.getLogger(__name__)
+
 # Before the ack Slack allows 3 s in all; a lookup that takes longer is better refused.
 FAST_TIMEOUT = 2
 # The reporter works after the ack and may wait out Slack's rate limits.
 REPORTER_TIMEOUT = 15
+# chat.getPermalink runs after a post; a slow answer only costs the link, never the post.
+PERMALINK_TIMEOUT = 5.0
+MAX_PERMALINK = 1000
 
 
 def _reporter_handlers() -> list[AsyncRetryHandler]:
@@ -74,3 +87,65 @@ class SlackClients:
         """Close both sessions."""
         await self.fast_session.close()
         await self.session.close()
+
+
+def answering_429s(client: Any) -> Any:
+    """The same client (token, session, timeout, other retries), but a 429 raises at once.
+
+    For calls whose caller can wait in the outbox instead: the reporter's client would sleep out
+    the Retry-After (a minute for history reads of non-Marketplace apps) while holding a lease.
+    """
+    if not isinstance(client, AsyncWebClient):
+        return client
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        headers=dict(client.headers),
+        team_id=client.default_params.get("team_id"),
+        logger=client.logger,
+        retry_handlers=[
+            h for h in client.retry_handlers if not isinstance(h, AsyncRateLimitErrorRetryHandler)
+        ],
+    )
+
+
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+def is_transient(exc: SlackApiError) -> bool:
+    """Slack's "try again later" answers: 429, 5xx, and the error codes that mean the same."""
+    error = str(exc.response.get("error") or "")
+    status = int(getattr(exc.response, "status_code", 200) or 200)
+    return status == 429 or status >= 500 or error in TRANSIENT_ERRORS
+
+
+def retry_after(headers: Mapping[str, Any] | None) -> float | None:
+    """Seconds from a Retry-After header (any case, str or list value), if there is one."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            first = value[0] if isinstance(value, (list, tuple)) and value else value
+            try:
+                return max(0.0, float(first))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+async def get_permalink(client: Any, channel: str, ts: str) -> str | None:
+    """The message's permalink from chat.getPermalink, or None when Slack gives none; never raises."""
+    try:
+        async with timeout(PERMALINK_TIMEOUT):
+            response = await answering_429s(client).chat_getPermalink(
+                channel=channel, message_ts=ts
+            )
+    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        logger.info("no permalink for message %s in %s (%s)", ts, channel, type(exc).__name__)
+        return None
+    link = response.get("permalink")
+    if isinstance(link, str) and link.startswith("https://") and len(link) <= MAX_PERMALINK:
+        return link
+    return None

@@ -8,17 +8,18 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request import payload_utils
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from yarl import URL
 
+from bot import version
 from bot.context import RECEIVED_AT
 from bot.errors import StoreUnavailable
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -186,17 +187,36 @@ def _bolt_request(
     return bolt_request
 
 
-def _to_aiohttp(status: int, body: str, headers: dict[str, Any]) -> web.Response:
-    response = web.Response(status=status, text=body)
+def to_aiohttp(status: int, body: str | bytes | None, headers: Mapping[str, Any]) -> web.Response:
+    """An aiohttp response for a Bolt one: the body, Bolt's headers, and one Content-Type."""
+    response = web.Response(status=status, body=body.encode() if isinstance(body, str) else body)
     for name, values in headers.items():
-        if name.lower() in ("content-length",):
+        lowered = name.lower()
+        if lowered == "content-length":
             continue
-        value = values[0] if isinstance(values, (list, tuple)) else values
-        if name.lower() == "content-type":
-            response.content_type = str(value).split(";")[0]
+        if lowered == "content-type":
+            # aiohttp keeps its own Content-Type header; adding Bolt's beside it would send two.
+            value = values[0] if isinstance(values, (list, tuple)) else values
+            response.headers[hdrs.CONTENT_TYPE] = str(value)
             continue
-        response.headers[name] = str(value)
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            response.headers.add(name, str(value))
     return response
+
+
+# Slack's ssl_check body is two short fields; nothing longer is parsed before its signature.
+_SSL_CHECK_MAX = 1024
+
+
+def _is_ssl_check(text: str, content_type: str) -> bool:
+    """True for Slack's ssl_check request (sent unsigned when a command URL is saved)."""
+    if content_type != "application/x-www-form-urlencoded" or len(text) > _SSL_CHECK_MAX:
+        return False
+    try:
+        fields = _parse_form(text)
+    except BadRequest:
+        return False
+    return fields.get("ssl_check") == ["1"] and "command" not in fields and "payload" not in fields
 
 
 def create_web_app(
@@ -233,6 +253,11 @@ def create_web_app(
             request.headers.get("X-Slack-Request-Timestamp"),
             request.headers.get("X-Slack-Signature"),
         ):
+            if _is_ssl_check(text, request.content_type):
+                # Slack checks the certificate with an unsigned POST and wants only a 200;
+                # nothing in it is acted on.
+                logger.debug("answered Slack's ssl_check")
+                return web.Response(status=200)
             raise web.HTTPUnauthorized(text="invalid or stale Slack signature")
         try:
             body = parse_slack_body(text, request.content_type)
@@ -242,7 +267,7 @@ def create_web_app(
         except BadRequest as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         response = await bolt_app.async_dispatch(bolt_request)
-        return _to_aiohttp(response.status, str(response.body or ""), response.headers)
+        return to_aiohttp(response.status, response.body, response.headers)
 
     async def handle_healthz(_: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
@@ -251,9 +276,11 @@ def create_web_app(
         try:
             await store.ping()
         except StoreUnavailable as exc:
-            return web.json_response({"status": "unavailable", "problems": [str(exc)]}, status=503)
+            return web.json_response(
+                {"status": "unavailable", "version": version(), "problems": [str(exc)]}, status=503
+            )
         warnings = await readiness_warnings() if readiness_warnings else []
-        return web.json_response({"status": "ready", "warnings": warnings})
+        return web.json_response({"status": "ready", "version": version(), "warnings": warnings})
 
     async def handle_metrics(request: web.Request) -> web.StreamResponse:
         if metrics is None or not metrics_token:

@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot import text
 from bot.cache import TtlCache
 from bot.config import Mode, Settings
 from bot.crypto import SecretBox
@@ -256,7 +257,7 @@ class Workspaces:
         row: Workspace | None = await self.store.workspaces.get(workspace_id)
         if row is not None and row.key_ciphertext:
             by = (
-                f" by <@{row.key_set_by}>"
+                f" by {text.user(row.key_set_by)}"
                 if row.key_set_by and not row.key_set_by.startswith("cli:")
                 else ""
             )
@@ -265,7 +266,7 @@ class Workspaces:
                 if row.key_set_at
                 else ""
             )
-            return f"set{when}{by}, ends …{row.key_hint}"
+            return f"set{when}{by}, ends …{text.outside(row.key_hint, 20)}"
         if self._is_env_workspace(workspace_id) and self.settings.modelslab_api_key:
             return "set by the operator (MODELSLAB_API_KEY)"
         return "not set"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +23,7 @@ from tests.fakes.slack_requests import (
     signed,
     slash_command_body,
 )
+from tests.fakes.slack_rules import ack_problems
 
 SIGNING_SECRET = "8f742231b10e8888abcd99aaabbb85a5"
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
@@ -62,13 +64,20 @@ class Bot:
         return str(self.settings.slack_signing_secret)
 
     async def post(self, body: bytes, content_type: str, **headers: str) -> tuple[int, str]:
+        """Send ``body`` signed as Slack does; Slack renders the answer, so it is checked too."""
+        request = sent_request(body, content_type)
+        if isinstance(request.get("trigger_id"), str):
+            self.slack.issue_trigger_id(request["trigger_id"])
         all_headers = {**signed(body, self.secret, content_type=content_type), **headers}
         async with self.session.post(
             f"{self.url}/slack/events", data=body, headers=all_headers
         ) as resp:
-            return resp.status, await resp.text()
+            status, text = resp.status, await resp.text()
+        if status == 200:
+            check_ack(self.slack, request, text)
+        return status, text
 
-    async def command(self, text: str, **fields: str) -> dict[str, Any]:
+    async def command(self, text: str, **fields: Any) -> dict[str, Any]:
         """Send /cancel-training and return the ack's JSON body ({} for an empty ack)."""
         body = slash_command_body(text=text, response_url=self.slack.response_url("cmd"), **fields)
         status, text_body = await self.post(body, "application/x-www-form-urlencoded")
@@ -81,6 +90,32 @@ class Bot:
         payload = block_actions_payload(value=value, user_id=user_id, **kw)
         status, _ = await self.post(form_payload_body(payload), "application/x-www-form-urlencoded")
         return status
+
+
+def sent_request(body: bytes, content_type: str) -> dict[str, Any]:
+    """The payload Slack sent in ``body``: a command's fields, an interaction or an event."""
+    try:
+        if content_type.startswith("application/json"):
+            parsed = json.loads(body)
+            return parsed if isinstance(parsed, dict) else {}
+        fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        if "payload" in fields:
+            parsed = json.loads(fields["payload"])
+            return parsed if isinstance(parsed, dict) else {}
+        return fields
+    except (ValueError, UnicodeDecodeError):
+        return {}
+
+
+def check_ack(slack: FakeSlack, request: dict[str, Any], text: str) -> None:
+    """Record on ``slack`` an HTTP answer to ``request`` that Slack would refuse or misrender."""
+    answer: Any = text
+    with suppress(ValueError):
+        answer = json.loads(text) if text else None
+    problems = ack_problems(request, answer)
+    if problems:
+        kind = "slash_command" if "command" in request else request.get("type", "request")
+        slack.reject(f"ack {kind}", problems, answer, None)
 
 
 @asynccontextmanager

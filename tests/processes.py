@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -65,24 +66,35 @@ def process_env(env: dict[str, str]) -> dict[str, str]:
     return {**keep, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **env}
 
 
-async def run_bot_cli(env: dict[str, str], *args: str, cwd: Path) -> Run:
-    """Run `python -m bot ARGS` to completion (bounded) and return its exit code and output."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        env=process_env(env),
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=CLI_TIMEOUT)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"python -m bot {' '.join(args)} did not finish") from None
+async def run_bot_cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> Run:
+    """Run `python -m bot ARGS` to completion (bounded) and return its exit code and output.
+
+    Without `cwd` it runs in an empty directory of its own: the bot reads `.env` from its working
+    directory, so a test must never run it where a developer keeps theirs.
+    """
+    with tempfile.TemporaryDirectory(prefix="bot-cwd-") as scratch:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            *args,
+            env=process_env(env),
+            cwd=cwd or scratch,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(stdin.encode() if stdin is not None else None),
+                timeout=CLI_TIMEOUT,
+            )
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"python -m bot {' '.join(args)} did not finish") from None
     assert proc.returncode is not None
     return Run(proc.returncode, out.decode(), err.decode())
 

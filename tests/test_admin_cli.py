@@ -3,9 +3,7 @@ workspaces|rotate-keys` in a subprocess, against the fake ModelsLab and a real d
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from bot.crypto import SecretBox
 from bot.store import Store
 from bot.workspaces import Workspaces
 from tests.fakes.modelslab import FakeModelsLab
+from tests.processes import run_bot_cli
 
 TEAM = "T0NEWTEAM"
 OTHER = "T0OLDTEAM"
@@ -93,22 +92,9 @@ def local_env(
 async def run_cli(
     env: dict[str, str], *args: str, stdin: str | None = None, cwd: Path | None = None
 ) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(
-        proc.communicate(stdin.encode() if stdin is not None else None), timeout=60
-    )
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    """`python -m bot ARGS`, by default in an empty directory (no developer's `.env` is read)."""
+    run = await run_bot_cli(env, *args, cwd=cwd, stdin=stdin)
+    return Run(run.code, run.out, run.err)
 
 
 def workspaces_for(env: dict[str, str], store: Store) -> Workspaces:
@@ -312,3 +298,92 @@ async def test_rotate_keys_with_a_key_that_cannot_read_the_data_fails_readably(
     assert await workspaces_for(local_env, local_store).key_for(TEAM) == KEY
     assert "Traceback" not in run.err, run.err
     assert run.code == 1 and "BOT_ENCRYPTION_KEY" in run.err, run
+
+
+# --- single-workspace truths ------------------------------------------------------------------
+
+
+async def serves(store: Store, team: str = TEAM) -> None:
+    """The database as a start leaves it: the bot has learned which workspace it serves."""
+    from bot.workspaces import TEAM_ID_META
+
+    await store.meta.set(TEAM_ID_META, team)
+
+
+async def test_allow_counts_an_id_in_cancel_allowed_users_once(
+    local_env: dict[str, str], local_store: Store, tmp_path: Path
+) -> None:
+    await serves(local_store)
+    env = {**local_env, "CANCEL_ALLOWED_USERS": f"{ERIN},{GROUP}"}
+    run = await run_cli(env, "allow", ERIN, DAVE, cwd=tmp_path)
+    assert run.code == 0, run
+    # ERIN and GROUP from the environment, DAVE added: three, not four.
+    assert "now has 3 entries" in run.out, run
+    assert f"{ERIN} also in CANCEL_ALLOWED_USERS" in run.out, run
+
+
+async def test_deny_of_someone_allowed_through_the_environment_says_they_stay_allowed(
+    local_env: dict[str, str], local_store: Store, tmp_path: Path
+) -> None:
+    await serves(local_store)
+    await local_store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
+    env = {**local_env, "CANCEL_ALLOWED_USERS": ERIN}
+    run = await run_cli(env, "deny", ERIN, cwd=tmp_path)
+    assert run.code == 1, run
+    assert "Removed" not in run.out, run
+    assert "Still allowed" in run.err and ERIN in run.err and "CANCEL_ALLOWED_USERS" in run.err
+    # A stored entry is removed as asked, and the one from the environment is still named.
+    run = await run_cli(env, "deny", DAVE, ERIN, cwd=tmp_path)
+    assert run.code == 1 and f"Removed {DAVE}" in run.out and ERIN in run.err, run
+    assert await local_store.workspaces.allow_list(TEAM) == []
+    run = await run_cli(env, "deny", DAVE, cwd=tmp_path)
+    assert run.code == 0 and "not on it" in run.out and "Removed" not in run.out, run
+
+
+@pytest.mark.parametrize("command", ["allow", "deny", "set-key"])
+async def test_a_workspace_this_bot_does_not_serve_is_refused_naming_the_served_one(
+    command: str,
+    local_env: dict[str, str],
+    local_store: Store,
+    modelslab: FakeModelsLab,
+    tmp_path: Path,
+) -> None:
+    await serves(local_store)
+    args = [DAVE] if command != "set-key" else []
+    run = await run_cli(local_env, command, "--team", OTHER, *args, stdin=KEY + "\n", cwd=tmp_path)
+    assert run.code == 2, run
+    assert TEAM in run.err and OTHER in run.err and "single-workspace" in run.err, run
+    assert "Traceback" not in run.err and KEY not in run.text
+    assert await local_store.workspaces.get(OTHER) is None
+    assert modelslab.calls == []
+    # The served one, named or not, works.
+    ok = await run_cli(local_env, command, "--team", TEAM, *args, stdin=KEY + "\n", cwd=tmp_path)
+    assert ok.code == 0, ok
+
+
+async def test_workspaces_shows_the_served_workspace_with_its_key_state(
+    local_env: dict[str, str], local_store: Store, tmp_path: Path
+) -> None:
+    env = {**local_env, "MODELSLAB_API_KEY": KEY, "CANCEL_ALLOWED_USERS": f"{ERIN},{GROUP}"}
+    # Before the first start: the bot cannot know which workspace it serves, and says so.
+    run = await run_cli(env, "workspaces", cwd=tmp_path)
+    assert run.code == 0 and "not known yet" in run.out, run
+
+    await serves(local_store)
+    run = await run_cli(env, "workspaces", cwd=tmp_path)
+    assert run.code == 0, run
+    rows = {ln.split()[0]: ln.split() for ln in run.out.splitlines()[1:] if ln.startswith("T")}
+    # workspace, name, served, installed, key, allowed
+    assert rows[TEAM][2] == "yes" and rows[TEAM][-2:] == ["MODELSLAB_API_KEY", "2"], run.out
+    assert KEY not in run.text
+
+    # A stored key wins over the environment's; the list counts each id once.
+    ws = workspaces_for(env, local_store)
+    await ws.set_key(TEAM, KEY, by="cli:ops")
+    await ws.allow(TEAM, [ERIN, DAVE], by="cli:ops")
+    await local_store.workspaces.ensure(OTHER, name="Old Team", installed=False)
+    run = await run_cli(env, "workspaces", cwd=tmp_path)
+    rows = {ln.split()[0]: ln.split() for ln in run.out.splitlines()[1:] if ln.startswith("T")}
+    assert rows[TEAM][2] == "yes" and rows[TEAM][-2:] == ["…4Rb9", "3"], run.out
+    assert rows[OTHER][-5:] == ["no", "no", "not", "set", "0"], run.out  # served, installed, …
+    assert KEY not in run.text

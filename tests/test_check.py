@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet
 from bot.check import Item, checklist, run_check
 from bot.config import ENV_VARS, async_database_url
 from bot.store import Store
+from bot.workspaces import TEAM_ID_META
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.harness import bot_env
@@ -95,6 +96,16 @@ def set_environ(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
         monkeypatch.setenv(name, value)
 
 
+async def first_start_done(database_url: str | None, cwd: Path, team: str = "T0TEAM001") -> None:
+    """The database as a first start leaves it: migrated, the workspace learned from Slack."""
+    store = Store.from_url(async_database_url(database_url, cwd=cwd))
+    try:
+        await store.migrate()
+        await store.meta.set(TEAM_ID_META, team)
+    finally:
+        await store.close()
+
+
 # --- offline: a valid configuration ------------------------------------------------------
 
 
@@ -105,6 +116,7 @@ async def test_offline_check_of_a_valid_configuration_exits_0(
     # Point the URLs at the fakes: offline must not call them at all.
     env["SLACK_API_URL"], env["MODELSLAB_API_URL"] = slack.base_url, modelslab.base_url
     env["MODELSLAB_V6_URL"] = modelslab.v6_url
+    await first_start_done(env["DATABASE_URL"], tmp_path)
     run = await run_bot_cli(env, "check", "--offline", cwd=tmp_path)
     assert run.code == 0, run
     lines = run.out.strip().splitlines()
@@ -345,21 +357,19 @@ async def test_a_sqlite_file_that_does_not_exist_yet_is_fine(
     path = tmp_path / "fresh.db"
     env = {**valid_env(tmp_path), "DATABASE_URL": f"sqlite:///{path}"}
     items = await checklist(offline=True, env=env)
-    assert all(mark(i) == "ok" for i in items), describe(items)
+    # Fine, except that offline nothing can say which workspace the token is for (a warning).
+    assert all(mark(i) == "ok" for i in items if "must reach Slack" not in i.text), describe(items)
     assert any("database" in i.text for i in items), describe(items)
 
-    # Once migrated (as the bot does at start), the schema is reported current.
-    store = Store.from_url(async_database_url(env["DATABASE_URL"]))
-    try:
-        await store.migrate()
-    finally:
-        await store.close()
+    # Once migrated and the workspace learned (as the first start does), all is ok.
+    await first_start_done(env["DATABASE_URL"], tmp_path)
     items = await checklist(offline=True, env=env)
     assert all(mark(i) == "ok" for i in items), describe(items)
     assert any("schema current" in i.text for i in items), describe(items)
 
     # The default database (DATABASE_URL unset) is a SQLite file in the working directory.
     env.pop("DATABASE_URL")
+    await first_start_done(None, tmp_path)
     items = await checklist(offline=True, env=env)
     assert all(mark(i) == "ok" for i in items), describe(items)
 
@@ -371,6 +381,8 @@ async def test_heroku_with_sqlite_is_a_warning(
     environ: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = valid_env(tmp_path)
+    await first_start_done(env["DATABASE_URL"], tmp_path)
+    await first_start_done(None, tmp_path)  # the default database, in the working directory
     items = await checklist(offline=True, env=env)
     assert not any("Heroku" in i.text for i in items), describe(items)
 
@@ -412,7 +424,8 @@ async def test_warnings(
     modelslab: FakeModelsLab,
 ) -> None:
     env = {k: v for k, v in {**valid_env(tmp_path), **overrides}.items() if v}
-    # A missing key is only reported online: that case runs against the fakes.
+    await first_start_done(env["DATABASE_URL"], tmp_path)
+    # A missing key is reported offline and online: that case runs against the fakes.
     online = "MODELSLAB_API_KEY" in overrides
     if online:
         env.update(SLACK_API_URL=slack.base_url, MODELSLAB_API_URL=modelslab.base_url)
@@ -502,3 +515,313 @@ async def test_online_problem_is_a_fail_line_and_exit_1(
     assert name in failed[0] and reason in failed[0], failed
     assert "Traceback" not in out + err
     assert_no_secret(out + err, slack.bot_token, slack.app_token, "wrong-key-Jd73hs")
+
+
+# --- the mode, and the same verdict as the start ----------------------------------------------
+
+
+MODES = {
+    # id: (overrides on the single-workspace HTTP environment, mode words, transport words, needs)
+    "single-http": ({}, "single workspace", "HTTP server", ("SLACK_SIGNING_SECRET",)),
+    "single-socket": (
+        {"SLACK_APP_TOKEN": APP_TOKEN},
+        "single workspace",
+        "Socket Mode",
+        ("SLACK_APP_TOKEN",),
+    ),
+    "oauth-http": (
+        {"SLACK_CLIENT_ID": "1234.5678", "SLACK_CLIENT_SECRET": "abcdef0123"},
+        "OAuth",
+        "HTTP server",
+        ("BOT_ENCRYPTION_KEY", "SLACK_SIGNING_SECRET"),
+    ),
+    "oauth-socket": (
+        {
+            "SLACK_CLIENT_ID": "1234.5678",
+            "SLACK_CLIENT_SECRET": "abcdef0123",
+            "SLACK_APP_TOKEN": APP_TOKEN,
+        },
+        "OAuth",
+        "Socket Mode",
+        ("BOT_ENCRYPTION_KEY", "SLACK_APP_TOKEN"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MODES))
+async def test_check_names_the_mode_it_found_and_what_that_mode_needs(
+    case: str, environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    overrides, mode, transport, needs = MODES[case]
+    env = {**valid_env(tmp_path), **overrides}
+    if "SLACK_APP_TOKEN" not in overrides:
+        env.pop("SLACK_APP_TOKEN")
+    items = await checklist(offline=True, env=env)
+    [line] = [i.text for i in items if i.text.startswith("mode: ")]
+    assert mode in line and transport in line, line
+    for name in needs:
+        assert name in line, (name, line)
+    # Single workspace: SLACK_BOT_TOKEN is needed (and said); OAuth: installs bring their own.
+    assert ("SLACK_BOT_TOKEN" in line.split("needs")[1]) is (mode == "single workspace"), line
+    assert "what `python -m bot` runs" in line, line
+
+
+async def test_with_no_app_token_check_fails_without_the_signing_secret(
+    environ: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12: with no SLACK_APP_TOKEN, `python -m bot` is the HTTP server, which refuses to
+    start without SLACK_SIGNING_SECRET; `check` used to say "All checks passed"."""
+    env = {
+        k: v
+        for k, v in valid_env(tmp_path).items()
+        if k not in ("SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+    }
+    set_environ(environ, env)
+    code = await run_check(offline=True)
+    out, _ = capsys.readouterr()
+    assert code == 1, out
+    [failed] = [line for line in out.splitlines() if line.startswith("[FAIL] ")]
+    assert "SLACK_SIGNING_SECRET is missing" in failed, out
+    assert "HTTP server" in out
+
+
+async def test_offline_says_the_first_start_must_reach_slack_until_it_has(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = valid_env(tmp_path)
+    items = await checklist(offline=True, env=env)
+    [note] = [i for i in items if "must reach Slack" in i.text]
+    assert mark(note) == "warn" and "first start" in note.text and "auth.test" in note.text
+    await first_start_done(env["DATABASE_URL"], tmp_path, team="T0LEARNED")
+    items = await checklist(offline=True, env=env)
+    assert not any("must reach Slack" in i.text for i in items), describe(items)
+    assert any("workspace T0LEARNED" in i.text and mark(i) == "ok" for i in items), describe(items)
+
+
+async def test_oauth_check_does_not_check_the_key_it_says_is_ignored(
+    slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **online_env(slack, modelslab, sqlite_url),
+        "SLACK_CLIENT_ID": "1234.5678",
+        "SLACK_CLIENT_SECRET": "abcdef0123",
+        "BOT_ENCRYPTION_KEY": FERNET_KEY,
+    }
+    env.pop("SLACK_APP_TOKEN")
+    run = await run_bot_cli(env, "check", cwd=tmp_path)
+    assert run.code == 0, run
+    assert modelslab.calls == [], "the ignored MODELSLAB_API_KEY was sent to ModelsLab"
+    assert slack.calls_to("auth.test") == [], "the ignored SLACK_BOT_TOKEN was tried"
+    lines = run.out.splitlines()
+    assert any(ln.startswith("[warn] ") and "ignored" in ln for ln in lines), run.out
+    assert not any("ModelsLab key" in ln and "accepted" in ln for ln in lines), run.out
+    assert not any(ln.startswith("[ok  ] ") and "token works" in ln for ln in lines), run.out
+
+
+async def test_an_oauth_workspace_without_key_or_allow_list_is_a_warning(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = {
+        **valid_env(tmp_path),
+        "SLACK_CLIENT_ID": "1234.5678",
+        "SLACK_CLIENT_SECRET": "abcdef0123",
+    }
+    await first_start_done(env["DATABASE_URL"], tmp_path)
+    store = Store.from_url(async_database_url(env["DATABASE_URL"]))
+    try:
+        await store.workspaces.ensure("T0NOKEY01", name="No key", installed=True)
+        await store.workspaces.ensure("T0GONE001", name="Uninstalled", installed=False)
+    finally:
+        await store.close()
+    items = await checklist(offline=True, env=env)
+    warnings = [i.text for i in items if mark(i) == "warn"]
+    assert any("No ModelsLab key for workspace T0NOKEY01" in w for w in warnings), warnings
+    assert any("allow-list of workspace T0NOKEY01" in w for w in warnings), warnings
+    assert not any("T0GONE001" in w for w in warnings), warnings
+    assert all(i.ok for i in items), describe(items)
+
+
+async def test_a_key_or_allow_list_stored_in_the_database_is_no_warning(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bot.config import Purpose, load_settings
+    from bot.crypto import SecretBox
+    from bot.workspaces import Workspaces
+
+    env = {
+        k: v
+        for k, v in valid_env(tmp_path).items()
+        if k not in ("MODELSLAB_API_KEY", "CANCEL_ALLOWED_USERS")
+    }
+    await first_start_done(env["DATABASE_URL"], tmp_path, team="T0TEAM001")
+    items = await checklist(offline=True, env=env)
+    warnings = [i.text for i in items if mark(i) == "warn"]
+    assert len(warnings) == 2, describe(items)
+    assert "No ModelsLab key for workspace T0TEAM001" in warnings[0], warnings
+    assert "allow-list of workspace T0TEAM001 is empty" in warnings[1], warnings
+
+    settings = load_settings(Purpose.ADMIN, env)
+    store = Store.from_url(settings.database_url)
+    try:
+        ws = Workspaces(store=store, box=SecretBox(settings.encryption_keys), settings=settings)
+        await ws.set_key("T0TEAM001", MODELSLAB_KEY, by="cli:ops")
+        await ws.allow("T0TEAM001", ["U0DAVE001"], by="cli:ops")
+    finally:
+        await store.close()
+    items = await checklist(offline=True, env=env)
+    assert all(mark(i) == "ok" for i in items), describe(items)
+
+
+async def test_a_schema_from_a_newer_version_fails_the_check(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = valid_env(tmp_path)
+    await first_start_done(env["DATABASE_URL"], tmp_path)
+    store = Store.from_url(async_database_url(env["DATABASE_URL"]))
+    try:
+        async with store.engine.begin() as conn:
+            await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0999'")
+    finally:
+        await store.close()
+    items = await checklist(offline=True, env=env)
+    [failed] = [i for i in items if not i.ok]
+    assert "DATABASE_URL" in failed.text and "0999" in failed.text and "newer" in failed.text
+
+
+@dataclass(frozen=True)
+class StartCase:
+    """An environment, `check`'s arguments and the start command that must agree."""
+
+    id: str
+    overrides: dict[str, str]
+    start: tuple[str, ...] = ()  # () = `python -m bot`, which picks the transport
+    check: tuple[str, ...] = ()
+    revoke: str | None = None  # "bot" or "app": Slack refuses that token
+
+
+def _oauth(**more: str) -> dict[str, str]:
+    return {
+        "SLACK_CLIENT_ID": "1234.5678",
+        "SLACK_CLIENT_SECRET": "abcdef0123",
+        "BOT_ENCRYPTION_KEY": FERNET_KEY,
+        "SLACK_BOT_TOKEN": "",
+        "MODELSLAB_API_KEY": "",
+        **more,
+    }
+
+
+START_CASES = [
+    StartCase("single-http", {}),
+    StartCase("single-http-no-signing-secret", {"SLACK_SIGNING_SECRET": ""}),
+    StartCase("single-http-revoked-bot-token", {}, revoke="bot"),
+    StartCase("single-socket", {"SLACK_APP_TOKEN": "app", "SLACK_SIGNING_SECRET": ""}),
+    StartCase("single-socket-revoked-app-token", {"SLACK_APP_TOKEN": "app"}, revoke="app"),
+    StartCase(
+        "serve-with-an-app-token-but-no-signing-secret",
+        {"SLACK_APP_TOKEN": "app", "SLACK_SIGNING_SECRET": ""},
+        start=("serve",),
+        check=("--serve",),
+    ),
+    StartCase("oauth-http", _oauth()),
+    StartCase("oauth-http-no-encryption-key", _oauth(BOT_ENCRYPTION_KEY="")),
+    StartCase("oauth-socket", _oauth(SLACK_APP_TOKEN="app", SLACK_SIGNING_SECRET="")),
+]
+
+
+async def start_verdict(env: dict[str, str], args: tuple[str, ...], cwd: Path) -> tuple[bool, str]:
+    """Start the bot; True once it says it is ready, False if it exits first (then its stderr)."""
+    from tests.processes import bot_process, wait_until
+
+    port = free_port()
+    async with bot_process({**env, "PORT": str(port)}, *args, cwd=cwd, port=None) as bot:
+        await wait_until(
+            lambda: bot.proc.returncode is not None or " ready: " in bot.err,
+            timeout=30,
+            what="the bot to start or exit",
+        )
+        if bot.proc.returncode is not None:
+            await bot.terminate()
+            return False, bot.err
+        return True, bot.err
+
+
+@pytest.mark.parametrize("case", START_CASES, ids=[c.id for c in START_CASES])
+async def test_check_passes_exactly_when_the_bot_then_starts(
+    case: StartCase, slack: FakeSlack, modelslab: FakeModelsLab, tmp_path: Path
+) -> None:
+    overrides = dict(case.overrides)
+    if overrides.get("SLACK_APP_TOKEN") == "app":
+        overrides["SLACK_APP_TOKEN"] = slack.app_token
+    if case.revoke:
+        slack.revoke(slack.bot_token if case.revoke == "bot" else slack.app_token)
+    env = bot_env(slack, modelslab, f"sqlite:///{tmp_path / 'bot.db'}", **overrides)
+    checked = await run_bot_cli(env, "check", *case.check, cwd=tmp_path)
+    started, log = await start_verdict(env, case.start, tmp_path)
+    assert (checked.code == 0) is started, (checked, log)
+    assert "Traceback" not in checked.err + log
+    if not started:
+        # What stops the start is what `check` failed on.
+        failed = [ln[7:] for ln in checked.out.splitlines() if ln.startswith("[FAIL] ")]
+        assert failed, checked
+        assert any(f.split(":")[0] in log for f in failed), (failed, log)
+
+
+async def test_no_key_and_nobody_allowed_are_warned_by_check_the_start_up_log_and_readyz(
+    slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Once the bot started silently and the first cancel said "No modelslab api key is set"."""
+    import aiohttp
+
+    from tests.processes import serving
+
+    bare = {"MODELSLAB_API_KEY": "", "CANCEL_ALLOWED_USERS": ""}
+    checked = await run_bot_cli(
+        bot_env(slack, modelslab, sqlite_url, **bare), "check", cwd=tmp_path
+    )
+    assert checked.code == 0, checked  # warnings: it starts, but no cancel can succeed
+    warned = [ln[7:] for ln in checked.out.splitlines() if ln.startswith("[warn] ")]
+    assert len(warned) == 2, checked.out
+    assert "No ModelsLab key for workspace T0A1B2C3D" in warned[0], warned
+    assert "allow-list of workspace T0A1B2C3D is empty" in warned[1], warned
+
+    async with serving(slack, modelslab, sqlite_url, tmp_path, **bare) as bot:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{bot.url}/readyz") as resp,
+        ):
+            assert resp.status == 200
+            ready = await resp.json()
+        for warning in warned:
+            assert warning in bot.err, (warning, bot.err)
+            assert warning in ready["warnings"], ready
+
+    # Both given: no such warning anywhere.
+    async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
+        async with aiohttp.ClientSession() as session, session.get(f"{bot.url}/readyz") as resp:
+            ready = await resp.json()
+        assert ready["warnings"] == [], ready
+        assert "No ModelsLab key" not in bot.err and "nobody may cancel" not in bot.err
+
+
+async def test_a_database_from_an_older_version_is_read_without_its_newer_tables(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from alembic import command
+
+    from bot.store.migrations import alembic_config
+
+    env = {k: v for k, v in valid_env(tmp_path).items() if k != "MODELSLAB_API_KEY"}
+    store = Store.from_url(async_database_url(env["DATABASE_URL"]))
+    try:
+        async with store.engine.connect() as conn:  # the schema of an early version: no workspaces
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
+            await conn.commit()
+        await store.meta.set(TEAM_ID_META, "T0OLDSTORE")
+    finally:
+        await store.close()
+    items = await checklist(offline=True, env=env)
+    assert all(i.ok for i in items), describe(items)
+    assert any("schema 0002" in i.text and "migrated" in i.text for i in items), describe(items)
+    assert any("No ModelsLab key for workspace T0OLDSTORE" in i.text for i in items), describe(
+        items
+    )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,15 +10,9 @@ import pytest
 from bot.store import Store
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
+from tests.processes import Run, run_bot_cli
 
 V6_ID = "9b2c3d4e-1111-4222-8333-444455556666"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -38,19 +29,8 @@ def cli_env(modelslab: FakeModelsLab, database_url: str, store: Store) -> dict[s
 
 
 async def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        env=env,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    """`python -m bot ARGS`, by default in an empty directory (no developer's `.env` is read)."""
+    return await run_bot_cli(env, *args, cwd=cwd)
 
 
 async def test_cancel_accepted_prints_one_line_and_exits_0(
@@ -187,3 +167,159 @@ async def test_probably_cancelled_is_not_a_confirmed_success(
     run = await run_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T1")
     assert run.code == 1, run
     assert "probably cancelled (not confirmed)" in run.out
+
+
+# --- the small truths a newcomer hits -------------------------------------------------------
+
+
+@pytest.fixture
+def bare_env() -> dict[str, str]:
+    """Nothing configured: for what needs no database."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, "PYTHONPATH": str(Path(__file__).parent.parent)}
+
+
+async def test_version_comes_from_the_package_metadata(bare_env) -> None:
+    from importlib import metadata
+
+    from tests.test_deploy_files import project_field
+
+    run = await run_cli(bare_env, "--version")
+    assert run.code == 0, run
+    assert run.out.strip() == f"cancel-training-bot {project_field('version')}"
+    assert project_field("version") == metadata.version("cancel-training-bot")
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [(("frobnicate",), "'frobnicate'"), (("sk-live-9f8e7d6c5b4a",), None), (("--verbose",), None)],
+    ids=["typo", "pasted-secret", "unknown-option"],
+)
+async def test_an_unknown_command_names_the_valid_ones(bare_env, args, shown) -> None:
+    run = await run_cli(bare_env, *args)
+    assert run.code == 2, run
+    [message] = [ln for ln in run.err.splitlines() if "error:" in ln]
+    for command in ("serve", "socket", "check", "notify", "cancel", "set-key", "workspaces"):
+        assert command in message, message
+    if shown:
+        assert shown in message
+    assert "sk-live" not in run.err and "Traceback" not in run.err
+    # The list named is the parser's own.
+    import argparse
+
+    from bot.__main__ import COMMANDS, build_parser
+
+    [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(COMMANDS) == set(sub.choices)
+
+
+async def test_cancel_exits_2_on_a_configuration_error(
+    cli_env, modelslab: FakeModelsLab, tmp_path: Path
+) -> None:
+    from tests.fakes.slack import FakeSlack
+
+    # Single workspace, no --team and nothing to learn it from: a configuration problem.
+    run = await run_cli(cli_env, "cancel", "F5jvdzGnYi")
+    assert run.code == 2, run
+    assert "--team" in run.err and "Traceback" not in run.err
+    # OAuth mode serves many workspaces: --team is needed.
+    oauth = {**cli_env, "SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "s3"}
+    oauth["BOT_ENCRYPTION_KEY"] = "Wk7OyqGqKZWXtN0Aj8T_cvbfHhcWhQRkfQ8bK3EV0dE="
+    run = await run_cli(oauth, "cancel", "F5jvdzGnYi")
+    assert run.code == 2 and "--team" in run.err, run
+    async with FakeSlack() as slack:
+        env = {**cli_env, "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_API_URL": slack.base_url}
+        # A workspace this bot does not serve (it serves slack.team_id).
+        run = await run_cli(env, "cancel", "F5jvdzGnYi", "--team", "T0SOMEONE")
+        assert run.code == 2, run
+        assert slack.team_id in run.err and "T0SOMEONE" in run.err
+        # A token Slack refuses (a database that has not learned the workspace yet).
+        other = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+        slack.revoke(slack.bot_token)
+        run = await run_cli(other, "cancel", "F5jvdzGnYi")
+        assert run.code == 2 and "token_revoked" in run.err, run
+        assert slack.bot_token not in run.out + run.err
+    assert modelslab.cancel_calls() == []
+
+
+async def test_a_bad_app_token_is_one_line_and_leaks_no_session(
+    modelslab: FakeModelsLab, sqlite_url: str, tmp_path: Path
+) -> None:
+    from tests.fakes.slack import FakeSlack
+    from tests.harness import bot_env
+    from tests.processes import run_bot_cli
+
+    async with FakeSlack() as slack:
+        slack.revoke(slack.app_token)
+        env = bot_env(slack, modelslab, sqlite_url, SLACK_APP_TOKEN=slack.app_token)
+        run = await run_bot_cli({**env, "LOG_LEVEL": "ERROR"}, "socket", cwd=tmp_path)
+    assert run.code == 2, run
+    assert "Unclosed client session" not in run.err, run.err
+    [line] = run.err.strip().splitlines()
+    assert "SLACK_APP_TOKEN" in line and "token_revoked" in line, line
+    assert slack.app_token not in run.err
+
+
+async def test_waiting_for_an_unreachable_postgresql_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    import bot.__main__ as cli
+    from bot.config import Purpose, load_settings
+    from bot.errors import StoreUnavailable
+    from tests.processes import free_port
+
+    # Design §3: up to 30 s, said every 5 s; shortened here to keep the test quick.
+    assert (cli.DB_WAIT_SECONDS, cli.DB_PROGRESS_SECONDS) == (30.0, 5.0)
+    monkeypatch.setattr(cli, "DB_WAIT_SECONDS", 3.0)
+    monkeypatch.setattr(cli, "DB_PROGRESS_SECONDS", 1.0)
+    url = f"postgresql://bot:pw-Secret9@127.0.0.1:{free_port()}/bot"
+    settings = load_settings(Purpose.CANCEL, {"DATABASE_URL": url})
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await cli.open_store(settings)
+    took = time.monotonic() - started
+    err = capsys.readouterr().err
+    notes = [ln for ln in err.splitlines() if ln.startswith("waiting for the database…")]
+    assert len(notes) >= 2, err
+    assert notes[0].endswith("(1 s)") and notes[1].endswith("(2 s)"), notes
+    assert 2.5 < took < 6, took
+    assert "pw-Secret9" not in err
+
+
+async def test_the_first_message_with_no_configuration_names_everything_needed(
+    tmp_path: Path,
+) -> None:
+    from tests.processes import run_bot_cli
+
+    run = await run_bot_cli({}, cwd=tmp_path)  # `python -m bot`, nothing configured
+    assert run.code == 2, run
+    assert "Traceback" not in run.err
+    assert ".env.example" in run.err and "HTTP server" in run.err, run.err
+    problems = [ln for ln in run.err.splitlines() if ln.startswith("  - ")]
+    missing = [p for p in problems if " is missing" in p]
+    assert {p.split()[1] for p in missing} == {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"}, problems
+    warnings = run.err.split("Warnings", 1)[1]
+    assert "MODELSLAB_API_KEY" in warnings and "CANCEL_ALLOWED_USERS" in warnings, run.err
+
+    # With an app token, `python -m bot` is Socket Mode, which needs no signing secret.
+    run = await run_bot_cli({"SLACK_APP_TOKEN": "xapp-1-A1-2-abc"}, cwd=tmp_path)
+    assert run.code == 2 and "Socket Mode" in run.err, run
+    assert "SLACK_BOT_TOKEN is missing" in run.err and "SLACK_SIGNING_SECRET" not in run.err
+
+
+async def test_a_run_from_a_subdirectory_does_not_use_the_parents_dotenv(
+    tmp_path: Path,
+) -> None:
+    from tests.processes import run_bot_cli
+
+    (tmp_path / ".env").write_text("SLACK_BOT_TOKEN=xoxb-from-parent\n")
+    sub = tmp_path / "scripts"
+    sub.mkdir()
+    run = await run_bot_cli({}, "check", "--offline", cwd=sub)
+    assert "no .env in the working directory" in run.out, run
+    assert "SLACK_BOT_TOKEN is missing" in run.out, run
+    assert not list(sub.glob("*.db")), "check created a database"
+    here = await run_bot_cli({}, "check", "--offline", cwd=tmp_path)
+    assert str(tmp_path / ".env") in here.out and "SLACK_BOT_TOKEN is missing" not in here.out

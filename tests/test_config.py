@@ -105,3 +105,87 @@ def test_dotenv_never_overrides_the_real_environment(
     monkeypatch.setenv("MODELSLAB_API_KEY", "from-env")
     env = read_environment()
     assert env["MODELSLAB_API_KEY"] == "from-env" and env["LOG_LEVEL"] == "DEBUG"
+
+
+# --- where settings come from, and what an empty one means -----------------------------------
+
+
+def test_dotenv_is_read_from_the_working_directory_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `.env` in a parent directory is not used: with it, a run from a subdirectory would use
+    that checkout's settings but a second, empty default database in the subdirectory."""
+    (tmp_path / ".env").write_text("MODELSLAB_API_KEY=from-parent\n")
+    sub = tmp_path / "scripts"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
+    assert "MODELSLAB_API_KEY" not in read_environment()
+    monkeypatch.chdir(tmp_path)
+    assert read_environment()["MODELSLAB_API_KEY"] == "from-parent"
+
+
+def test_an_empty_real_variable_is_unset_so_dotenv_still_applies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `docker run --env-file` with `PORT=` sets PORT to "": that is no value, not "no port".
+    (tmp_path / ".env").write_text("PORT=8080\nLOG_LEVEL=DEBUG\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PORT", "")
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    env = read_environment()
+    assert env["PORT"] == "8080" and env["LOG_LEVEL"] == "WARNING"
+    assert load_settings(Purpose.SERVE, {**GOOD, **env}).port == 8080
+
+
+def test_every_variable_set_empty_is_the_same_as_unset() -> None:
+    """`.env.example` has `NAME=` lines; `docker run --env-file .env` passes them as "". Each one
+    must mean exactly what leaving it out means."""
+    from bot.config import ENV_VARS
+
+    base = load_settings(Purpose.SERVE, GOOD)
+    for name in ENV_VARS:
+        if name in GOOD:
+            continue
+        assert load_settings(Purpose.SERVE, {**GOOD, name: ""}) == base, name
+        assert load_settings(Purpose.SERVE, {**GOOD, name: "  "}) == base, name
+
+
+# --- the one rule `check` and the commands share ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "purpose", "needs"),
+    [
+        ({}, Purpose.SERVE, {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"}),
+        ({"SLACK_APP_TOKEN": "xapp-1"}, Purpose.SOCKET, {"SLACK_BOT_TOKEN"}),
+        (
+            {"SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "s"},
+            Purpose.SERVE,
+            {"BOT_ENCRYPTION_KEY", "SLACK_SIGNING_SECRET"},
+        ),
+        (
+            {"SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "s", "SLACK_APP_TOKEN": "xapp-1"},
+            Purpose.SOCKET,
+            {"BOT_ENCRYPTION_KEY"},
+        ),
+    ],
+    ids=["single-http", "single-socket", "oauth-http", "oauth-socket"],
+)
+def test_python_m_bot_picks_the_transport_and_names_every_missing_setting(
+    env: dict[str, str], purpose: Purpose, needs: set[str]
+) -> None:
+    from bot.config import run_purpose
+
+    assert run_purpose(env) is purpose
+    with pytest.raises(ConfigError) as info:
+        load_settings(purpose, env)
+    assert {p.split()[0] for p in info.value.problems} == needs
+    mode = "OAuth" if "SLACK_CLIENT_ID" in env else "single workspace"
+    how = "Socket Mode" if purpose is Purpose.SOCKET else "HTTP server"
+    assert info.value.context is not None
+    assert mode in info.value.context and how in info.value.context
+    # Not stopping the start, but said with what does: single workspace, no key, nobody allowed.
+    said = " ".join(info.value.warnings)
+    single = "SLACK_CLIENT_ID" not in env
+    assert ("No ModelsLab key" in said) is single and ("nobody may cancel" in said) is single

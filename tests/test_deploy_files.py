@@ -12,12 +12,14 @@ import json
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from bot.config import ENV_VARS
 from tests.fakes.modelslab import FakeModelsLab
@@ -387,3 +389,332 @@ def test_heroku_python_buildpack_finds_a_package_manager_file() -> None:
     if found == ["requirements.txt"]:
         lines = (REPO / "requirements.txt").read_text().split()
         assert "." in lines or "-e" in lines or "--editable" in lines, lines
+
+
+# --- the container as the README runs it ----------------------------------------------------
+
+
+def image_env() -> dict[str, str]:
+    """The final stage's ENV (the `ENV A=1 B=2` form this Dockerfile uses)."""
+    found: dict[str, str] = {}
+    for word, args in final_stage():
+        if word == "ENV":
+            found.update(pair.split("=", 1) for pair in shlex.split(args))
+    return found
+
+
+def docker_env_file(path: Path) -> dict[str, str]:
+    """What `docker run --env-file` passes: every `NAME=VALUE` line as written (no quotes
+    removed, nothing expanded; `NAME=` is an empty value); comments and blank lines skipped."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            found[name.strip()] = value
+    return found
+
+
+async def test_the_container_started_with_env_example_passes_its_own_healthcheck(
+    slack: FakeSlack, modelslab: FakeModelsLab, tmp_path: Path
+) -> None:
+    """`docker run --env-file .env` with `.env` made from `.env.example` (which has `PORT=`):
+    the HEALTHCHECK must find the server the image's CMD starts. No Docker daemon here: the same
+    environment, command and health command, run directly."""
+    from tests.harness import ALICE, SIGNING_SECRET
+    from tests.processes import bot_process, wait_until
+
+    env = {**image_env(), **docker_env_file(REPO / ".env.example")}
+    assert env.get("PORT") == "", "the case this test is about: .env.example's empty PORT="
+    # What a user fills in, pointed at the fakes; everything else stays as .env.example has it.
+    env.update(
+        SLACK_BOT_TOKEN=slack.bot_token,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.base_url,
+        MODELSLAB_API_URL=modelslab.base_url,
+        MODELSLAB_API_KEY="good-key",
+        CANCEL_ALLOWED_USERS=ALICE,
+    )
+    default_port = 3000  # the bot's default for an unset PORT, as the image's CMD runs it
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", default_port)) == 0:
+            pytest.skip(f"port {default_port} is in use on this machine")
+    cmd = [args for word, args in final_stage() if word == "CMD"][-1]
+    command = list(json.loads(cmd))
+    assert command[:3] == ["python", "-m", "bot"], command
+    health = healthcheck_command()
+    if health[0] == "python":
+        health[0] = sys.executable
+
+    async def healthcheck() -> int:
+        proc = await asyncio.create_subprocess_exec(
+            *health,
+            env=process_env(env),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        return await asyncio.wait_for(proc.wait(), timeout=15)
+
+    # Loopback only (the image listens on all interfaces); the WORKDIR is the volume: tmp_path.
+    args = (*command[3:], "--host", "127.0.0.1")
+    async with bot_process(env, *args, cwd=tmp_path, port=default_port) as bot:
+        await wait_until(lambda: " ready: " in bot.err, timeout=30, what="the start-up line")
+        assert await healthcheck() == 0, bot.describe()
+    assert await healthcheck() != 0
+    # The default SQLite database went to the working directory, i.e. the image's volume.
+    assert (tmp_path / "cancel-training.db").exists()
+
+
+def test_the_sqlite_default_lives_on_a_declared_volume() -> None:
+    from bot.config import async_database_url
+
+    stage = final_stage()
+    workdir = [args for word, args in stage if word == "WORKDIR"][-1]
+    volumes = [
+        v
+        for word, args in stage
+        if word == "VOLUME"
+        for v in (json.loads(args) if args.startswith("[") else args.split())
+    ]
+    assert volumes, "no VOLUME: the SQLite file dies with the container"
+    database = async_database_url(None, cwd=Path(workdir)).split(":///", 1)[1]
+    assert any(Path(database).is_relative_to(v) for v in volumes), (database, volumes)
+    readme = (REPO / "README.md").read_text()
+    assert f":{volumes[0]}" in readme and "volume" in readme.lower()
+
+
+def test_the_image_installs_the_tested_versions() -> None:
+    stage = final_stage()
+    copies = " ".join(args for word, args in stage if word == "COPY")
+    runs = " ".join(args for word, args in stage if word == "RUN")
+    assert "constraints.txt" in copies.split()
+    assert re.search(r"pip install (-c |--constraint[= ])constraints\.txt", runs), runs
+    requirements = (REPO / "requirements.txt").read_text().split("\n")
+    assert "-c constraints.txt" in requirements, requirements
+
+
+# --- compose.yaml ---------------------------------------------------------------------------
+
+
+def compose_schema() -> dict:
+    """The Compose specification's schema as check-jsonschema ships it (licence: Apache-2.0,
+    in the same package's vendor/licenses/LICENSE.compose-spec)."""
+    from importlib.resources import files
+
+    vendor = files("check_jsonschema.builtin_schemas.vendor")
+    assert (vendor / "licenses" / "LICENSE.compose-spec").is_file()
+    return dict(json.loads((vendor / "compose-spec.json").read_text()))
+
+
+def compose_file() -> dict:
+    import yaml
+
+    return dict(yaml.safe_load((REPO / "compose.yaml").read_text()))
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's `${NAME:-default}` / `${NAME}` interpolation."""
+
+    def one(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(3) or ""
+        return env.get(name) or default
+
+    return re.sub(r"\$\{(\w+)(:-([^}]*))?\}", one, value)
+
+
+def test_compose_file_is_valid_against_the_compose_specification() -> None:
+    import jsonschema
+
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator.validate(compose_file())
+    # The schema is really applied: a misspelt key is refused.
+    broken = {**compose_file(), "servces": {}}
+    assert not validator.is_valid(broken)
+    typo = compose_file()
+    typo["services"]["bot"]["depends_on"] = {"db": {"condition": "service_happy"}}
+    assert not validator.is_valid(typo)
+
+
+def test_compose_runs_the_bot_on_its_postgresql() -> None:
+    from urllib.parse import urlsplit
+
+    from bot.config import async_database_url
+
+    services = compose_file()["services"]
+    bot, db = services["bot"], services["db"]
+    assert bot["build"] == "." and (REPO / "Dockerfile").is_file()
+    assert [e["path"] if isinstance(e, dict) else e for e in bot["env_file"]] == [".env"]
+    # DATABASE_URL (as a user without POSTGRES_PASSWORD gets it) names the db service, and the
+    # credentials and database the db service is created with.
+    url = interpolate(bot["environment"]["DATABASE_URL"], {})
+    assert async_database_url(url).startswith("postgresql+psycopg://")
+    parts = urlsplit(url)
+    db_env = {k: interpolate(str(v), {}) for k, v in db["environment"].items()}
+    assert parts.hostname == "db" and parts.port == 5432
+    assert (parts.username, parts.password) == (
+        db_env["POSTGRES_USER"],
+        db_env["POSTGRES_PASSWORD"],
+    )
+    assert parts.path == f"/{db_env['POSTGRES_DB']}"
+    # The bot waits for a healthy database; the data outlives the containers.
+    assert bot["depends_on"]["db"]["condition"] == "service_healthy"
+    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+    [volume] = db["volumes"]
+    name, _, target = volume.partition(":")
+    assert target == "/var/lib/postgresql/data" and name in compose_file()["volumes"]
+    assert "ports" not in db, "the database needs no published port"
+    # The published port is the one the bot listens on (and its HEALTHCHECK asks).
+    port = bot["environment"]["PORT"]
+    assert [p.split(":")[-1] for p in bot["ports"]] == [port]
+
+
+def test_compose_leaves_a_place_for_the_worker_role() -> None:
+    services = compose_file()["services"]
+    text = (REPO / "compose.yaml").read_text()
+    if "worker" in services:  # only once `python -m bot worker` exists
+        from bot.__main__ import build_parser
+
+        assert services["worker"]["command"][-1] == "worker"
+        build_parser().parse_args(["worker"])
+    else:
+        assert re.search(r"^\s*# worker:", text, re.MULTILINE), "no place kept for the worker"
+
+
+# --- packaging ------------------------------------------------------------------------------
+
+
+def constraints() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line}"
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def installed_requirements() -> list[tuple[str, Requirement]]:
+    """Every requirement `pip install -e '.[test]'` satisfied on this interpreter, transitively:
+    (the distribution that asked, the requirement)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    found: list[tuple[str, Requirement]] = []
+    todo: list[tuple[str, set[str]]] = [("cancel-training-bot", {"", "test"})]
+    done: set[tuple[str, str]] = set()
+    while todo:
+        dist, extras = todo.pop()
+        for raw in metadata.requires(dist) or []:
+            req = Requirement(raw)
+            if req.marker is not None and not any(
+                req.marker.evaluate({"extra": e}) for e in extras
+            ):
+                continue
+            found.append((dist, req))
+            for extra in {"", *req.extras}:
+                if (req.name.lower(), extra) not in done:
+                    done.add((req.name.lower(), extra))
+                    todo.append((req.name, {"", extra}))
+    return found
+
+
+def test_constraints_pin_every_dependency_within_pyprojects_ranges() -> None:
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    pins = constraints()
+    for dist, req in installed_requirements():
+        name = canonicalize_name(req.name)
+        # Pinned (a new release cannot slip into a fresh install)...
+        assert name in pins, f"{name} (required by {dist}) is not pinned in constraints.txt"
+        # ...within the range pyproject (or the package that needs it) allows...
+        assert req.specifier.contains(pins[name], prereleases=True), (dist, str(req), pins[name])
+        # ...at the version installed here, where the suite passes.
+        assert metadata.version(req.name) == pins[name], (name, metadata.version(req.name))
+
+
+def test_ci_installs_from_the_constraints() -> None:
+    """.ci/run runs the README's test command; that command must install with the pins."""
+    ci = (REPO / ".ci" / "run").read_text()
+    match = re.search(r"test_command=\$\((awk .*)\)$", ci, re.MULTILINE)
+    assert match, "where .ci/run extracts the README's test command"
+    done = subprocess.run(  # noqa: S603 - the extraction .ci/run itself runs, on README.md
+        ["bash", "-c", match.group(1)],  # noqa: S607
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    command = done.stdout
+    assert re.search(r"pip install (-c |--constraint[= ])constraints\.txt .*\.\[test\]", command), (
+        command
+    )
+
+
+def test_license_matches_pyproject() -> None:
+    assert re.search(r'^license\s*=\s*\{\s*text\s*=\s*"MIT"\s*\}', PYPROJECT_TEXT, re.MULTILINE)
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License\n"), text[:40]
+    assert "Permission is hereby granted, free of charge" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
+
+
+def test_changelog_has_the_version_the_bot_reports() -> None:
+    from bot import version
+
+    text = (REPO / "CHANGELOG.md").read_text()
+    assert version() == project_field("version")
+    assert re.search(rf"^## \[?{re.escape(version())}\]?", text, re.MULTILINE), text[:400]
+
+
+# --- manifests and README -------------------------------------------------------------------
+
+# design §3: the first word of `/cancel-training` text that is a subcommand.
+DESIGN_SUBCOMMANDS = ("help", "history", "watch", "cancel", "can-i", "who-can")
+
+
+@pytest.mark.parametrize("name", ["manifest.yml", "manifest-socket.yml"])
+def test_the_usage_hint_lists_every_subcommand(name: str) -> None:
+    import yaml
+
+    from bot.listeners.commands.cancel_training import SUBCOMMANDS
+
+    manifest = yaml.safe_load((REPO / name).read_text())
+    [command] = manifest["features"]["slash_commands"]
+    words = set(re.findall(r"[a-z][a-z-]+", command["usage_hint"]))
+    missing = (set(SUBCOMMANDS) | set(DESIGN_SUBCOMMANDS)) - words
+    assert not missing, (missing, command["usage_hint"])
+
+
+def test_readme_says_slack_re_verifies_the_request_url_once_the_bot_runs() -> None:
+    readme = (REPO / "README.md").read_text()
+    setup = readme.split("## Set up in Slack", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"re-?verif", setup, re.IGNORECASE), setup
+    assert "Request URL" in setup
+
+
+def test_readme_gives_a_working_one_line_way_to_make_bot_encryption_key() -> None:
+    from cryptography.fernet import Fernet
+
+    readme = (REPO / "README.md").read_text()
+    terminal = readme.split("python -m bot set-key", 1)[1]
+    assert "BOT_ENCRYPTION_KEY" in readme.split("python -m bot set-key", 1)[0][-1500:] + terminal
+    [line] = {m for m in re.findall(r"`(python -c [^`]*Fernet[^`]*)`", readme)}
+    done = subprocess.run(  # noqa: S603 - the README's own one-liner
+        [sys.executable, *shlex.split(line)[1:]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    Fernet(done.stdout.strip().encode())  # a valid key
+
+
+def test_readme_runs_compose_and_names_its_file() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "docker compose up" in readme and "compose.yaml" in readme

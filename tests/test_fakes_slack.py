@@ -33,11 +33,13 @@ from tests.fakes.slack_requests import (
     slash_command_fields,
     view_submission_payload,
 )
+from tests.harness import check_ack, sent_request
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0TRAIN01"
 METADATA = {"event_type": "training_alert", "event_payload": {"training_id": "F5jvdzGnYi"}}
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "Training *F5jvdzGnYi*"}}]
+MODAL = {"type": "modal", "title": {"type": "plain_text", "text": "Settings"}, "blocks": BLOCKS}
 
 
 @pytest.fixture
@@ -213,8 +215,8 @@ async def test_workspace_state(slack: FakeSlack) -> None:
     eph = await client.chat_postEphemeral(channel=CHANNEL, user="U0BOB0001", text="denied")
     assert eph["message_ts"]
     home = await client.views_publish(user_id="U0ALICE01", view={"type": "home", "blocks": []})
-    modal = await client.views_open(trigger_id="1.2.x", view={"type": "modal", "blocks": []})
-    again = await client.views_update(view_id=modal["view"]["id"], view={"type": "modal"})
+    modal = await client.views_open(trigger_id=slack.new_trigger_id(), view=MODAL)
+    again = await client.views_update(view_id=modal["view"]["id"], view=MODAL)
     assert home["view"]["id"] and again["view"]["id"] == modal["view"]["id"]
     assert slack.home_tabs["U0ALICE01"]["type"] == "home"
 
@@ -397,3 +399,273 @@ async def test_socket_hello_pong_and_silence(slack: FakeSlack) -> None:
     with pytest.raises(SlackApiError) as wrong:
         await web_client(slack).apps_connections_open(app_token=slack.bot_token)
     assert wrong.value.response["error"] == "not_allowed_token_type"
+
+
+# --- as strict as Slack ------------------------------------------------------------------
+
+LONG_HEADER = [{"type": "header", "text": {"type": "plain_text", "text": "x" * 151}}]
+
+
+async def test_a_payload_slack_refuses_gets_slacks_error_and_fails_the_test() -> None:
+    fake = FakeSlack()
+    await fake.__aenter__()
+    with pytest.raises(SlackApiError) as refused:
+        await web_client(fake).chat_postMessage(channel=CHANNEL, text="t", blocks=LONG_HEADER)
+    answer = refused.value.response
+    assert answer["error"] == "invalid_blocks"
+    assert answer["errors"] == [
+        "must be less than 151 characters [json-pointer:/blocks/0/text/text]"
+    ]
+    assert answer["response_metadata"]["messages"][0].startswith("[ERROR] must be less")
+    assert fake.messages[CHANNEL] == []
+    [rejection] = fake.rejections
+    assert (rejection.where, rejection.answered) == ("chat.postMessage", "invalid_blocks")
+    # Leaving `async with FakeSlack()` (every fixture does) fails the test with the problems.
+    with pytest.raises(AssertionError, match=r"(?s)real Slack refuses.*/blocks/0/text/text"):
+        await fake.__aexit__(None, None, None)
+
+
+async def test_expected_rejections_do_not_fail_the_test(slack: FakeSlack) -> None:
+    slack.expect_rejections()
+    with pytest.raises(SlackApiError):
+        await web_client(slack).views_publish(
+            user_id="U0ALICE01", view={"type": "home", "blocks": LONG_HEADER}
+        )
+    assert [r.answered for r in slack.rejections] == ["invalid_arguments"]
+    slack.check_rejections()  # declared: nothing raised
+
+
+@pytest.mark.filterwarnings("ignore:The top-level `text` argument:UserWarning")
+async def test_a_payload_slack_misrenders_is_posted_and_still_fails_the_test(
+    slack: FakeSlack,
+) -> None:
+    slack.expect_rejections()
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Title <!channel> & co"}}]
+    answer = await web_client(slack).chat_postMessage(channel=CHANNEL, blocks=blocks)
+    assert answer["ok"] is True and slack.messages[CHANNEL][0].blocks == blocks  # as at Slack
+    [rejection] = slack.rejections
+    assert rejection.answered is None
+    assert [p.split(" ")[0:2] for p in rejection.problems] == [
+        ["<!channel>", "is"],  # a broadcast mention: it pings everyone
+        ["unescaped", "'&'"],
+        ["blocks", "without"],  # a top-level text fallback
+    ]
+    slack.rejections_expected = False
+    with pytest.raises(AssertionError, match="broadcast mention"):
+        slack.check_rejections()
+    slack.rejections_expected = True
+
+
+@pytest.mark.filterwarnings("ignore:The top-level `text` argument:UserWarning")
+async def test_wrong_arguments_get_slacks_answer(slack: FakeSlack) -> None:
+    slack.expect_rejections()
+    client = web_client(slack)
+    with pytest.raises(SlackApiError) as no_text:
+        await client.chat_postMessage(channel=CHANNEL)
+    assert no_text.value.response["error"] == "no_text"
+    with pytest.raises(SlackApiError) as too_long:
+        await client.chat_postMessage(channel=CHANNEL, text="x" * 40_001)
+    assert too_long.value.response["error"] == "msg_too_long"
+    with pytest.raises(SlackApiError) as bad_ts:
+        await client.chat_update(channel=CHANNEL, ts="latest", text="x")
+    assert bad_ts.value.response["error"] == "invalid_arguments"
+    with pytest.raises(SlackApiError) as bad_limit:
+        await client.conversations_history(channel=CHANNEL, limit="lots")  # type: ignore[arg-type]
+    assert bad_limit.value.response["error"] == "invalid_arguments"
+    assert [r.answered for r in slack.rejections] == [
+        "no_text",
+        "msg_too_long",
+        "invalid_arguments",
+        "invalid_arguments",
+    ]
+    # A bad token is answered before any argument is looked at, as at Slack.
+    with pytest.raises(SlackApiError) as unauthorised:
+        await web_client(slack, "xoxb-wrong").chat_postMessage(channel=CHANNEL)
+    assert unauthorised.value.response["error"] == "invalid_auth"
+    assert len(slack.rejections) == 4
+
+
+async def test_trigger_ids_are_used_once_within_3_seconds(slack: FakeSlack) -> None:
+    slack.expect_rejections()
+    client = web_client(slack)
+    trigger = slack.new_trigger_id()
+    assert (await client.views_open(trigger_id=trigger, view=MODAL))["ok"] is True
+    with pytest.raises(SlackApiError) as again:
+        await client.views_open(trigger_id=trigger, view=MODAL)
+    assert again.value.response["error"] == "exchanged_trigger_id"
+
+    late = slack.new_trigger_id()
+    slack.advance(3.1)
+    with pytest.raises(SlackApiError) as expired:
+        await client.views_push(trigger_id=late, view=MODAL)
+    assert expired.value.response["error"] == "expired_trigger_id"
+    with pytest.raises(SlackApiError) as unknown:
+        await client.views_open(trigger_id="12345.98765.abcd2358fdea", view=MODAL)
+    assert unknown.value.response["error"] == "invalid_trigger_id"
+    assert [r.answered for r in slack.rejections] == [
+        "exchanged_trigger_id",
+        "expired_trigger_id",
+        "invalid_trigger_id",
+    ]
+
+    # What Slack sends (built with slack=, or seen by the harness) carries a fresh trigger.
+    click = block_actions_payload(slack=slack)
+    assert (await client.views_open(trigger_id=click["trigger_id"], view=MODAL))["ok"] is True
+    slack.issue_trigger_id("1111.2222.efgh")
+    assert (await client.views_push(trigger_id="1111.2222.efgh", view=MODAL))["ok"] is True
+    fields = slash_command_fields(text="x", slack=slack)
+    assert fields["trigger_id"] != slash_command_fields(text="x", slack=slack)["trigger_id"]
+    assert view_submission_payload(callback_id="c", values={}, slack=slack)["trigger_id"]
+
+
+async def test_views_update_needs_the_current_hash(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    opened = await client.views_open(trigger_id=slack.new_trigger_id(), view=MODAL)
+    view_id, old_hash = opened["view"]["id"], opened["view"]["hash"]
+    await client.views_update(view_id=view_id, hash=old_hash, view=MODAL)
+    with pytest.raises(SlackApiError) as stale:
+        await client.views_update(view_id=view_id, hash=old_hash, view=MODAL)
+    assert stale.value.response["error"] == "hash_conflict"
+
+
+async def test_a_response_url_takes_5_posts_within_30_minutes(slack: FakeSlack) -> None:
+    slack.expect_rejections()
+    url = slack.response_url("cmd")
+    assert url != slack.response_url("cmd")  # one URL per request, as Slack issues them
+    hook = AsyncWebhookClient(url)
+    for i in range(5):
+        assert (await hook.send(text=f"update {i}")).status_code == 200
+    sixth = await hook.send(text="one too many")
+    assert (sixth.status_code, sixth.body) == (404, "used_url")
+    assert len(await slack.wait_for_response("cmd", 5)) == 5
+
+    stale = AsyncWebhookClient(slack.response_url("cmd"))
+    slack.advance(30 * 60 + 1)
+    expired = await stale.send(text="late")
+    assert (expired.status_code, expired.body) == (404, "expired_url")
+
+    fresh = AsyncWebhookClient(slack.response_url("bad"))
+    refused = await fresh.send(text="t", blocks=LONG_HEADER)
+    assert (refused.status_code, refused.body) == (400, "invalid_blocks")
+    assert (await fresh.send(response_type="ephemeral")).body == "no_text"
+    assert (await fresh.send(text="usage: /cancel-training <id>")).status_code == 200
+    assert [p["text"] for p in slack.response_posts["bad"]] == ["usage: /cancel-training <id>"]
+    assert [r.answered for r in slack.rejections] == [
+        "used_url",
+        "expired_url",
+        "invalid_blocks",
+        "no_text",
+        None,
+    ]
+
+
+async def test_permalinks_open_the_message(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    parent = await client.chat_postMessage(channel=CHANNEL, text="Training F5jvdzGnYi")
+    reply = await client.chat_postMessage(channel=CHANNEL, text="done", thread_ts=parent["ts"])
+    link = await client.chat_getPermalink(channel=CHANNEL, message_ts=parent["ts"])
+    assert link["permalink"] == "https://acme-ml.slack.com/archives/C0TRAIN01/p1764201600000100"
+    threaded = await client.chat_getPermalink(channel=CHANNEL, message_ts=reply["ts"])
+    assert threaded["permalink"] == (
+        "https://acme-ml.slack.com/archives/C0TRAIN01/p1764201600000200"
+        f"?thread_ts={parent['ts']}&cid={CHANNEL}"
+    )
+    with pytest.raises(SlackApiError) as missing:
+        await client.chat_getPermalink(channel=CHANNEL, message_ts="1.000001")
+    assert missing.value.response["error"] == "message_not_found"
+
+
+async def test_usergroups_list_for_an_options_handler(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    slack.usergroups = {"S0ADMINS1": ["U0ALICE01", "U0BOB0001"], "S0ML00001": []}
+    slack.usergroup_details["S0ADMINS1"] = {"name": "Admins", "handle": "admins"}
+    listed = await client.usergroups_list(include_users=True, include_count=True)
+    admins, ml = listed["usergroups"]
+    assert (admins["id"], admins["handle"], admins["name"]) == ("S0ADMINS1", "admins", "Admins")
+    assert (admins["users"], admins["user_count"], ml["user_count"]) == (
+        ["U0ALICE01", "U0BOB0001"],
+        2,
+        0,
+    )
+    assert "users" not in (await client.usergroups_list())["usergroups"][0]
+    slack.paid_plan = False
+    with pytest.raises(SlackApiError) as free:
+        await client.usergroups_list()
+    assert free.value.response["error"] == "plan_upgrade_required"
+
+
+async def test_limited_history_caps_items_and_rate(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    parent = slack.add_message(CHANNEL, "Training F5jvdzGnYi started")
+    for i in range(20):
+        slack.add_message(CHANNEL, f"reply {i}", thread_ts=parent.ts)
+        slack.add_message(CHANNEL, f"alert {i}")
+    assert len((await client.conversations_history(channel=CHANNEL, limit=100))["messages"]) == 21
+
+    slack.limited_history = True
+    slack.advance(61)  # the call above happened while the cap was off; start afresh
+    history = await client.conversations_history(channel=CHANNEL, limit=100)
+    assert len(history["messages"]) == 15 and history["has_more"] is True
+    with pytest.raises(SlackApiError) as limited:
+        await client.conversations_history(channel=CHANNEL, limit=5)
+    assert limited.value.response.status_code == 429
+    assert limited.value.response.headers["Retry-After"] == "60"
+    replies = await client.conversations_replies(channel=CHANNEL, ts=parent.ts)
+    assert len(replies["messages"]) == 15  # another method has its own minute
+    slack.advance(60)
+    assert len((await client.conversations_history(channel=CHANNEL, limit=3))["messages"]) == 3
+
+
+async def test_socket_mode_acks_are_checked_like_messages(slack: FakeSlack) -> None:
+    slack.expect_rejections()
+    client = SocketModeClient(
+        app_token=slack.app_token,
+        web_client=AsyncWebClient(base_url=slack.base_url, timeout=5),
+    )
+
+    async def on_request(socket: SocketModeClient, req: SocketModeRequest) -> None:
+        await socket.send_socket_mode_response(
+            SocketModeResponse(
+                envelope_id=req.envelope_id, payload={"text": "usage: <training_id>"}
+            )
+        )
+
+    client.socket_mode_request_listeners.append(on_request)  # type: ignore[arg-type]
+    try:
+        await client.connect()  # type: ignore[no-untyped-call]
+        await slack.send_envelope("slash_commands", slash_command_fields(text="junk"))
+        await slack.send_envelope("interactive", block_actions_payload())  # body is ignored
+    finally:
+        await client.close()  # type: ignore[no-untyped-call]
+    [rejection] = slack.rejections
+    assert rejection.where == "envelope slash_commands"
+    assert "<training_id> is not a Slack token" in rejection.problems[0]
+
+
+async def test_the_harness_checks_http_answers(slack: FakeSlack) -> None:
+    slack.expect_rejections()
+    command = sent_request(slash_command_body(text="junk"), FORM)
+    assert command["command"] == "/cancel-training"
+    click = sent_request(form_payload_body(block_actions_payload()), FORM)
+    assert click["type"] == "block_actions"
+    assert sent_request(event_body({"type": "app_home_opened"}), JSON)["type"] == "event_callback"
+    assert sent_request(b"payload=%7Bbad", FORM) == {}
+
+    check_ack(slack, command, '{"text": "usage: /cancel-training &lt;training_id&gt;"}')
+    check_ack(slack, command, "")
+    check_ack(slack, click, '{"whatever": 1}')
+    assert slack.rejections == []
+    check_ack(slack, command, '{"text": "usage: /cancel-training <training_id>"}')
+    check_ack(
+        slack,
+        sent_request(form_payload_body({"type": "block_suggestion"}), FORM),
+        '{"options": []}',
+    )
+    assert [r.where for r in slack.rejections] == ["ack slash_command"]
+    submission = sent_request(
+        form_payload_body(view_submission_payload(callback_id="c", values={})), FORM
+    )
+    check_ack(
+        slack, submission, json.dumps({"response_action": "update", "view": {"type": "modal"}})
+    )
+    assert [r.where for r in slack.rejections] == ["ack slash_command", "ack view_submission"]

@@ -77,3 +77,21 @@ async def test_a_full_flow_at_debug_logs_no_secret(
     if log_format == "json":
         lines = [line for line in bot.err.splitlines() if line.strip()]
         assert lines and all(isinstance(json.loads(line), dict) for line in lines)
+
+
+async def test_the_start_up_log_has_no_alembic_internals_at_info(
+    slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A first start migrates a new database: the schema steps show, Alembic's plumbing not."""
+    async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
+        pass
+    lines = bot.err.splitlines()
+    assert any("Running upgrade" in line and "0007" in line for line in lines), bot.err
+    assert any("cancel-training bot ready" in line for line in lines), bot.err
+    noise = [
+        line
+        for line in lines
+        if "alembic" in line
+        and ("plugin" in line or "Context impl" in line or "Will assume" in line)
+    ]
+    assert noise == []

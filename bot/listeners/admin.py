@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.blocks import who
+from bot.blocks import build_admin_change, report_links
 from bot.context import Deps
 from bot.home import AdminSettings, build_home
 
@@ -41,18 +41,25 @@ async def publish_home(deps: Deps, client: Any, workspace_id: str, user_id: str)
     """Publish the Home tab for one user."""
     decision = await deps.access.check(workspace_id, user_id)
     recent = await deps.store.cancellations.recent(workspace_id, limit=10)
+    notes = await deps.store.notifications.for_trainings(
+        workspace_id, [r.training_id for r in recent]
+    )
     admin = (
         await admin_settings(deps, workspace_id)
         if await is_admin(deps, workspace_id, user_id, client)
         else None
     )
-    await client.views_publish(
-        user_id=user_id, view=build_home(decision=decision, recent=recent, admin=admin)
+    view = build_home(
+        decision=decision, recent=recent, admin=admin, links=report_links(recent, notes)
     )
+    await client.views_publish(user_id=user_id, view=view)
 
 
 async def audit_admin_change(deps: Deps, workspace_id: str, user_id: str, what: str) -> None:
-    """Post an admin change to the workspace's audit channel, if it has one (never a secret)."""
+    """Post an admin change to the workspace's audit channel, if it has one (never a secret).
+
+    `what` is mrkdwn: anything from outside in it was put there with bot.text.
+    """
     channel = await deps.workspaces.audit_channel(workspace_id)
     if not channel:
         return
@@ -60,6 +67,6 @@ async def audit_admin_change(deps: Deps, workspace_id: str, user_id: str, what: 
     if client is None:
         return
     try:
-        await client.chat_postMessage(channel=channel, text=f":gear: {who(user_id)} {what}.")
+        await client.chat_postMessage(channel=channel, **build_admin_change(user_id, what))
     except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
         logger.warning("audit channel: admin change not posted (%s)", type(exc).__name__)

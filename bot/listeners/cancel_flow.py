@@ -10,7 +10,13 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.blocks import build_error, build_invalid_id, build_refusal, build_request_ack, who
+from bot.blocks import (
+    build_error,
+    build_invalid_id,
+    build_refusal,
+    build_refusal_audit,
+    build_request_ack,
+)
 from bot.context import Deps
 from bot.errors import InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
@@ -48,6 +54,7 @@ class CancelAnswer:
     message: dict[str, Any]
     created: bool = False
     refused: bool = False
+    reason: str = ""  # why it was refused, as plain words (for the audit channel)
 
 
 async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
@@ -60,7 +67,7 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
     decision = await deps.access.check(req.workspace_id, req.user_id)
     if not decision.allowed:
         deps.metrics.refusals.labels(reason=decision.code).inc()
-        return CancelAnswer(build_refusal(decision), refused=True)
+        return CancelAnswer(build_refusal(decision), refused=True, reason=decision.reason)
     remaining = CLAIM_DEADLINE - (time.monotonic() - arrived)
     if remaining <= 0:
         return CancelAnswer(build_error(TOO_BUSY))
@@ -96,16 +103,18 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
 
 
 async def audit_refusal(deps: Deps, req: CancelRequest, reason: str) -> None:
-    """Post a refusal to the audit channel, if there is one (best effort, after the ack)."""
+    """Post a refusal to the audit channel, if there is one (best effort, after the ack).
+
+    `reason` is the refusal in plain words (CancelAnswer.reason), not the user's message.
+    """
     channel = await deps.workspaces.audit_channel(req.workspace_id)
     if not channel:
         return
     client = await deps.slack_client(req.workspace_id)
-    text = (
-        f":no_entry: {who(req.user_id)} was refused cancelling training `{req.training_id[:64]}` "
-        f"(via {req.origin.value}): {reason}"
+    message = build_refusal_audit(
+        user_id=req.user_id, training_id=req.training_id, origin=req.origin.value, reason=reason
     )
     try:
-        await client.chat_postMessage(channel=channel, text=text)
+        await client.chat_postMessage(channel=channel, **message)
     except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
         logger.warning("audit channel: refusal not posted (%s)", type(exc).__name__)

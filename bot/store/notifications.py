@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,6 +62,23 @@ class NotificationTable:
                 )
             ).first()
         return notification_from(row) if row is not None else None
+
+    async def for_trainings(
+        self, workspace_id: str, training_ids: Sequence[str]
+    ) -> dict[str, Notification]:
+        """The posted notifications of these trainings, by training id (one query)."""
+        if not training_ids:
+            return {}
+        n = notifications.c
+        async with self.db.reader.connect() as conn:
+            rows = await conn.execute(
+                sa.select(notifications).where(
+                    n.workspace_id == workspace_id,
+                    n.training_id.in_(sorted(set(training_ids))),
+                    n.message_ts.is_not(None),
+                )
+            )
+            return {row.training_id: notification_from(row) for row in rows}
 
     async def reserve(
         self,
@@ -121,6 +139,16 @@ class NotificationTable:
                 sa.update(notifications)
                 .where(n.workspace_id == workspace_id, n.training_id == training_id)
                 .values(channel_id=channel_id, message_ts=message_ts, updated_at=time.time())
+            )
+
+    async def set_permalink(self, workspace_id: str, training_id: str, permalink: str) -> None:
+        """Record the posted notification's permalink (once, after posting)."""
+        n = notifications.c
+        async with self.db.begin() as conn:
+            await conn.execute(
+                sa.update(notifications)
+                .where(n.workspace_id == workspace_id, n.training_id == training_id)
+                .values(permalink=permalink)
             )
 
     async def drop_reservation(self, workspace_id: str, training_id: str) -> None:

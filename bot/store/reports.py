@@ -70,9 +70,19 @@ class ReportOutbox(LeasedQueue[Cancellation]):
         )
 
     async def retry(
-        self, cancellation_id: int, owner: str, *, seen: Cancellation, at: float, error: str
+        self,
+        cancellation_id: int,
+        owner: str,
+        *,
+        seen: Cancellation,
+        at: float,
+        error: str,
+        keep_posting: bool = False,
     ) -> bool:
-        """A failed pass: the report stays pending until `at` (counted against its budget)."""
+        """A failed pass: the report stays pending until `at` (counted against its budget).
+
+        `keep_posting`: the step being posted stays marked, so the next pass looks for its post.
+        """
         return await self._end(
             cancellation_id,
             owner,
@@ -81,6 +91,7 @@ class ReportOutbox(LeasedQueue[Cancellation]):
             next_at=at,
             error=error,
             failed=True,
+            keep_posting=keep_posting,
         )
 
     async def _end(
@@ -93,6 +104,7 @@ class ReportOutbox(LeasedQueue[Cancellation]):
         next_at: float | None = None,
         error: str | None = None,
         failed: bool = False,
+        keep_posting: bool = False,
     ) -> bool:
         """End the report lease; a row that changed meanwhile stays pending for another pass."""
         c = cancellations.c
@@ -100,10 +112,11 @@ class ReportOutbox(LeasedQueue[Cancellation]):
             "report_lease_owner": None,
             "report_lease_expires_at": None,
             "report_error": error,
-            "report_posting": None,
             # Only failed passes count against the retry budget.
             "report_attempts": c.report_attempts + 1 if failed else 0,
         }
+        if not keep_posting:
+            values.update(report_posting=None, report_posting_at=None)
         if next_at is not None:
             values["report_next_at"] = next_at
         async with self.db.begin() as conn:

@@ -59,6 +59,8 @@ cancellations = sa.Table(
     sa.Column("audit_ts", sa.String(32)),
     sa.Column("rendered", sa.String(64)),
     sa.Column("report_posting", sa.String(16)),
+    sa.Column("report_posting_at", sa.Double),  # when that step started posting
+    sa.Column("report_permalink", sa.Text),  # of the report's own thread parent
     sa.Column("report_attempts", sa.Integer, nullable=False, default=0),
     sa.Column("report_next_at", sa.Double, nullable=False, default=0),
     sa.Column("report_lease_owner", sa.String(80)),
@@ -100,6 +102,7 @@ notifications = sa.Table(
     sa.Column("poll_next_at", sa.Double),
     sa.Column("poll_failures", sa.Integer, nullable=False, default=0),
     sa.Column("rendered", sa.String(96)),
+    sa.Column("permalink", sa.Text),  # chat.getPermalink, recorded once after posting
     sa.Index("ix_notifications_polls", "watching", "poll_next_at"),
 )
 

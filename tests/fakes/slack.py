@@ -5,6 +5,14 @@ Slack's shapes (``/work/shared/slack/payloads.md``), records every call, and can
 (429 with ``Retry-After``, error codes, 5xx, hangs). ``base_url`` is what slack_sdk's
 ``AsyncWebClient(base_url=...)`` takes; ``response_url(name)`` gives a ``response_url`` whose posts
 are recorded; ``/socket`` is a Socket Mode websocket the test drives envelope by envelope.
+
+The fake is as strict as Slack (design §5, §8): every payload is checked with
+``tests/fakes/slack_rules.py`` and one Slack refuses gets Slack's error answer. Every payload that
+breaks a rule — refused, or accepted by Slack but misrendered (unescaped text, a broadcast
+mention, blocks without a text fallback) — is kept in ``rejections``, and leaving the fake's
+``async with`` with rejections the test did not declare (``expect_rejections()``) fails the test
+with the problems listed. Trigger ids are issued by the fake and used once within 3 s; a
+``response_url`` takes 5 posts within 30 minutes.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import base64
 import binascii
 import contextlib
 import json
+import secrets
 import time
 import uuid
 from collections import defaultdict
@@ -24,10 +33,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.slack_rules import METHODS, ack_problems, error_for, problems_for
+
 __all__ = [
     "ApiCall",
     "FakeSlack",
     "Message",
+    "Rejection",
     "Reply",
     "error",
     "hang",
@@ -37,6 +49,11 @@ __all__ = [
 
 FIRST_TS = 1764201600_000100  # microseconds: "1764201600.000100", the first ts the fake hands out
 TS_STEP = 100
+TRIGGER_TTL = 3.0  # seconds a trigger_id may be exchanged after it is issued
+RESPONSE_URL_POSTS = 5
+RESPONSE_URL_TTL = 30 * 60.0
+HISTORY_CAP = 15  # items per call for non-Marketplace apps since 2025 (limited_history)
+HISTORY_INTERVAL = 60.0  # seconds between two calls of one history method (limited_history)
 # Fields Slack takes as JSON; form-encoded callers send them as JSON strings.
 JSON_FIELDS = frozenset(
     {"blocks", "attachments", "metadata", "view", "unfurls", "user_auth_blocks"}
@@ -60,6 +77,42 @@ class ApiCall:
     args: dict[str, Any]
     token: str | None
     at: float
+
+
+@dataclass
+class Rejection:
+    """A payload that breaks what Slack accepts (design §5).
+
+    ``where``: the method, ``response_url <name>``, ``ack <kind>`` (an HTTP answer the bot gave)
+    or ``envelope <kind>`` (a Socket Mode ack). ``answered``: the error the fake answered, or
+    ``None`` when Slack accepts the payload and only shows it wrongly.
+    """
+
+    where: str
+    problems: list[str]
+    payload: Any
+    answered: str | None
+
+    def describe(self) -> str:
+        """The rejection as a few readable lines."""
+        answer = f" -> answered {self.answered}" if self.answered else ""
+        lines = [f"{self.where}{answer}:"]
+        lines += [f"    - {p}" for p in self.problems]
+        lines.append(f"    payload: {_short(self.payload, 600)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Trigger:
+    issued: float
+    used: bool = False
+
+
+@dataclass
+class _ResponseUrl:
+    name: str
+    issued: float
+    posts: int = 0
 
 
 @dataclass
@@ -119,10 +172,27 @@ class _Socket:
 
 
 _Handler = Callable[[ApiCall], dict[str, Any]]
+HISTORY_METHODS = frozenset({"conversations.history", "conversations.replies"})
+_NOT_JSON: dict[str, Any] = {"ok": False, "error": "invalid_payload"}
 
 
 def _truthy(value: Any) -> bool:
     return value in (True, 1, "1", "true", "True")
+
+
+def _ts_window(args: Mapping[str, Any]) -> Callable[[Message], bool]:
+    """conversations.history/replies' oldest/latest/inclusive as a predicate on messages."""
+    inclusive = _truthy(args.get("inclusive"))
+    latest = float(args["latest"]) if args.get("latest") else None
+    oldest = float(args["oldest"]) if args.get("oldest") else None
+
+    def in_range(m: Message) -> bool:
+        ts = float(m.ts)
+        if latest is not None and (ts > latest or (ts == latest and not inclusive)):
+            return False
+        return oldest is None or ts > oldest or (ts == oldest and inclusive)
+
+    return in_range
 
 
 def _decode_json_fields(args: dict[str, Any]) -> None:
@@ -133,8 +203,8 @@ def _decode_json_fields(args: dict[str, Any]) -> None:
                 args[key] = json.loads(value)
 
 
-def _short(args: Mapping[str, Any], limit: int = 160) -> str:
-    text = json.dumps(args, default=str)
+def _short(args: Any, limit: int = 160) -> str:
+    text = json.dumps(args, default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -175,6 +245,8 @@ class FakeSlack:
         self.client_id: str | None = None  # None: any client_id is accepted
         self.client_secret: str | None = None
         self.revoked_tokens: set[str] = set()
+        self.usergroup_details: dict[str, dict[str, Any]] = {}  # id -> name/handle overrides
+        self.limited_history = False  # Slack's 2025 cap for non-Marketplace apps
 
         # What the fake records.
         self.calls: list[ApiCall] = []
@@ -184,12 +256,19 @@ class FakeSlack:
         self.response_posts: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.socket_connections = 0
         self.acks: list[dict[str, Any]] = []
+        self.rejections: list[Rejection] = []
+        self.rejections_expected = False
 
         self._faults: dict[tuple[str, str | None], list[Reply]] = {}
         self._response_faults: dict[str, list[Reply]] = {}
         self._used_codes: set[str] = set()
         self._next_ts = FIRST_TS
         self._view_counter = 0
+        self._clock_offset = 0.0
+        self._triggers: dict[str, _Trigger] = {}
+        self._trigger_counter = 0
+        self._response_urls: dict[str, _ResponseUrl] = {}
+        self._history_calls: dict[str, float] = {}
         self._sockets: list[_Socket] = []
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -200,13 +279,16 @@ class FakeSlack:
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.getPermalink": self._chat_get_permalink,
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
+            "usergroups.list": self._usergroups_list,
             "usergroups.users.list": self._usergroups_users_list,
             "users.info": self._users_info,
             "views.publish": self._views_publish,
             "views.open": self._views_open,
             "views.update": self._views_update,
+            "views.push": self._views_push,
             "oauth.v2.access": self._oauth_v2_access,
             "apps.connections.open": self._apps_connections_open,
         }
@@ -218,6 +300,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response)
+        app.router.add_post("/response/{name}/{serial}", self._response)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -247,8 +330,10 @@ class FakeSlack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Stop the fake."""
+        """Stop the fake; fail if it saw payloads Slack refuses or misrenders (unless expected)."""
         await self.stop()
+        if exc_type is None:
+            self.check_rejections()
 
     @property
     def port(self) -> int:
@@ -272,8 +357,61 @@ class FakeSlack:
         return f"ws://127.0.0.1:{self.port}/socket"
 
     def response_url(self, name: str = "r1") -> str:
-        """A ``response_url`` whose JSON posts land in ``response_posts[name]``."""
-        return f"{self.root_url}/response/{name}"
+        """A new ``response_url`` whose JSON posts land in ``response_posts[name]``.
+
+        Each call issues another URL, as Slack does per request: each takes
+        ``RESPONSE_URL_POSTS`` posts within ``RESPONSE_URL_TTL`` seconds of being issued.
+        """
+        serial = secrets.token_hex(4)
+        self._response_urls[f"{name}/{serial}"] = _ResponseUrl(name, self.now())
+        return f"{self.root_url}/response/{name}/{serial}"
+
+    # --- time, triggers, rejections ------------------------------------------------------
+
+    def now(self) -> float:
+        """The fake's clock (monotonic seconds, moved on by ``advance``)."""
+        return time.monotonic() + self._clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass for trigger ids, response_urls and history rate limits."""
+        self._clock_offset += seconds
+
+    def new_trigger_id(self) -> str:
+        """Issue a ``trigger_id`` as Slack does with an interaction: usable once, for 3 s."""
+        self._trigger_counter += 1
+        trigger = f"{int(time.time())}.{self._trigger_counter}.{secrets.token_hex(8)}"
+        self._triggers[trigger] = _Trigger(self.now())
+        return trigger
+
+    def issue_trigger_id(self, trigger_id: str) -> None:
+        """Slack sends a request carrying ``trigger_id`` now: from now it is usable once, for 3 s.
+
+        The harness calls this for every request it sends, as each interaction at Slack comes
+        with a trigger of its own (tests may reuse one literal id for several requests).
+        """
+        self._triggers[trigger_id] = _Trigger(self.now())
+
+    def expect_rejections(self) -> None:
+        """This test sends payloads Slack refuses on purpose: ``rejections`` does not fail it."""
+        self.rejections_expected = True
+
+    def reject(self, where: str, problems: list[str], payload: Any, answered: str | None) -> None:
+        """Record a payload that breaks what Slack accepts (the harness records ack bodies)."""
+        self.rejections.append(Rejection(where, list(problems), payload, answered))
+
+    def check_rejections(self) -> None:
+        """Fail with every recorded rejection, unless the test declared it expects them."""
+        if self.rejections and not self.rejections_expected:
+            details = "\n".join(r.describe() for r in self.rejections)
+            raise AssertionError(
+                f"the fake Slack saw {len(self.rejections)} payload(s) that real Slack refuses "
+                f"or misrenders (design §5):\n{details}"
+            )
+
+    def _rejections_note(self) -> str:
+        if not self.rejections:
+            return ""
+        return "\nRejected payloads:\n" + "\n".join(r.describe() for r in self.rejections)
 
     # --- scripting -----------------------------------------------------------------------
 
@@ -343,6 +481,7 @@ class FakeSlack:
             raise AssertionError(
                 f"timed out after {timeout}s waiting for {count} {method} call(s)"
                 f"{' matching where=' if where else ''}; {len(matching())} arrived. Calls seen:\n{seen}"
+                f"{self._rejections_note()}"
             ) from None
         return matching()
 
@@ -364,7 +503,7 @@ class FakeSlack:
             got = {k: len(v) for k, v in self.response_posts.items()}
             raise AssertionError(
                 f"timed out after {timeout}s waiting for {count} post(s) to response_url "
-                f"{name!r}; posts so far per name: {got}"
+                f"{name!r}; posts so far per name: {got}{self._rejections_note()}"
             ) from None
         return list(self.response_posts[name])
 
@@ -424,12 +563,37 @@ class FakeSlack:
                 await asyncio.sleep(self.delay)
             fault = self._take_fault(method, args.get("channel"))
             if fault is not None:
+                self._check(call, answered=f"scripted HTTP {fault.status}")
                 return await self._reply(fault)
             handler = self._methods.get(method)
-            body = self._unknown_method(call) if handler is None else handler(call)
-            return web.json_response(body)
+            if handler is None:
+                return web.json_response(self._unknown_method(call))
+            if method in METHODS:
+                problem = self._token_error(call)
+                if problem is None:
+                    problem = self._check(call)
+                if problem is not None:
+                    return web.json_response(problem)
+            if self.limited_history and method in HISTORY_METHODS:
+                last = self._history_calls.get(method)
+                if last is not None and self.now() - last < HISTORY_INTERVAL:
+                    return await self._reply(rate_limited(int(HISTORY_INTERVAL)))
+                self._history_calls[method] = self.now()
+            return web.json_response(handler(call))
         finally:
             self._tasks.discard(task)
+
+    def _check(self, call: ApiCall, answered: str | None = None) -> dict[str, Any] | None:
+        """Slack's answer if it refuses this call's arguments; record every rule it breaks."""
+        answer = error_for(call.method, call.args)
+        problems = problems_for(call.method, call.args)
+        if answer is not None and not problems:
+            detail = answer.get("response_metadata", {}).get("messages") or [answer["error"]]
+            problems = [str(m) for m in detail]
+        if problems:
+            code = answered or (str(answer["error"]) if answer is not None else None)
+            self.reject(call.method, problems, call.args, code)
+        return answer
 
     def _take_fault(self, method: str, channel: Any) -> Reply | None:
         for key in ((method, channel), (method, None)) if channel else ((method, None),):
@@ -456,6 +620,7 @@ class FakeSlack:
         task = self._track()
         try:
             name = request.match_info["name"]
+            key = f"{name}/{request.match_info.get('serial', '')}"
             raw = await request.read()
             if self.delay:
                 await asyncio.sleep(self.delay)
@@ -468,6 +633,27 @@ class FakeSlack:
                 body = {"_raw": raw.decode("utf-8", "replace")}
             if not isinstance(body, dict):
                 body = {"_raw": body}
+            url = self._response_urls.setdefault(key, _ResponseUrl(name, self.now()))
+            where = f"response_url {name}"
+            if self.now() - url.issued > RESPONSE_URL_TTL:
+                self.reject(where, ["the response_url expired (30 minutes)"], body, "expired_url")
+                return web.Response(status=404, text="expired_url", content_type="text/plain")
+            if url.posts >= RESPONSE_URL_POSTS:
+                problem = f"more than {RESPONSE_URL_POSTS} posts to one response_url"
+                self.reject(where, [problem], body, "used_url")
+                return web.Response(status=404, text="used_url", content_type="text/plain")
+            answer = error_for("response_url", body) if "_raw" not in body else _NOT_JSON
+            problems = problems_for("response_url", body)
+            if answer is not None and not problems:
+                problems = [str(answer["error"])]
+            if problems:
+                code = str(answer["error"]) if answer is not None else None
+                self.reject(where, problems, body, code)
+            if answer is not None:
+                return web.Response(
+                    status=400, text=str(answer["error"]), content_type="text/plain"
+                )
+            url.posts += 1
             self.response_posts[name].append(body)
             await self._notify()
             return web.Response(text="ok", content_type="text/plain")
@@ -645,8 +831,10 @@ class FakeSlack:
         if parent.thread_ts not in (None, parent.ts):
             found = [parent]  # a reply's ts: Slack answers with just that message
         else:
-            found = [parent, *self.thread(parent.channel, parent.ts)]
-        limit = int(args.get("limit") or 1000)
+            # The parent comes first whatever the window; oldest/latest select the replies.
+            in_range = _ts_window(args)
+            found = [parent, *(m for m in self.thread(parent.channel, parent.ts) if in_range(m))]
+        limit = self._history_limit(args, 1000)
         return {
             "ok": True,
             "messages": [self._message_dict(m, with_metadata=with_metadata) for m in found][:limit],
@@ -660,23 +848,14 @@ class FakeSlack:
         if problem:
             return problem
         with_metadata = _truthy(args.get("include_all_metadata"))
-        inclusive = _truthy(args.get("inclusive"))
-        latest = float(args["latest"]) if args.get("latest") else None
-        oldest = float(args["oldest"]) if args.get("oldest") else None
-
-        def in_range(m: Message) -> bool:
-            ts = float(m.ts)
-            if latest is not None and (ts > latest or (ts == latest and not inclusive)):
-                return False
-            return oldest is None or ts > oldest or (ts == oldest and inclusive)
-
+        in_range = _ts_window(args)
         top = [
             m
             for m in self.messages.get(args["channel"], [])
             if m.thread_ts in (None, m.ts) and in_range(m)
         ]
         top.reverse()
-        limit = int(args.get("limit") or 100)
+        limit = self._history_limit(args, 100)
         return {
             "ok": True,
             "messages": [self._message_dict(m, with_metadata=with_metadata) for m in top[:limit]],
@@ -684,6 +863,64 @@ class FakeSlack:
             "pin_count": 0,
             "response_metadata": {"next_cursor": ""},
         }
+
+    def _history_limit(self, args: Mapping[str, Any], default: int) -> int:
+        limit = int(args.get("limit") or default)
+        return min(limit, HISTORY_CAP) if self.limited_history else limit
+
+    def _chat_get_permalink(self, call: ApiCall) -> dict[str, Any]:
+        args = call.args
+        problem = self._token_error(call) or self._channel_error(args.get("channel"))
+        if problem:
+            return problem
+        channel = str(args["channel"])
+        message = self.find_message(channel, str(args["message_ts"]))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        link = self.permalink(channel, message.ts)
+        if message.thread_ts not in (None, message.ts):
+            link += f"?thread_ts={message.thread_ts}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
+
+    def permalink(self, channel: str, ts: str) -> str:
+        """The link Slack gives for a message: ``https://<domain>.slack.com/archives/C…/p…``."""
+        return f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+    def _usergroups_list(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call)
+        if problem:
+            return problem
+        if not self.paid_plan:
+            return {"ok": False, "error": "plan_upgrade_required"}
+        with_users = _truthy(call.args.get("include_users"))
+        with_count = _truthy(call.args.get("include_count"))
+        groups = []
+        for group_id, members in self.usergroups.items():
+            handle = group_id.lower()
+            group: dict[str, Any] = {
+                "id": group_id,
+                "team_id": self.team_id,
+                "is_usergroup": True,
+                "name": handle,
+                "description": "",
+                "handle": handle,
+                "is_external": False,
+                "date_create": 1446598059,
+                "date_update": 1446670362,
+                "date_delete": 0,
+                "auto_type": None,
+                "created_by": "U0ALICE01",
+                "updated_by": "U0ALICE01",
+                "deleted_by": None,
+                "prefs": {"channels": [], "groups": []},
+            }
+            group.update(self.usergroup_details.get(group_id, {}))
+            if with_users:
+                group["users"] = list(members)
+            if with_count:
+                group["user_count"] = len(members)
+            groups.append(group)
+        return {"ok": True, "usergroups": groups}
 
     def _usergroups_users_list(self, call: ApiCall) -> dict[str, Any]:
         problem = self._token_error(call)
@@ -747,25 +984,41 @@ class FakeSlack:
         problem = self._token_error(call)
         if problem:
             return problem
-        user_id = call.args.get("user_id")
-        view = call.args.get("view")
-        if not isinstance(user_id, str) or not isinstance(view, dict):
-            return {"ok": False, "error": "invalid_arguments"}
+        user_id = str(call.args["user_id"])
+        view = call.args["view"]
         previous = self.home_tabs.get(user_id)
         answer = self._view_answer(view, previous["id"] if previous else self._new_view_id())
         self.home_tabs[user_id] = answer["view"]
         return answer
 
+    def _exchange_trigger(self, call: ApiCall) -> dict[str, Any] | None:
+        """Slack's answer to a trigger_id it did not issue, issued over 3 s ago, or used."""
+        trigger_id = str(call.args.get("trigger_id") or "")
+        trigger = self._triggers.get(trigger_id)
+        if trigger is None:
+            code, why = "invalid_trigger_id", "a trigger_id Slack never issued"
+        elif trigger.used:
+            code, why = "exchanged_trigger_id", "the trigger_id was already used once"
+        elif self.now() - trigger.issued > TRIGGER_TTL:
+            age = self.now() - trigger.issued
+            code, why = "expired_trigger_id", f"the trigger_id was used {age:.1f} s after issue"
+        else:
+            trigger.used = True
+            return None
+        self.reject(call.method, [f"{why} ({trigger_id!r})"], call.args, code)
+        return {"ok": False, "error": code}
+
     def _views_open(self, call: ApiCall) -> dict[str, Any]:
-        problem = self._token_error(call)
+        problem = self._token_error(call) or self._exchange_trigger(call)
         if problem:
             return problem
-        if not call.args.get("trigger_id"):
-            return {"ok": False, "error": "invalid_trigger_id"}
-        view = call.args.get("view")
-        if not isinstance(view, dict):
-            return {"ok": False, "error": "invalid_arguments"}
-        return self._view_answer(view, self._new_view_id())
+        return self._view_answer(call.args["view"], self._new_view_id())
+
+    def _views_push(self, call: ApiCall) -> dict[str, Any]:
+        problem = self._token_error(call) or self._exchange_trigger(call)
+        if problem:
+            return problem
+        return self._view_answer(call.args["view"], self._new_view_id())
 
     def _views_update(self, call: ApiCall) -> dict[str, Any]:
         problem = self._token_error(call)
@@ -780,8 +1033,9 @@ class FakeSlack:
             )
         if not isinstance(view_id, str) or view_id not in self.views:
             return {"ok": False, "error": "not_found"}
-        if not isinstance(view, dict):
-            return {"ok": False, "error": "invalid_arguments"}
+        hash_ = call.args.get("hash")
+        if hash_ and hash_ != self.views[view_id].get("hash"):
+            return {"ok": False, "error": "hash_conflict"}
         return self._view_answer(view, view_id)
 
     def _oauth_v2_access(self, call: ApiCall) -> dict[str, Any]:
@@ -908,6 +1162,8 @@ class FakeSlack:
             envelope["retry_attempt"] = retry_attempt
             envelope["retry_reason"] = retry_reason
         already = sum(1 for a in self.acks if a.get("envelope_id") == envelope_id)
+        if isinstance(payload.get("trigger_id"), str):
+            self.issue_trigger_id(payload["trigger_id"])
         await self._live_sockets()[-1].ws.send_json(envelope)
 
         def acked() -> list[dict[str, Any]]:
@@ -920,7 +1176,12 @@ class FakeSlack:
                 f"the app did not ack envelope {envelope_id} ({type_}) within {timeout}s; "
                 f"acks seen: {[a.get('envelope_id') for a in self.acks]}"
             ) from None
-        return acked()[-1]
+        ack = acked()[-1]
+        problems = ack_problems(payload, ack.get("payload"))
+        if problems:
+            kind = payload.get("type") or type_
+            self.reject(f"envelope {kind}", problems, ack.get("payload"), None)
+        return ack
 
     async def disconnect_socket(self, reason: str = "refresh_requested") -> None:
         """Ask every live client to reconnect, as Slack does before it recycles a socket."""

@@ -2,6 +2,8 @@
 
 Bodies are bytes as they go on the wire; ``sign``/``signed`` add Slack's v0 signature headers.
 The ``*_fields``/``*_payload`` variants give the parsed form that Socket Mode envelopes carry.
+Given ``slack=`` (a ``FakeSlack``), the builders carry a ``trigger_id`` that fake issued, which
+``views.open`` accepts once within 3 s, as Slack does.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 __all__ = [
     "FORM",
     "JSON",
+    "TriggerSource",
     "block_actions_payload",
     "conversations_value",
     "event_body",
@@ -40,6 +43,20 @@ APP_ID = "A0APP0001"
 BOT_ID = "B0BOT0001"
 BOT_USER_ID = "U0BOTUSER"
 ENTERPRISE = {"id": "E0ORG0001", "name": "Acme Corp"}
+
+
+class TriggerSource(Protocol):
+    """What issues trigger ids (``FakeSlack``)."""
+
+    def new_trigger_id(self) -> str:
+        """A trigger_id usable once, for 3 s."""
+        ...
+
+
+def _trigger(trigger_id: str | None, slack: TriggerSource | None, default: str) -> str:
+    if trigger_id is not None:
+        return trigger_id
+    return slack.new_trigger_id() if slack is not None else default
 
 
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
@@ -70,7 +87,8 @@ def slash_command_fields(
     user_name: str = "alice",
     command: str = "/cancel-training",
     response_url: str = "https://hooks.slack.com/commands/T0A1B2C3D/1/x",
-    trigger_id: str = "1111.2222.abcd",
+    trigger_id: str | None = None,
+    slack: TriggerSource | None = None,
     **extra: str,
 ) -> dict[str, str]:
     """A slash command's flat fields in Slack's order; ``extra`` overrides or appends
@@ -88,7 +106,7 @@ def slash_command_fields(
         "api_app_id": APP_ID,
         "is_enterprise_install": "false",
         "response_url": response_url,
-        "trigger_id": trigger_id,
+        "trigger_id": _trigger(trigger_id, slack, "1111.2222.abcd"),
     }
     fields.update(extra)
     return fields
@@ -104,7 +122,8 @@ def slash_command_body(
     user_name: str = "alice",
     command: str = "/cancel-training",
     response_url: str = "https://hooks.slack.com/commands/T0A1B2C3D/1/x",
-    trigger_id: str = "1111.2222.abcd",
+    trigger_id: str | None = None,
+    slack: TriggerSource | None = None,
     **extra: str,
 ) -> bytes:
     """The form-urlencoded body of a slash command (one line, ``/`` as ``%2F``)."""
@@ -119,6 +138,7 @@ def slash_command_body(
             command=command,
             response_url=response_url,
             trigger_id=trigger_id,
+            slack=slack,
             **extra,
         )
     ).encode()
@@ -162,7 +182,8 @@ def block_actions_payload(
     message_ts: str = "1764201600.000100",
     thread_ts: str | None = None,
     response_url: str = "https://hooks.slack.com/actions/T0A1B2C3D/2/y",
-    trigger_id: str = "1111.2222.efgh",
+    trigger_id: str | None = None,
+    slack: TriggerSource | None = None,
     ephemeral: bool = False,
     enterprise_org_wide: bool = False,
     blocks: list[Any] | None = None,
@@ -186,7 +207,7 @@ def block_actions_payload(
         "type": "block_actions",
         "api_app_id": APP_ID,
         "token": "legacy-token",
-        "trigger_id": trigger_id,
+        "trigger_id": _trigger(trigger_id, slack, "1111.2222.efgh"),
         "response_url": response_url,
         "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
         "team": None if enterprise_org_wide else {"id": team_id, "domain": TEAM_DOMAIN},
@@ -254,7 +275,8 @@ def view_submission_payload(
     team_id: str = TEAM_ID,
     private_metadata: str = "",
     view_id: str = "V0VIEW0001",
-    trigger_id: str = "1111.2222.ijkl",
+    trigger_id: str | None = None,
+    slack: TriggerSource | None = None,
 ) -> dict[str, Any]:
     """A modal submission; ``values`` is ``state.values`` (``{block_id: {action_id: entry}}``,
     entries from ``plain_text_value``/``users_value``/``conversations_value``)."""
@@ -272,7 +294,7 @@ def view_submission_payload(
         "type": "view_submission",
         "token": "legacy-token",
         "api_app_id": APP_ID,
-        "trigger_id": trigger_id,
+        "trigger_id": _trigger(trigger_id, slack, "1111.2222.ijkl"),
         "team": {"id": team_id, "domain": TEAM_DOMAIN},
         "enterprise": None,
         "is_enterprise_install": False,

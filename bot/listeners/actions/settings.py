@@ -7,6 +7,7 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
+from bot import text
 from bot.context import deps_of
 from bot.home import (
     AUDIT_CHANNEL,
@@ -89,5 +90,5 @@ async def handle_channel_pick(
     audit = action.get("action_id") == AUDIT_CHANNEL
     await deps.workspaces.set_channel(team, audit=audit, channel=channel, by=user)
     name = "audit" if audit else "notification"
-    await audit_admin_change(deps, team, user, f"set the {name} channel to <#{channel}>")
+    await audit_admin_change(deps, team, user, f"set the {name} channel to {text.channel(channel)}")
     await publish_home(deps, context.client, team, user)

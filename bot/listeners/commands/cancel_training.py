@@ -18,7 +18,8 @@ from bot.blocks import (
     build_refusal,
     build_usage,
     build_watching,
-    thread_link,
+    notification_link,
+    report_links,
 )
 from bot.context import Deps, deps_of, received_at
 from bot.errors import InvalidTrainingId, StoreUnavailable
@@ -91,7 +92,7 @@ async def start_watching(
         owner_id=None,
     )
     deps.notifier.wake()
-    link = thread_link(existing.channel_id, existing.message_ts) if existing else None
+    link = notification_link(existing) if existing else None
     return build_watching(training_id, existing_link=link)
 
 
@@ -115,7 +116,7 @@ async def handle_cancel_training(
         answer = await request_cancel(deps, req)
         await ack(**answer.message)
         if answer.refused:
-            await audit_refusal(deps, req, answer.message["text"])
+            await audit_refusal(deps, req, answer.reason)
         return
     if parsed.verb in (Verb.HELP, Verb.USAGE):
         await ack(**build_usage())
@@ -131,14 +132,10 @@ async def handle_cancel_training(
             return
         if parsed.verb is Verb.HISTORY:
             rows = await deps.store.cancellations.recent(workspace_id, limit=10)
-            links: dict[int, str] = {}
-            for row in rows:
-                note = await deps.store.notifications.get(workspace_id, row.training_id)
-                if note is not None:
-                    links[row.id] = thread_link(note.channel_id, note.message_ts)
-                elif row.report_channel and row.report_thread_ts and row.report_channel != "-":
-                    links[row.id] = thread_link(row.report_channel, row.report_thread_ts)
-            await respond(**build_history(rows, links))
+            posted = await deps.store.notifications.for_trainings(
+                workspace_id, [r.training_id for r in rows]
+            )
+            await respond(**build_history(rows, report_links(rows, posted)))
             return
         decision = await deps.access.check(workspace_id, user_id)
         if not decision.allowed:

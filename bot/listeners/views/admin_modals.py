@@ -10,7 +10,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import home
+from bot import home, text
 from bot.context import deps_of
 from bot.errors import InvalidKey, SecretStorageDisabled
 from bot.listeners.admin import ADMINS_ONLY, audit_admin_change, is_admin, publish_home
@@ -39,7 +39,7 @@ async def handle_key_submit(ack: AsyncAck, view: dict[str, Any], context: AsyncB
             deps.workspaces.set_key(team, key, by=user), timeout=KEY_CHECK_SECONDS
         )
     except (InvalidKey, SecretStorageDisabled) as exc:
-        await ack(response_action="errors", errors={home.KEY_BLOCK: str(exc)[:150]})
+        await ack(response_action="errors", errors={home.KEY_BLOCK: text.plain(str(exc), 150)})
         return
     except asyncio.TimeoutError:
         await ack(
@@ -51,7 +51,7 @@ async def handle_key_submit(ack: AsyncAck, view: dict[str, Any], context: AsyncB
         return
     await ack()
     await audit_admin_change(
-        deps, team, user, f"set the workspace's ModelsLab API key (ends …{hint})"
+        deps, team, user, f"set the workspace's ModelsLab API key (ends …{text.escape(hint)})"
     )
     await publish_home(deps, context.client, team, user)
 
@@ -75,16 +75,21 @@ async def handle_allow_submit(
     ]
     fixed = deps.workspaces.fixed_entries(team)
     current = [e for e in await deps.store.workspaces.allow_list(team) if e not in fixed]
+    # Only what the editor held can have been unselected: entries beyond its pickers stay.
+    held = home.editable_from_metadata(view.get("private_metadata"))
+    removable = current if held is None else [e for e in current if e in held]
     added = await deps.workspaces.allow(
         team, [e for e in wanted if e not in current and e not in fixed], by=user
     )
-    removed = await deps.workspaces.deny(team, [e for e in current if e not in wanted], by=user)
+    removed = await deps.workspaces.deny(team, [e for e in removable if e not in wanted], by=user)
     if added or removed:
         parts = []
+        # Each list gets a share of the message; a long one ends "…and N more".
+        share = text.MESSAGE_TEXT // 3
         if added:
-            parts.append("allowed " + ", ".join(home.mention(e) for e in added))
+            parts.append("allowed " + text.summarise([text.entry(e) for e in added], share))
         if removed:
-            parts.append("removed " + ", ".join(home.mention(e) for e in removed))
+            parts.append("removed " + text.summarise([text.entry(e) for e in removed], share))
         await audit_admin_change(
             deps, team, user, " and ".join(parts) + " on the cancel allow-list"
         )
@@ -102,12 +107,4 @@ async def handle_group_options(
         logger.info("user groups not listed (%s)", type(exc).__name__)
         await ack(options=[])
         return
-    options = [
-        {
-            "text": {"type": "plain_text", "text": f"@{g.get('handle')} ({g.get('name')})"[:75]},
-            "value": g["id"],
-        }
-        for g in response.get("usergroups") or []
-        if typed in f"{g.get('handle')} {g.get('name')}".lower()
-    ]
-    await ack(options=options[:100])
+    await ack(**home.build_group_options(response.get("usergroups") or [], typed))
