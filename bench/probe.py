@@ -4,10 +4,11 @@ Used by ``python -m bench --scenarios trace`` to show where the milliseconds of 
 probes are installed from outside (nothing in ``bot/`` knows about them): an aiohttp middleware in
 front of ``POST /slack/events`` starts a record per request, and wrappers around Bolt's dispatch
 and ``ack()``, the listener runner, the access policy, the key lookup, the cancellation service,
-``respond()`` and every public coroutine of ``bot.store.Store`` add marks and timed calls to it
-while that request's context is active (Bolt's listener task inherits it). One JSON line per
-request goes to ``$BENCH_PROBE_OUT``. The wrappers cost a few microseconds per call, so a probed
-server is slightly slower than the measured one; use the probed run for proportions only.
+``respond()`` and every public coroutine of ``bot.store.Store`` and of its table families add
+marks and timed calls to it while that request's context is active (Bolt's listener task inherits
+it). One JSON line per request goes to ``$BENCH_PROBE_OUT``. The wrappers cost a few microseconds
+per call, so a probed server is slightly slower than the measured one; use the probed run for
+proportions only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import sys
 import time
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -110,9 +112,12 @@ def install(out_path: str) -> None:
     CancellationService.request = _timed(  # type: ignore[method-assign]
         "CancellationService.request", CancellationService.request
     )
-    for name, func in list(vars(Store).items()):
-        if not name.startswith("_") and inspect.iscoroutinefunction(func):
-            setattr(Store, name, _timed(f"store.{name}", func))
+    families = [("store", Store)]
+    families += [(f"store.{name}", cls) for name, cls in typing.get_type_hints(Store).items()]
+    for label, cls in families:
+        for name, func in inspect.getmembers(cls, inspect.iscoroutinefunction):
+            if not name.startswith("_"):
+                setattr(cls, name, _timed(f"{label}.{name}", func))
 
 
 def main() -> int:

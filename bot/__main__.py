@@ -17,12 +17,7 @@ from typing import NoReturn
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import version
-from bot.cancellation import (
-    CancellationService,
-    Origin,
-    headline,
-    modelslab_said,
-)
+from bot.cancellation import CancellationService, headline, modelslab_said
 from bot.config import (
     DOTENV_FILE,
     Mode,
@@ -37,8 +32,9 @@ from bot.config import (
 )
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.logs import setup_logging
-from bot.modelslab import ModelsLabClient, OutcomeKind
-from bot.store import Cancellation, Store
+from bot.model import Cancellation, Origin, OutcomeKind, State
+from bot.modelslab import ModelsLabClient
+from bot.store import Store
 from bot.workspaces import TEAM_ID_META
 
 logger = logging.getLogger("bot")
@@ -295,7 +291,7 @@ def describe_for_terminal(row: Cancellation) -> str:
     """Return one line saying what became of a cancellation."""
     said = modelslab_said(row)
     line = f"Training {row.training_id}: {headline(row)}"
-    if row.state == "requested" and row.outcome == OutcomeKind.RATE_LIMITED.value:
+    if row.state == State.REQUESTED and row.outcome == OutcomeKind.RATE_LIMITED.value:
         line += f"; retry at {_when(row.next_attempt_at)} by a running server (python -m bot serve)"
     if said:
         line += f". {said}"
@@ -306,9 +302,9 @@ def exit_code_for(row: Cancellation) -> int:
     """Map a cancellation to the `cancel` command's exit code (design §3)."""
     if row.outcome == OutcomeKind.PROBABLY_CANCELLED.value:
         return EXIT_FAILED  # not confirmed: the operator should look
-    if row.state == "cancelled":
+    if row.state == State.CANCELLED:
         return EXIT_OK
-    if row.state == "requested" and row.outcome == OutcomeKind.RATE_LIMITED.value:
+    if row.state == State.REQUESTED and row.outcome == OutcomeKind.RATE_LIMITED.value:
         return EXIT_SCHEDULED
     return EXIT_FAILED
 
@@ -459,10 +455,10 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     """Post a training notification with a Cancel button and record it in the store."""
     from bot.blocks import build_notification
     from bot.ids import validate_training_id
+    from bot.model import Notification
     from bot.notifier import record_permalink
     from bot.server import identify_workspace
     from bot.slack import SlackClients
-    from bot.store import Notification
 
     settings = _settings(Purpose.ADMIN if args.url else Purpose.NOTIFY)
     try:
@@ -514,14 +510,14 @@ async def cmd_notify(args: argparse.Namespace) -> int:
             created_at=0.0,
         )
         # One notification per training: reserve it, then post (a repeat run finds it).
-        if not await store.claim_notification(
+        if not await store.notifications.reserve(
             workspace_id=workspace_id,
             training_id=training_id,
             channel_id=args.channel,
             owner_id=args.owner,
             title=args.title,
         ):
-            existing = await store.get_notification(workspace_id, training_id)
+            existing = await store.notifications.get(workspace_id, training_id)
             if existing is None:
                 print(f"Training {training_id}'s notification is being posted by another process.")
                 return EXIT_FAILED
@@ -530,16 +526,16 @@ async def cmd_notify(args: argparse.Namespace) -> int:
                 f"(ts {existing.message_ts}); not posted again."
             )
             return EXIT_OK
-        latest = await store.latest_cancellation(workspace_id, training_id)
+        latest = await store.cancellations.latest(workspace_id, training_id)
         client = clients.reporter_for(str(settings.slack_bot_token))
         try:
             response = await client.chat_postMessage(
                 channel=args.channel, **build_notification(draft, latest)
             )
         except BaseException:
-            await store.drop_notification_claim(workspace_id, training_id)
+            await store.notifications.drop_reservation(workspace_id, training_id)
             raise
-        await store.notification_posted(
+        await store.notifications.posted(
             workspace_id,
             training_id,
             channel_id=str(response["channel"]),
@@ -641,7 +637,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
 async def served_workspace(settings: Settings, store: Store, *, required: bool) -> str | None:
     """Single workspace: the one this bot serves — cached at an earlier start, else asked of
     Slack with SLACK_BOT_TOKEN (and cached); None when it cannot be known now and not `required`."""
-    cached = await store.get_meta(TEAM_ID_META)
+    cached = await store.meta.get(TEAM_ID_META)
     if cached is not None or not settings.slack_bot_token:
         return cached
     from slack_sdk.web.async_client import AsyncWebClient
@@ -666,7 +662,7 @@ async def served_workspace(settings: Settings, store: Store, *, required: bool) 
             f"({type(exc).__name__}); pass --team T…"
         ) from exc
     team = str(auth["team_id"])
-    await store.set_meta(TEAM_ID_META, team)
+    await store.meta.set(TEAM_ID_META, team)
     return team
 
 
@@ -775,7 +771,7 @@ async def cmd_allow(args: argparse.Namespace) -> int:
         else:
             changed = await workspaces.deny(team, args.entries, by=by)
         # Distinct: an id both in CANCEL_ALLOWED_USERS and stored is one entry.
-        entries = dict.fromkeys([*fixed, *await store.allow_list(team)])
+        entries = dict.fromkeys([*fixed, *await store.workspaces.allow_list(team)])
     except ConfigError:
         raise
     except BotError as exc:
@@ -814,13 +810,13 @@ async def cmd_workspaces(args: argparse.Namespace) -> int:
         print(f"Cannot list workspaces: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        rows = await store.list_workspaces()
+        rows = await store.workspaces.all()
         served = (
             await served_workspace(settings, store, required=False)
             if settings.mode is Mode.SINGLE
             else None
         )
-        served_list = await store.allow_list(served) if served is not None else []
+        served_list = await store.workspaces.allow_list(served) if served is not None else []
     finally:
         await store.close()
     table: list[tuple[str, str, str, str, str, str]] = []
@@ -889,7 +885,7 @@ async def cmd_rotate_keys(args: argparse.Namespace) -> int:
         print(f"Cannot rotate: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        count = await store.rotate_ciphertexts(box.rotate)
+        count = await store.workspaces.rotate_ciphertexts(box.rotate)
     except ConfigError:
         raise
     except BotError as exc:

@@ -19,8 +19,8 @@ from slack_sdk.models.blocks import (
 from bot import text as policy
 from bot.access import Decision
 from bot.cancellation import headline, modelslab_said
+from bot.model import ACTIVE_STATES, QUEUED_STATES, Cancellation, Notification, OutcomeKind, State
 from bot.stages import READY, normalise
-from bot.store import Cancellation, Notification
 from bot.text import escape, outside, truncate
 
 CANCEL_ACTION = "cancel_training"
@@ -188,7 +188,7 @@ def build_request_ack(
         )
         dry = "(dry run) " if row.dry_run else ""
         return _ephemeral(f":hourglass_flowing_sand: {dry}Cancelling training {training}…{where}")
-    if row.state == "cancelled":
+    if row.state == State.CANCELLED:
         return _ephemeral(
             f"Training {training} was already cancelled by {who(row.requested_by)} at "
             f"{slack_date(row.finished_at or row.requested_at)} ({outcome_words(row)})."
@@ -225,8 +225,8 @@ def _state_line(latest: Cancellation) -> tuple[str, bool]:
     """Return the notification's status line and whether a Retry button belongs under it."""
     dry = DRY_RUN_MARK if latest.dry_run else ""
     by = who(latest.requested_by)
-    if latest.state in ("requested", "calling"):
-        if latest.outcome == "rate_limited":
+    if latest.state in QUEUED_STATES:
+        if latest.outcome == OutcomeKind.RATE_LIMITED:
             return (
                 f":hourglass: Cancelling… requested by {by}; ModelsLab is rate-limiting, retry at "
                 f"{slack_date(latest.next_attempt_at)}.",
@@ -234,7 +234,7 @@ def _state_line(latest: Cancellation) -> tuple[str, bool]:
             )
         return f":hourglass_flowing_sand: Cancelling… requested by {by}", False
     when = slack_date(latest.finished_at or latest.updated_at)
-    if latest.state == "cancelled":
+    if latest.state == State.CANCELLED:
         return (
             f":octagonal_sign: {dry}*{outcome_words(latest, capitalise=True)}* — requested by {by} "
             f"at {when}",
@@ -276,7 +276,7 @@ def build_notification(note: Notification, latest: Cancellation | None) -> Messa
     status = "running"
     # A cancellation through the bot shows whatever stage a late webhook reports.
     if latest is not None and (
-        latest.state != "cancelled" or not latest.dry_run or not note.finished
+        latest.state != State.CANCELLED or not latest.dry_run or not note.finished
     ):
         line, retry = _state_line(latest)
         blocks.append(_section(line))
@@ -285,11 +285,9 @@ def build_notification(note: Notification, latest: Cancellation | None) -> Messa
         )
         # "queued" and "being cancelled" look the same here: the message changes (one chat.update)
         # when the outcome is known, not when the worker picks the row up.
-        in_progress = latest.state in ("requested", "calling") and not latest.outcome
+        in_progress = latest.state in QUEUED_STATES and not latest.outcome
         status = "cancelling" if in_progress else outcome_words(latest)
-    if note.finished and (
-        latest is None or latest.state not in ("cancelled", "requested", "calling")
-    ):
+    if note.finished and (latest is None or latest.state not in ACTIVE_STATES):
         ready = note.stage == READY
         text = (
             ":white_check_mark: *Finished*: the model is ready."
@@ -339,8 +337,8 @@ def build_outcome(row: Cancellation, *, owner_id: str | None = None) -> Message:
     """The thread reply (and audit post) with who, which training, when, and what ModelsLab said."""
     when = slack_date(row.finished_at or row.updated_at)
     # "cancelled" would claim more than ModelsLab confirmed; the headline says what it said.
-    verb = "asked to cancel" if row.state == "cancelled" else "tried to cancel"
-    icon = ":octagonal_sign:" if row.state == "cancelled" else ":x:"
+    verb = "asked to cancel" if row.state == State.CANCELLED else "tried to cancel"
+    icon = ":octagonal_sign:" if row.state == State.CANCELLED else ":x:"
     dry = DRY_RUN_MARK if row.dry_run else ""
     answer = said(row)
     text = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
 import logging
 import os
@@ -18,8 +17,9 @@ from typing import Protocol
 from bot.errors import MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.limiter import KeyLimiter
-from bot.modelslab import CancelOutcome, ModelsLabClient, OutcomeKind
-from bot.store import Cancellation, Claim, Notification, Store
+from bot.model import Cancellation, Claim, Notification, Origin, OutcomeKind, State
+from bot.modelslab import CancelOutcome, ModelsLabClient
+from bot.store import Store
 from bot.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
@@ -39,25 +39,16 @@ class ReportHandover(Protocol):
 
 
 STATE_FOR_OUTCOME = {
-    OutcomeKind.ACCEPTED: "cancelled",
-    OutcomeKind.STOPPED: "cancelled",
-    OutcomeKind.PROBABLY_CANCELLED: "cancelled",
-    OutcomeKind.DRY_RUN: "cancelled",
-    OutcomeKind.REFUSED: "rejected",
-    OutcomeKind.NOT_FOUND: "rejected",
-    OutcomeKind.BAD_KEY: "rejected",
-    OutcomeKind.UNAVAILABLE: "failed",
+    OutcomeKind.ACCEPTED: State.CANCELLED,
+    OutcomeKind.STOPPED: State.CANCELLED,
+    OutcomeKind.PROBABLY_CANCELLED: State.CANCELLED,
+    OutcomeKind.DRY_RUN: State.CANCELLED,
+    OutcomeKind.REFUSED: State.REJECTED,
+    OutcomeKind.NOT_FOUND: State.REJECTED,
+    OutcomeKind.BAD_KEY: State.REJECTED,
+    OutcomeKind.UNAVAILABLE: State.FAILED,
 }
 NO_KEY = "no_key"
-
-
-class Origin(str, enum.Enum):
-    """Where a cancellation was asked for (recorded for the audit trail)."""
-
-    COMMAND = "command"
-    BUTTON = "button"
-    RETRY = "retry"
-    CLI = "cli"
 
 
 @dataclass(frozen=True)
@@ -120,7 +111,7 @@ class CancellationService:
             name="cancellation-worker",
             take=self._take,
             handle=self._guarded,
-            next_due=store.next_due_at,
+            next_due=store.cancellations.next_due,
             concurrency=concurrency,
             idle=poll_interval,
             key=lambda row: row.id,
@@ -148,7 +139,7 @@ class CancellationService:
         # handed over in memory: the ModelsLab call starts without a transaction to take it.
         reserved = self._worker.reserve()
         try:
-            claim = await self.store.claim(
+            claim = await self.store.cancellations.enqueue(
                 workspace_id=workspace_id,
                 training_id=training_id,
                 requested_by=requested_by,
@@ -202,7 +193,7 @@ class CancellationService:
         return await self._worker.drain()
 
     async def _take(self, limit: int) -> list[Cancellation]:
-        return await self.store.take_due(
+        return await self.store.cancellations.take(
             self.worker_id, lease_seconds=self.lease_seconds, limit=limit
         )
 
@@ -216,18 +207,18 @@ class CancellationService:
             # Shutting down mid-call: hand the row back now rather than when the lease expires.
             # It stays in "calling", so whoever takes it knows the call may have reached ModelsLab.
             with contextlib.suppress(StoreUnavailable):
-                await asyncio.shield(self.store.release(row.id, self.worker_id))
+                await asyncio.shield(self.store.cancellations.release(row.id, self.worker_id))
             raise
 
     async def process(self, row: Cancellation) -> Cancellation | None:
         """Call ModelsLab for one leased cancellation and record the outcome."""
         # A row found in "calling" was interrupted mid-call: that call may have reached ModelsLab.
-        may_have_reached = row.state == "calling" or row.may_have_reached
+        may_have_reached = row.state == State.CALLING or row.may_have_reached
         key = None if row.dry_run else await self.keys(row.workspace_id)
         if key is None and not row.dry_run:
             final = await self._finish(
                 row.id,
-                state="rejected",
+                state=State.REJECTED,
                 outcome=NO_KEY,
                 reason="no ModelsLab API key is set for this workspace",
             )
@@ -236,7 +227,7 @@ class CancellationService:
         # the call itself (30 s budget), not the wait behind other cancels on this key.
         async with self.limiter.cancel(key or ""):
             # Re-leased for the call itself: the wait for the slot may have used up the lease.
-            calling = await self.store.mark_calling(
+            calling = await self.store.cancellations.mark_calling(
                 row.id, self.worker_id, lease_seconds=self.lease_seconds
             )
             if calling is None:
@@ -259,10 +250,10 @@ class CancellationService:
     async def _record(self, row: Cancellation, outcome: CancelOutcome) -> Cancellation | None:
         if outcome.kind is OutcomeKind.RATE_LIMITED:
             delay = outcome.retry_after if outcome.retry_after is not None else 30.0
-            updated = await self.store.reschedule(
+            updated = await self.store.cancellations.retry(
                 row.id,
                 self.worker_id,
-                next_attempt_at=time.time() + delay,
+                at=time.time() + delay,
                 outcome=outcome.kind.value,
                 reason=outcome.reason,
                 may_have_reached=row.may_have_reached or outcome.may_have_reached,
@@ -280,7 +271,7 @@ class CancellationService:
         return await self._finished(final)
 
     async def _finish(
-        self, cancellation_id: int, *, state: str, outcome: str, reason: str
+        self, cancellation_id: int, *, state: State, outcome: str, reason: str
     ) -> Cancellation | None:
         """Record the outcome and hand the report to the reporter."""
         # With a reporter slot free, the report is leased to it in the finish transaction and
@@ -289,7 +280,7 @@ class CancellationService:
         lease_until = time.time() + slot[1] if slot else None
         final: Cancellation | None = None
         try:
-            final = await self.store.finish(
+            final = await self.store.cancellations.finish(
                 cancellation_id,
                 self.worker_id,
                 state=state,
@@ -318,7 +309,7 @@ class CancellationService:
 
     async def run_now(self, cancellation_id: int) -> Cancellation | None:
         """Process one cancellation in this process if it is due and nobody holds it."""
-        row = await self.store.take(
+        row = await self.store.cancellations.take_one(
             cancellation_id, self.worker_id, lease_seconds=self.lease_seconds
         )
         if row is None:
@@ -329,8 +320,8 @@ class CancellationService:
         """Wait until a cancellation is final or rescheduled; return it as it then stands."""
         deadline = time.monotonic() + timeout
         while True:
-            row = await self.store.get_cancellation(cancellation_id)
-            if row is None or row.is_final or (row.state == "requested" and row.outcome):
+            row = await self.store.cancellations.get(cancellation_id)
+            if row is None or row.is_final or (row.state == State.REQUESTED and row.outcome):
                 return row
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -358,7 +349,7 @@ _HEADLINES = {
 def headline(row: Cancellation) -> str:
     """Return the outcome of a cancellation in a few words."""
     if row.outcome is None:
-        return "being cancelled" if row.state == "calling" else "queued"
+        return "being cancelled" if row.state == State.CALLING else "queued"
     return _HEADLINES.get(row.outcome, row.outcome)
 
 

@@ -57,7 +57,7 @@ async def served_warnings(
     stored key and list, plus the environment's); OAuth: every installed workspace.
     """
     if settings.mode is Mode.OAUTH:
-        rows = [(ws, n) for ws, n in await store.list_workspaces() if ws.installed] if store else []
+        rows = [(ws, n) for ws, n in await store.workspaces.all() if ws.installed] if store else []
         no_key = [ws.workspace_id for ws, _ in rows if not ws.key_ciphertext]
         nobody = [ws.workspace_id for ws, allowed in rows if not allowed]
         lacks_key, lacks_people = bool(no_key), bool(nobody)
@@ -89,7 +89,7 @@ def _knows_revision(revision: str) -> bool:
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
-    from bot.migrations import alembic_config
+    from bot.store.migrations import alembic_config
 
     try:
         return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
@@ -98,7 +98,7 @@ def _knows_revision(revision: str) -> bool:
 
 
 async def _database(settings: Settings) -> _Database:
-    from bot.migrations import head_revision
+    from bot.store.migrations import head_revision
 
     if settings.is_sqlite:
         path = Path(settings.database_url.split(":///", 1)[1])
@@ -144,7 +144,7 @@ async def _database(settings: Settings) -> _Database:
             None,
             None,
         )
-    team = await store.get_meta(TEAM_ID_META) if settings.mode is Mode.SINGLE else None
+    team = await store.meta.get(TEAM_ID_META) if settings.mode is Mode.SINGLE else None
     if revision != head:
         # Tables this version reads may not exist yet: only what the first schema had is read.
         await store.close()
@@ -326,7 +326,7 @@ async def _key_check(
     """Check the key the served workspace's cancels would use (stored first, else the env's)."""
     stored = None
     if workspaces is not None and team is not None:
-        row = await workspaces.store.get_workspace(team)
+        row = await workspaces.store.workspaces.get(team)
         if row is not None and row.key_ciphertext and workspaces.box.enabled:
             stored = await workspaces.key_for(team)
     if stored:

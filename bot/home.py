@@ -29,7 +29,7 @@ from slack_sdk.models.views import View as ViewModel
 from bot import text as policy
 from bot.access import Decision
 from bot.blocks import LINE_CHARS, REASON_CHARS, outcome_words, slack_date, who
-from bot.store import Cancellation
+from bot.model import Cancellation
 from bot.text import escape, outside, truncate
 
 SET_KEY = "home_set_key"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import enum
 import json
 import logging
 import math
@@ -26,8 +25,9 @@ import httpx
 
 from bot.errors import ConfigError, ModelsLabUnavailable
 from bot.ids import is_v6_id, validate_training_id
+from bot.model import OutcomeKind
 
-__all__ = ["CancelOutcome", "KeyCheck", "ModelsLabClient", "OutcomeKind"]
+__all__ = ["CancelOutcome", "KeyCheck", "ModelsLabClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,20 +52,6 @@ _ALREADY_DONE = re.compile(
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
-
-
-class OutcomeKind(str, enum.Enum):
-    """What a cancel call came to; the cancellation service maps each to a state."""
-
-    ACCEPTED = "accepted"
-    STOPPED = "stopped"
-    PROBABLY_CANCELLED = "probably_cancelled"
-    DRY_RUN = "dry_run"
-    REFUSED = "refused"
-    NOT_FOUND = "not_found"
-    BAD_KEY = "bad_key"
-    RATE_LIMITED = "rate_limited"
-    UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)

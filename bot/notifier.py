@@ -19,11 +19,12 @@ from bot.cancellation import new_worker_id
 from bot.errors import StoreUnavailable
 from bot.ids import is_v6_id
 from bot.limiter import KeyLimiter
+from bot.model import Notification, State, TrainingEvent
 from bot.modelslab import ModelsLabClient, TrainingStatus
 from bot.renderer import NotificationRenderer, SlackUnavailable, raise_if_transient
 from bot.slack import get_permalink
 from bot.stages import Stage, normalise, parse_eta
-from bot.store import Notification, Store, TrainingEvent
+from bot.store import Store
 from bot.worker import QueueWorker
 from bot.workspaces import Workspaces
 
@@ -44,7 +45,7 @@ async def record_permalink(
     if not link:
         return
     try:
-        await store.set_notification_permalink(workspace_id, training_id, link)
+        await store.notifications.set_permalink(workspace_id, training_id, link)
     except StoreUnavailable as exc:
         # The notification is posted and recorded; only its exact link is lost.
         logger.info("training %s: permalink not recorded (%s)", training_id, exc)
@@ -118,12 +119,12 @@ class Notifier:
 
     async def _take(self, limit: int) -> list[TrainingEvent | Notification]:
         items: list[TrainingEvent | Notification] = list(
-            await self.store.take_training_events(
+            await self.store.training_events.take(
                 self.owner, lease_seconds=self.lease_seconds, limit=limit
             )
         )
         if len(items) < limit:
-            items += await self.store.due_polls(limit=limit - len(items))
+            items += await self.store.polls.due(limit=limit - len(items))
         return items
 
     async def _handle(self, item: TrainingEvent | Notification) -> None:
@@ -135,7 +136,10 @@ class Notifier:
     async def _next_due(self) -> float | None:
         due = [
             t
-            for t in (await self.store.next_training_event_at(), await self.store.next_poll_at())
+            for t in (
+                await self.store.training_events.next_due(),
+                await self.store.polls.next_due(),
+            )
             if t
         ]
         return min(due) if due else None
@@ -151,10 +155,10 @@ class Notifier:
             logger.exception("training event %s failed", event.id)
             done = False
         if done or event.attempts >= MAX_EVENT_ATTEMPTS:
-            await self.store.end_training_event(event.id)
+            await self.store.training_events.finish(event.id)
         else:
-            await self.store.end_training_event(
-                event.id, retry_at=time.time() + min(300.0, 2.0**event.attempts)
+            await self.store.training_events.retry(
+                event.id, at=time.time() + min(300.0, 2.0**event.attempts)
             )
 
     # -- events ------------------------------------------------------------------------------------
@@ -167,16 +171,16 @@ class Notifier:
         api = "v6" if is_v6_id(event.training_id) else "v3"
         stage = normalise(event.stage, api=api)
         eta = parse_eta(event.logs)
-        note = await self.store.get_notification(event.workspace_id, event.training_id)
+        note = await self.store.notifications.get(event.workspace_id, event.training_id)
         if note is None:
             posted = await self._post(client, event, stage, eta)
             if not posted:
                 return posted is None  # None: nowhere to post, give up; False: retry
-            note = await self.store.get_notification(event.workspace_id, event.training_id)
+            note = await self.store.notifications.get(event.workspace_id, event.training_id)
             if note is None:
                 return False
         elif event.source == "watch" and not note.watching:
-            await self.store.schedule_poll(
+            await self.store.polls.schedule(
                 event.workspace_id, event.training_id, next_at=time.time()
             )
             self.wake()
@@ -204,11 +208,11 @@ class Notifier:
                 "training %s: no notification channel (NOTIFY_CHANNEL / App Home); nothing posted",
                 event.training_id,
             )
-            await self.store.set_training_event_outcome(
+            await self.store.training_events.set_outcome(
                 event.id, "no notification channel is configured"
             )
             return None
-        claimed = await self.store.claim_notification(
+        claimed = await self.store.notifications.reserve(
             workspace_id=event.workspace_id,
             training_id=event.training_id,
             channel_id=channel,
@@ -232,13 +236,13 @@ class Notifier:
             eta=eta,
             started_at=now if stage and stage.rank >= 2 and not stage.final else None,
         )
-        latest = await self.store.latest_cancellation(event.workspace_id, event.training_id)
+        latest = await self.store.cancellations.latest(event.workspace_id, event.training_id)
         try:
             response = await client.chat_postMessage(
                 channel=channel, **build_notification(draft, latest)
             )
         except SlackApiError as exc:
-            await self.store.drop_notification_claim(event.workspace_id, event.training_id)
+            await self.store.notifications.drop_reservation(event.workspace_id, event.training_id)
             raise_if_transient(exc)
             error = exc.response.get("error")
             hint = (
@@ -246,7 +250,7 @@ class Notifier:
                 if error in ("not_in_channel", "channel_not_found")
                 else ""
             )
-            await self.store.set_training_event_outcome(
+            await self.store.training_events.set_outcome(
                 event.id, f"Slack refused the message: {error}{hint}"
             )
             logger.warning(
@@ -256,17 +260,17 @@ class Notifier:
             )
             return None
         except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            await self.store.drop_notification_claim(event.workspace_id, event.training_id)
+            await self.store.notifications.drop_reservation(event.workspace_id, event.training_id)
             raise SlackUnavailable(type(exc).__name__) from exc
         channel_id, message_ts = str(response["channel"]), str(response["ts"])
-        await self.store.notification_posted(
+        await self.store.notifications.posted(
             event.workspace_id, event.training_id, channel_id=channel_id, message_ts=message_ts
         )
         await record_permalink(
             self.store, client, event.workspace_id, event.training_id, channel_id, message_ts
         )
         if draft.stage:
-            await self.store.advance_stage(
+            await self.store.notifications.advance_stage(
                 event.workspace_id,
                 event.training_id,
                 stage=draft.stage,
@@ -293,7 +297,7 @@ class Notifier:
 
     async def apply(self, client: Any, note: Notification, stage: Stage, eta: str | None) -> None:
         """Record a stage (never going back), re-render, and announce a finish once."""
-        await self.store.advance_stage(
+        await self.store.notifications.advance_stage(
             note.workspace_id,
             note.training_id,
             stage=stage.name,
@@ -305,13 +309,15 @@ class Notifier:
         # Always render: the renderer skips an unchanged message, and a render that failed
         # earlier (the stage was stored, Slack was down) is completed by the retry.
         await self.renderer.render(client, note.workspace_id, note.training_id)
-        fresh = await self.store.get_notification(note.workspace_id, note.training_id)
+        fresh = await self.store.notifications.get(note.workspace_id, note.training_id)
         if fresh is None or not fresh.finished or fresh.final_reported:
             return
-        latest = await self.store.latest_cancellation(note.workspace_id, note.training_id)
-        if not await self.store.mark_final_reported(note.workspace_id, note.training_id):
+        latest = await self.store.cancellations.latest(note.workspace_id, note.training_id)
+        if not await self.store.notifications.mark_final_reported(
+            note.workspace_id, note.training_id
+        ):
             return
-        if latest is not None and latest.state == "cancelled":
+        if latest is not None and latest.state == State.CANCELLED:
             return  # the cancellation's own reply already closed the thread
         try:
             await client.chat_postMessage(
@@ -319,7 +325,7 @@ class Notifier:
             )
         except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
             # Not announced after all: let the retry of this event post it.
-            await self.store.mark_final_reported(
+            await self.store.notifications.mark_final_reported(
                 note.workspace_id, note.training_id, reported=False
             )
             raise SlackUnavailable(f"finished reply: {type(exc).__name__}") from exc
@@ -338,7 +344,7 @@ class Notifier:
         """Poll one watched training's status and apply it."""
         now = time.time()
         # Claim this poll by moving its time: of several instances only one polls.
-        if not await self.store.schedule_poll(
+        if not await self.store.polls.schedule(
             note.workspace_id,
             note.training_id,
             next_at=now + self.poll_seconds,
@@ -347,16 +353,16 @@ class Notifier:
         ):
             return
         if now - note.created_at > MAX_WATCH_SECONDS:
-            await self.store.schedule_poll(note.workspace_id, note.training_id, next_at=None)
+            await self.store.polls.schedule(note.workspace_id, note.training_id, next_at=None)
             return
         key = await self.workspaces.key_for(note.workspace_id)
         client = await self.clients(note.workspace_id)
         if not key or client is None:
-            await self.store.schedule_poll(note.workspace_id, note.training_id, next_at=None)
+            await self.store.polls.schedule(note.workspace_id, note.training_id, next_at=None)
             return
         if self.limiter.cancel_pending(key):
             # A cancel on this account goes first; look again shortly.
-            await self.store.schedule_poll(
+            await self.store.polls.schedule(
                 note.workspace_id, note.training_id, next_at=now + 5, failures=note.poll_failures
             )
             return
@@ -371,12 +377,12 @@ class Notifier:
                 else self.poll_seconds * min(2**failures, 10)
             )
             next_at = None if failures >= MAX_POLL_FAILURES else time.time() + delay
-            await self.store.schedule_poll(
+            await self.store.polls.schedule(
                 note.workspace_id, note.training_id, next_at=next_at, failures=failures
             )
             return
         await self.apply(client, note, stage, parse_eta(status.details if status else None))
         next_at = None if stage.final else time.time() + self.poll_seconds
-        await self.store.schedule_poll(
+        await self.store.polls.schedule(
             note.workspace_id, note.training_id, next_at=next_at, failures=0
         )

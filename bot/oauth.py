@@ -87,7 +87,7 @@ class EncryptedInstallationStore(AsyncInstallationStore):
     async def async_save(self, installation: Installation) -> None:
         """Save an installation (tokens encrypted) and mark the workspace installed."""
         await self.inner.async_save(self._seal(installation, _INSTALLATION_SECRETS))
-        await self.store.ensure_workspace(
+        await self.store.workspaces.ensure(
             workspace_key(installation.enterprise_id, installation.team_id),
             enterprise_id=installation.enterprise_id,
             name=installation.team_name or installation.enterprise_name,

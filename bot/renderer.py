@@ -11,8 +11,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.blocks import build_notification
+from bot.model import Notification
 from bot.slack import is_transient
-from bot.store import Notification, Store
+from bot.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,10 @@ class NotificationRenderer:
     ) -> bool:
         """Update the message if it differs from the store; True if an update was made."""
         if note is None:
-            note = await self.store.get_notification(workspace_id, training_id)
+            note = await self.store.notifications.get(workspace_id, training_id)
         if note is None:
             return False
-        latest = await self.store.latest_cancellation(workspace_id, training_id)
+        latest = await self.store.cancellations.latest(workspace_id, training_id)
         message = build_notification(note, latest)
         # Keyed on what people would see: states that look alike cost no chat.update.
         key = hashlib.sha256(json.dumps(message, sort_keys=True).encode()).hexdigest()[:40]
@@ -73,9 +74,9 @@ class NotificationRenderer:
             logger.warning(
                 "notification of %s not updated: %s", training_id, exc.response.get("error")
             )
-            await self.store.set_rendered(workspace_id, training_id, key)
+            await self.store.notifications.set_rendered(workspace_id, training_id, key)
             return False
         except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
             raise SlackUnavailable(f"chat.update: {type(exc).__name__}") from exc
-        await self.store.set_rendered(workspace_id, training_id, key)
+        await self.store.notifications.set_rendered(workspace_id, training_id, key)
         return True

@@ -22,9 +22,10 @@ from bot.blocks import build_announcement, build_outcome, build_retry_notice
 from bot.cancellation import new_worker_id
 from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
+from bot.model import Cancellation, Notification, OutcomeKind, ReportState
 from bot.renderer import NotificationRenderer, SlackUnavailable
 from bot.slack import answering_429s, get_permalink, is_transient, retry_after
-from bot.store import Cancellation, Notification, Store
+from bot.store import Store
 from bot.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class Reporter:
             name="reporter",
             take=self._take,
             handle=self._guarded,
-            next_due=store.next_report_at,
+            next_due=store.reports.next_due,
             concurrency=concurrency,
             idle=poll_interval,
             key=lambda row: row.id,
@@ -178,7 +179,7 @@ class Reporter:
         return await self._worker.drain()
 
     async def _take(self, limit: int) -> list[Cancellation]:
-        return await self.store.take_reports(
+        return await self.store.reports.take(
             self.owner, lease_seconds=self.lease_seconds, limit=limit
         )
 
@@ -192,25 +193,23 @@ class Reporter:
                     "report %s undeliverable after %d attempts: %s", row.id, attempts, exc
                 )
                 await self._fallback(row, self._outcome_text(row))
-                await self.store.end_report(
+                await self.store.reports.finish(
                     row.id,
                     self.owner,
                     seen=row,
-                    report_state="undeliverable",
+                    state=ReportState.UNDELIVERABLE,
                     error=str(exc),
                     failed=True,
                 )
                 return
             delay = max(min(300.0, 2.0 ** (attempts - 1) * 2), exc.retry_after or 0.0)
             logger.info("report %s deferred %.0fs: %s", row.id, delay, exc)
-            await self.store.end_report(
+            await self.store.reports.retry(
                 row.id,
                 self.owner,
                 seen=row,
-                report_state="pending",
-                next_at=time.time() + delay,
+                at=time.time() + delay,
                 error=str(exc),
-                failed=True,
                 keep_posting=exc.looking,
             )
         except StoreUnavailable as exc:
@@ -218,19 +217,13 @@ class Reporter:
         except Exception:
             # The listener-boundary rule applies here too: one bad report must not stop the loop.
             logger.exception("report %s failed", row.id)
-            await self.store.end_report(
-                row.id,
-                self.owner,
-                seen=row,
-                report_state="pending",
-                next_at=time.time() + 60,
-                error="internal error",
-                failed=True,
+            await self.store.reports.retry(
+                row.id, self.owner, seen=row, at=time.time() + 60, error="internal error"
             )
 
     async def deliver_now(self, cancellation_id: int) -> None:
         """Deliver one cancellation's report in this process (the terminal has no reporter loop)."""
-        row = await self.store.take_report(
+        row = await self.store.reports.take_one(
             cancellation_id, self.owner, lease_seconds=self.lease_seconds
         )
         if row is not None:
@@ -243,9 +236,11 @@ class Reporter:
         client = await self.clients(row.workspace_id)
         if client is None:
             # The workspace is gone (uninstalled): nothing can be posted; the record stays.
-            await self.store.end_report(row.id, self.owner, seen=row, report_state="undeliverable")
+            await self.store.reports.finish(
+                row.id, self.owner, seen=row, state=ReportState.UNDELIVERABLE
+            )
             return
-        note = await self.store.get_notification(row.workspace_id, row.training_id)
+        note = await self.store.notifications.get(row.workspace_id, row.training_id)
         if note is not None:
             thread: tuple[str, str] | None = (note.channel_id, note.message_ts)
             owner_id = note.owner_id
@@ -255,12 +250,12 @@ class Reporter:
         if not row.is_final:
             if note is not None:
                 await self._render_notification(client, row, note)
-            elif row.outcome == "rate_limited":
+            elif row.outcome == OutcomeKind.RATE_LIMITED:
                 # A notification shows the retry time itself; otherwise say it in the thread.
                 await self._announce_retry(client, row, thread)
             if note is None:
                 await self._link_own_thread(client, row, thread)
-            await self.store.end_report(row.id, self.owner, seen=row, report_state="waiting")
+            await self.store.reports.finish(row.id, self.owner, seen=row, state=ReportState.WAITING)
             return
         # The outcome first: the thread reply is what the requester is waiting for.
         if row.reply_ts is None:
@@ -277,12 +272,12 @@ class Reporter:
             except _Permanent as exc:
                 logger.warning("audit channel %s refused the report: %s", audit, exc)
                 ts = None
-            await self.store.update_report(
+            await self.store.reports.update(
                 row.id, self.owner, audit_ts=ts or "-", report_posting=None
             )
         if note is None:
             await self._link_own_thread(client, row, thread)
-        await self.store.end_report(row.id, self.owner, seen=row, report_state="delivered")
+        await self.store.reports.finish(row.id, self.owner, seen=row, state=ReportState.DELIVERED)
 
     async def _announce_retry(
         self, client: Any, row: Cancellation, thread: tuple[str, str] | None
@@ -307,7 +302,7 @@ class Reporter:
                 await self._fallback(row, text)
         else:
             await self._fallback(row, text)
-        await self.store.update_report(row.id, self.owner, rendered=marker, report_posting=None)
+        await self.store.reports.update(row.id, self.owner, rendered=marker, report_posting=None)
 
     async def _render_notification(
         self, client: Any, row: Cancellation, note: Notification | None = None
@@ -332,11 +327,11 @@ class Reporter:
                 message=build_announcement(row),
             )
         except _Permanent:
-            await self.store.update_report(
+            await self.store.reports.update(
                 row.id, self.owner, report_channel="-", report_posting=None
             )
             return None
-        await self.store.update_report(
+        await self.store.reports.update(
             row.id,
             self.owner,
             report_channel=row.channel_id,
@@ -353,7 +348,7 @@ class Reporter:
             return
         link = await get_permalink(client, *thread)
         if link:
-            await self.store.update_report(row.id, self.owner, report_permalink=link)
+            await self.store.reports.update(row.id, self.owner, report_permalink=link)
 
     async def _post_outcome(
         self, client: Any, row: Cancellation, thread: tuple[str, str] | None, owner_id: str | None
@@ -369,12 +364,12 @@ class Reporter:
                     "report %s: cannot post in %s (%s); using response_url", row.id, thread[0], exc
                 )
             else:
-                await self.store.update_report(
+                await self.store.reports.update(
                     row.id, self.owner, reply_ts=ts or "-", report_posting=None
                 )
                 return
         delivered = await self._fallback(row, message["text"])
-        await self.store.update_report(
+        await self.store.reports.update(
             row.id, self.owner, reply_ts="response_url" if delivered else "-"
         )
 
@@ -393,7 +388,7 @@ class Reporter:
             found = await self._find_earlier_post(client, row, step, channel, thread_ts)
             if found:
                 return found
-        await self.store.update_report(
+        await self.store.reports.update(
             row.id, self.owner, report_posting=step, report_posting_at=time.time()
         )
         metadata = {

@@ -27,6 +27,7 @@ from bot.crypto import SecretBox
 from bot.errors import BotError, ConfigError, StoreUnavailable
 from bot.limiter import KeyLimiter
 from bot.metrics import Metrics
+from bot.model import Cancellation
 from bot.modelslab import ModelsLabClient
 from bot.notifier import Notifier
 from bot.oauth import (
@@ -40,7 +41,7 @@ from bot.oauth import (
 from bot.renderer import NotificationRenderer
 from bot.reporter import Reporter
 from bot.slack import SlackClients
-from bot.store import Cancellation, Store
+from bot.store import Store
 from bot.web import create_web_app
 from bot.webhooks import TrainingRoutes
 from bot.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces
@@ -112,7 +113,7 @@ async def identify_workspace(
             ]
         ) from exc
     except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-        cached = await store.get_meta(TEAM_ID_META)
+        cached = await store.meta.get(TEAM_ID_META)
         if cached is None:
             raise BotError(
                 f"Slack could not be reached to identify the workspace ({type(exc).__name__}); "
@@ -120,7 +121,7 @@ async def identify_workspace(
             ) from exc
         logger.warning("Slack unreachable at start-up; using the cached workspace %s", cached)
         return AuthorizeResult(enterprise_id=None, team_id=cached, bot_token=token)
-    await store.set_meta(TEAM_ID_META, str(auth["team_id"]))
+    await store.meta.set(TEAM_ID_META, str(auth["team_id"]))
     return AuthorizeResult.from_auth_test_response(auth_test_response=auth, bot_token=token)
 
 
@@ -148,7 +149,7 @@ class TokenDirectory:
         cached = self._cache.get(workspace_id)
         if cached is not None and time.monotonic() - cached[1] < TOKEN_CACHE_SECONDS:
             return cached[0]
-        row = await self.store.get_workspace(workspace_id)
+        row = await self.store.workspaces.get(workspace_id)
         if row is None or not row.installed:
             return None
         org_wide = row.enterprise_id == workspace_id
@@ -236,14 +237,14 @@ class OnlineProbe:
 
 async def import_environment(settings: Settings, store: Store, workspaces: Workspaces) -> None:
     """Once, move a single-workspace deployment's env key and allow-list into that workspace."""
-    target = await store.get_meta(TEAM_ID_META)
-    if target is None or await store.get_meta(ENV_IMPORTED_META) is not None:
+    target = await store.meta.get(TEAM_ID_META)
+    if target is None or await store.meta.get(ENV_IMPORTED_META) is not None:
         return
     if settings.modelslab_api_key and workspaces.box.enabled:
-        row = await store.get_workspace(target)
+        row = await store.workspaces.get(target)
         if row is None or not row.key_ciphertext:
             key = settings.modelslab_api_key
-            await store.update_workspace(
+            await store.workspaces.update(
                 target,
                 key_ciphertext=workspaces.box.encrypt(key),
                 key_hint=key[-4:],
@@ -251,11 +252,11 @@ async def import_environment(settings: Settings, store: Store, workspaces: Works
                 key_set_by="cli:import",
             )
     if settings.allowed_entries:
-        await store.allow(target, list(settings.allowed_entries), by="cli:import")
-    await store.record_admin_event(
+        await store.workspaces.allow(target, list(settings.allowed_entries), by="cli:import")
+    await store.workspaces.record_admin_event(
         target, actor="cli:import", action="import_env", detail="key and allow-list"
     )
-    await store.set_meta(ENV_IMPORTED_META, target)
+    await store.meta.set(ENV_IMPORTED_META, target)
     logger.info(
         "imported MODELSLAB_API_KEY and CANCEL_ALLOWED_USERS into workspace %s (once)", target
     )
@@ -376,7 +377,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         if cached_authorize is not None:
             cached_authorize.forget(enterprise_id, team_id)
         tokens.forget(workspace_id)
-        await store.forget_workspace(workspace_id)
+        await store.workspaces.forget(workspace_id)
         workspaces.forget_cached(workspace_id)
         logger.info(
             "workspace %s uninstalled: tokens, key, allow-list and settings deleted", workspace_id
@@ -415,7 +416,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
     )
 
     async def before_scrape() -> None:
-        recoveries, backlog = await store.queue_depths()
+        recoveries, backlog = await store.cancellations.queue_depths()
         metrics.pending_recoveries.set(recoveries)
         metrics.outbox_backlog.set(backlog)
         metrics.inflight.set(service.in_flight)

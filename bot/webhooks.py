@@ -93,7 +93,7 @@ class TrainingRoutes:
         if not token or len(token) > 200:
             return None
         if self.settings.mode is Mode.SINGLE and self.single_workspace_id is not None:
-            row = await self.store.get_workspace(self.single_workspace_id)
+            row = await self.store.workspaces.get(self.single_workspace_id)
             if row is not None and row.webhook_token_hash:
                 # Rotated in the Home tab: only the new token works (MODELSLAB_WEBHOOK_TOKEN no more).
                 ok = hmac.compare_digest(row.webhook_token_hash, hash_token(token))
@@ -103,7 +103,7 @@ class TrainingRoutes:
                 return self.single_workspace_id
             return None
         # OAuth: a hash lookup; the stored hash is compared again in constant time.
-        row = await self.store.workspace_by_webhook_hash(hash_token(token))
+        row = await self.store.workspaces.by_webhook_hash(hash_token(token))
         if row is None or not row.installed or not row.webhook_token_hash:
             return None
         return (
@@ -126,7 +126,7 @@ class TrainingRoutes:
         except InvalidTrainingId as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         stage = body.get("training_status") or body.get("status")
-        await self.store.add_training_event(
+        await self.store.training_events.enqueue(
             workspace_id=workspace_id,
             training_id=training_id,
             stage=_text(stage, 48),
@@ -164,7 +164,7 @@ class TrainingRoutes:
             raise web.HTTPBadRequest(text="title must be text")
         if channel is None and not await self.notify_channel(workspace_id):
             raise web.HTTPBadRequest(text="no channel given and no notification channel configured")
-        event_id = await self.store.add_training_event(
+        event_id = await self.store.training_events.enqueue(
             workspace_id=workspace_id,
             training_id=training_id,
             stage=None,
@@ -177,7 +177,7 @@ class TrainingRoutes:
         self.wake()
         deadline = time.monotonic() + NOTIFY_WAIT_SECONDS
         while time.monotonic() < deadline:
-            note = await self.store.get_notification(workspace_id, training_id)
+            note = await self.store.notifications.get(workspace_id, training_id)
             if note is not None:
                 return web.json_response(
                     {
@@ -187,7 +187,7 @@ class TrainingRoutes:
                         "ts": note.message_ts,
                     }
                 )
-            done, outcome = await self.store.training_event_result(event_id)
+            done, outcome = await self.store.training_events.result(event_id)
             if done and outcome:
                 return web.json_response(
                     {"ok": False, "training_id": training_id, "error": outcome}, status=502

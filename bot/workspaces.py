@@ -21,8 +21,9 @@ from bot.cache import TtlCache
 from bot.config import Mode, Settings
 from bot.crypto import SecretBox
 from bot.errors import BotError, InvalidKey
+from bot.model import Workspace
 from bot.modelslab import ModelsLabClient
-from bot.store import Store, Workspace
+from bot.store import Store
 
 TEAM_ID_META = "single_workspace_team_id"
 ENV_IMPORTED_META = "env_imported_into"
@@ -34,7 +35,7 @@ SETTINGS_CACHE_SECONDS = 5.0
 
 async def single_workspace_id(*, store: Store, slack: Any | None) -> str:
     """Return the workspace id: cached in the store, else asked of Slack's auth.test and cached."""
-    cached = await store.get_meta(TEAM_ID_META)
+    cached = await store.meta.get(TEAM_ID_META)
     if cached:
         return cached
     if slack is None:
@@ -48,7 +49,7 @@ async def single_workspace_id(*, store: Store, slack: Any | None) -> str:
             f"Slack could not be reached to identify the workspace ({type(exc).__name__})"
         ) from exc
     team_id = str(response["team_id"])
-    await store.set_meta(TEAM_ID_META, team_id)
+    await store.meta.set(TEAM_ID_META, team_id)
     return team_id
 
 
@@ -75,7 +76,7 @@ class Workspaces:
         self.modelslab = modelslab
         self.single_workspace_id = single_workspace_id
         self._admins: dict[tuple[str, str], tuple[bool, float]] = {}
-        self._rows = TtlCache(store.get_workspace, ttl=SETTINGS_CACHE_SECONDS)
+        self._rows = TtlCache(store.workspaces.get, ttl=SETTINGS_CACHE_SECONDS)
         self._keys = TtlCache(self._load_key, ttl=SETTINGS_CACHE_SECONDS)
         self._entries = TtlCache(self._load_entries, ttl=SETTINGS_CACHE_SECONDS)
 
@@ -95,7 +96,7 @@ class Workspaces:
         return await self._keys.get(workspace_id)
 
     async def _load_key(self, workspace_id: str) -> str | None:
-        row = await self.store.get_workspace(workspace_id)
+        row = await self.store.workspaces.get(workspace_id)
         if row is not None and row.key_ciphertext and self.box.enabled:
             return self.box.decrypt(row.key_ciphertext)
         if self._is_env_workspace(workspace_id) or (
@@ -117,7 +118,7 @@ class Workspaces:
                     raise InvalidKey(f"ModelsLab refused the key: {check.reason}")
                 raise InvalidKey(f"the key could not be checked now ({check.reason}); try again")
         hint = key[-4:]
-        await self.store.update_workspace(
+        await self.store.workspaces.update(
             workspace_id,
             key_ciphertext=ciphertext,
             key_hint=hint,
@@ -125,18 +126,18 @@ class Workspaces:
             key_set_by=by,
         )
         self.forget_cached(workspace_id)
-        await self.store.record_admin_event(
+        await self.store.workspaces.record_admin_event(
             workspace_id, actor=by, action="set_key", detail=f"key ending …{hint}"
         )
         return hint
 
     async def remove_key(self, workspace_id: str, *, by: str) -> None:
         """Delete the workspace's stored key."""
-        await self.store.update_workspace(
+        await self.store.workspaces.update(
             workspace_id, key_ciphertext=None, key_hint=None, key_set_at=None, key_set_by=None
         )
         self.forget_cached(workspace_id)
-        await self.store.record_admin_event(workspace_id, actor=by, action="remove_key")
+        await self.store.workspaces.record_admin_event(workspace_id, actor=by, action="remove_key")
 
     # -- allow-lists ------------------------------------------------------------------------------
 
@@ -152,28 +153,31 @@ class Workspaces:
         if self.settings.mode is Mode.SINGLE:
             if workspace_id != self.single_workspace_id:
                 return None
-            return (*self.settings.allowed_entries, *await self.store.allow_list(workspace_id))
-        row = await self.store.get_workspace(workspace_id)
+            return (
+                *self.settings.allowed_entries,
+                *await self.store.workspaces.allow_list(workspace_id),
+            )
+        row = await self.store.workspaces.get(workspace_id)
         if row is None or not row.installed:
             return None
-        return await self.store.allow_list(workspace_id)
+        return await self.store.workspaces.allow_list(workspace_id)
 
     async def allow(self, workspace_id: str, entries: Sequence[str], *, by: str) -> list[str]:
         """Add users/groups to the stored allow-list and record the change."""
-        added = await self.store.allow(workspace_id, list(entries), by=by)
+        added = await self.store.workspaces.allow(workspace_id, list(entries), by=by)
         self.forget_cached(workspace_id)
         if added:
-            await self.store.record_admin_event(
+            await self.store.workspaces.record_admin_event(
                 workspace_id, actor=by, action="allow", detail=", ".join(added)
             )
         return added
 
     async def deny(self, workspace_id: str, entries: Sequence[str], *, by: str) -> list[str]:
         """Remove users/groups from the stored allow-list and record the change."""
-        removed = await self.store.deny(workspace_id, list(entries))
+        removed = await self.store.workspaces.deny(workspace_id, list(entries))
         self.forget_cached(workspace_id)
         if removed:
-            await self.store.record_admin_event(
+            await self.store.workspaces.record_admin_event(
                 workspace_id, actor=by, action="deny", detail=", ".join(removed)
             )
         return removed
@@ -199,9 +203,9 @@ class Workspaces:
     ) -> None:
         """Store the audit or notification channel and record the change."""
         column, name = ("audit_channel", "audit") if audit else ("notify_channel", "notification")
-        await self.store.update_workspace(workspace_id, **{column: channel})
+        await self.store.workspaces.update(workspace_id, **{column: channel})
         self.forget_cached(workspace_id)
-        await self.store.record_admin_event(
+        await self.store.workspaces.record_admin_event(
             workspace_id, actor=by, action=f"set_{name}_channel", detail=str(channel)
         )
 
@@ -215,13 +219,15 @@ class Workspaces:
     async def rotate_webhook_token(self, workspace_id: str, *, by: str) -> str:
         """Issue a new unguessable webhook token; the old one stops working at once."""
         token = secrets.token_urlsafe(24)
-        await self.store.update_workspace(
+        await self.store.workspaces.update(
             workspace_id,
             webhook_token_hash=hash_token(token),
             webhook_token_ciphertext=self.box.encrypt(token),
         )
         self.forget_cached(workspace_id)
-        await self.store.record_admin_event(workspace_id, actor=by, action="rotate_webhook_token")
+        await self.store.workspaces.record_admin_event(
+            workspace_id, actor=by, action="rotate_webhook_token"
+        )
         return token
 
     # -- admins -----------------------------------------------------------------------------------
@@ -248,7 +254,7 @@ class Workspaces:
 
     async def describe_key(self, workspace_id: str) -> str:
         """Say whether a key is set, by whom and when, and its last four characters — never more."""
-        row: Workspace | None = await self.store.get_workspace(workspace_id)
+        row: Workspace | None = await self.store.workspaces.get(workspace_id)
         if row is not None and row.key_ciphertext:
             by = (
                 f" by {text.user(row.key_set_by)}"

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.config import async_database_url
-from bot.store import SLACK_OAUTH_TABLES, Store, metadata
+from bot.store import Store
+from bot.store.schema import SLACK_OAUTH_TABLES, metadata
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.harness import Bot, running_bot

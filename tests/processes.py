@@ -25,7 +25,8 @@ from typing import Any
 import aiohttp
 
 from bot.config import async_database_url
-from bot.store import Cancellation, Store
+from bot.model import Cancellation
+from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import ApiCall, FakeSlack, Message
 from tests.fakes.slack_requests import (
@@ -296,6 +297,6 @@ async def rows(database_url: str) -> list[Cancellation]:
     """Every cancellation in the database, as the store reads it."""
     store = Store.from_url(async_database_url(database_url))
     try:
-        return await store.recent_cancellations("T0A1B2C3D", limit=100)
+        return await store.cancellations.recent("T0A1B2C3D", limit=100)
     finally:
         await store.close()

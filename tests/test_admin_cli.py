@@ -117,11 +117,11 @@ async def test_set_key_reads_stdin_works_before_install_and_never_prints_the_key
     # Checked with ModelsLab's side-effect-free call, then stored encrypted for that workspace.
     assert [c.path for c in modelslab.calls] == ["/api/v3/finetune_list"]
     assert modelslab.calls[0].key == KEY and modelslab.cancel_calls() == []
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is not None and not row.installed
     assert row.key_hint == "4Rb9" and KEY not in (row.key_ciphertext or "")
     assert await workspaces_for(oauth, store).key_for(TEAM) == KEY
-    [event] = await store.admin_events(TEAM)
+    [event] = await store.workspaces.admin_events(TEAM)
     assert event["action"] == "set_key" and event["actor"].startswith("cli:")
     assert KEY not in str(event)
 
@@ -133,7 +133,7 @@ async def test_set_key_reads_stdin_works_before_install_and_never_prints_the_key
     assert KEY not in listed.text
 
     # When the workspace installs, its key is already there.
-    await store.ensure_workspace(TEAM, name="New Team", installed=True)
+    await store.workspaces.ensure(TEAM, name="New Team", installed=True)
     assert await workspaces_for(oauth, store).key_for(TEAM) == KEY
 
 
@@ -146,7 +146,7 @@ async def test_set_key_refuses_an_invalid_key_with_exit_1(
     assert run.code == 1, run
     assert "Invalid Api Key" in run.err and "Not stored" in run.err
     assert "wrong-SECRET-key" not in run.text and "Traceback" not in run.err
-    row = await local_store.get_workspace(TEAM)
+    row = await local_store.workspaces.get(TEAM)
     assert row is None or row.key_ciphertext is None
     # Empty input is refused too, before anything is asked.
     empty = await run_cli(local_env, "set-key", "--team", TEAM, stdin="\n", cwd=tmp_path)
@@ -162,7 +162,7 @@ async def test_set_key_without_an_encryption_key_exits_2_and_stores_nothing(
     assert "BOT_ENCRYPTION_KEY" in run.err and "Traceback" not in run.err
     assert KEY not in run.text
     assert modelslab.calls == []
-    row = await local_store.get_workspace(TEAM)
+    row = await local_store.workspaces.get(TEAM)
     assert row is None or row.key_ciphertext is None
 
 
@@ -183,15 +183,15 @@ async def test_allow_and_deny_change_the_list(
     run = await run_cli(cli_env, "allow", "--team", TEAM, DAVE, GROUP, cwd=tmp_path)
     assert run.code == 0, run
     assert DAVE in run.out and GROUP in run.out and TEAM in run.out
-    assert sorted(await store.allow_list(TEAM)) == [GROUP, DAVE]
+    assert sorted(await store.workspaces.allow_list(TEAM)) == [GROUP, DAVE]
 
     run = await run_cli(cli_env, "deny", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0 and "Removed" in run.out and DAVE in run.out, run
-    assert await store.allow_list(TEAM) == [GROUP]
+    assert await store.workspaces.allow_list(TEAM) == [GROUP]
 
-    assert await store.allow_list(TEAM) == [GROUP]
+    assert await store.workspaces.allow_list(TEAM) == [GROUP]
 
-    events = list(reversed(await store.admin_events(TEAM)))
+    events = list(reversed(await store.workspaces.admin_events(TEAM)))
     assert [e["action"] for e in events] == ["allow", "deny"]
     assert all(e["actor"].startswith("cli:") for e in events)
 
@@ -199,7 +199,7 @@ async def test_allow_and_deny_change_the_list(
 async def test_allow_and_deny_reject_malformed_ids(
     local_env: dict[str, str], local_store: Store, tmp_path: Path
 ) -> None:
-    await local_store.allow(TEAM, [DAVE], by="cli:ops")
+    await local_store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
     # One bad id refuses the whole command; each bad id is named.
     run = await run_cli(
         local_env, "allow", "--team", TEAM, ERIN, "alice", "C0CHANNEL", "@dave", cwd=tmp_path
@@ -209,19 +209,19 @@ async def test_allow_and_deny_reject_malformed_ids(
     assert "alice" in run.err and "C0CHANNEL" in run.err and ERIN not in run.err
     run = await run_cli(local_env, "deny", "--team", TEAM, DAVE, "U0DAVE001;DROP", cwd=tmp_path)
     assert run.code == 2 and "Not a Slack user" in run.err, run
-    assert await local_store.allow_list(TEAM) == [DAVE]
-    assert await local_store.admin_events(TEAM) == []
+    assert await local_store.workspaces.allow_list(TEAM) == [DAVE]
+    assert await local_store.workspaces.admin_events(TEAM) == []
 
 
 async def test_allowing_an_id_already_listed_says_nothing_new(
     cli_env: dict[str, str], store: Store, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     oauth = {**cli_env, "SLACK_CLIENT_ID": "111.222", "SLACK_CLIENT_SECRET": "sec"}
-    await store.allow(TEAM, [DAVE], by="cli:ops")
+    await store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
     run = await run_cli(oauth, "allow", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0, run
     assert "nothing new" in run.out and "1 entries" in run.out, run
-    assert await store.admin_events(TEAM) == []
+    assert await store.workspaces.admin_events(TEAM) == []
 
 
 async def test_allow_in_single_workspace_mode_reports_the_list_size(
@@ -230,7 +230,7 @@ async def test_allow_in_single_workspace_mode_reports_the_list_size(
     env = {**local_env, "CANCEL_ALLOWED_USERS": ERIN}
     run = await run_cli(env, "allow", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0 and DAVE in run.out, run
-    assert await local_store.allow_list(TEAM) == [DAVE]
+    assert await local_store.workspaces.allow_list(TEAM) == [DAVE]
     # ERIN (the operator's, always in force) and DAVE: the operator must not read "0 entries".
     assert "2 entries" in run.out, run
 
@@ -245,10 +245,10 @@ async def test_workspaces_lists_key_state_and_list_size_never_the_key(
     assert empty.code == 0 and "No workspaces yet" in empty.out, empty
 
     ws = workspaces_for(cli_env, store)
-    await store.ensure_workspace(TEAM, name="New Team", installed=True)
+    await store.workspaces.ensure(TEAM, name="New Team", installed=True)
     await ws.set_key(TEAM, KEY, by="cli:ops")  # no ModelsLab client: stored without a check
     await ws.allow(TEAM, [DAVE, GROUP], by="cli:ops")
-    await store.ensure_workspace(OTHER, name="Old Team", installed=False)
+    await store.workspaces.ensure(OTHER, name="Old Team", installed=False)
     run = await run_cli(cli_env, "workspaces", cwd=tmp_path)
     assert run.code == 0, run
     lines = {ln.split()[0]: ln for ln in run.out.splitlines()[1:]}
@@ -278,7 +278,7 @@ async def test_rotate_keys_re_encrypts_so_the_old_key_can_go(
     only_new = workspaces_for({**cli_env, "BOT_ENCRYPTION_KEY": new}, store)
     assert await only_new.key_for(TEAM) == KEY
     assert await only_new.webhook_token(TEAM) == webhook
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is not None
     with pytest.raises(Exception):  # noqa: B017, PT011 - the old key alone reads nothing now
         Fernet(old.encode()).decrypt((row.key_ciphertext or "").encode())
@@ -307,7 +307,7 @@ async def serves(store: Store, team: str = TEAM) -> None:
     """The database as a start leaves it: the bot has learned which workspace it serves."""
     from bot.workspaces import TEAM_ID_META
 
-    await store.set_meta(TEAM_ID_META, team)
+    await store.meta.set(TEAM_ID_META, team)
 
 
 async def test_allow_counts_an_id_in_cancel_allowed_users_once(
@@ -326,7 +326,7 @@ async def test_deny_of_someone_allowed_through_the_environment_says_they_stay_al
     local_env: dict[str, str], local_store: Store, tmp_path: Path
 ) -> None:
     await serves(local_store)
-    await local_store.allow(TEAM, [DAVE], by="cli:ops")
+    await local_store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
     env = {**local_env, "CANCEL_ALLOWED_USERS": ERIN}
     run = await run_cli(env, "deny", ERIN, cwd=tmp_path)
     assert run.code == 1, run
@@ -335,7 +335,7 @@ async def test_deny_of_someone_allowed_through_the_environment_says_they_stay_al
     # A stored entry is removed as asked, and the one from the environment is still named.
     run = await run_cli(env, "deny", DAVE, ERIN, cwd=tmp_path)
     assert run.code == 1 and f"Removed {DAVE}" in run.out and ERIN in run.err, run
-    assert await local_store.allow_list(TEAM) == []
+    assert await local_store.workspaces.allow_list(TEAM) == []
     run = await run_cli(env, "deny", DAVE, cwd=tmp_path)
     assert run.code == 0 and "not on it" in run.out and "Removed" not in run.out, run
 
@@ -354,7 +354,7 @@ async def test_a_workspace_this_bot_does_not_serve_is_refused_naming_the_served_
     assert run.code == 2, run
     assert TEAM in run.err and OTHER in run.err and "single-workspace" in run.err, run
     assert "Traceback" not in run.err and KEY not in run.text
-    assert await local_store.get_workspace(OTHER) is None
+    assert await local_store.workspaces.get(OTHER) is None
     assert modelslab.calls == []
     # The served one, named or not, works.
     ok = await run_cli(local_env, command, "--team", TEAM, *args, stdin=KEY + "\n", cwd=tmp_path)
@@ -381,7 +381,7 @@ async def test_workspaces_shows_the_served_workspace_with_its_key_state(
     ws = workspaces_for(env, local_store)
     await ws.set_key(TEAM, KEY, by="cli:ops")
     await ws.allow(TEAM, [ERIN, DAVE], by="cli:ops")
-    await local_store.ensure_workspace(OTHER, name="Old Team", installed=False)
+    await local_store.workspaces.ensure(OTHER, name="Old Team", installed=False)
     run = await run_cli(env, "workspaces", cwd=tmp_path)
     rows = {ln.split()[0]: ln.split() for ln in run.out.splitlines()[1:] if ln.startswith("T")}
     assert rows[TEAM][2] == "yes" and rows[TEAM][-2:] == ["…4Rb9", "3"], run.out

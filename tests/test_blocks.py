@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from bot.blocks import build_notification
+from bot.model import Cancellation, Notification
 from bot.renderer import NotificationRenderer
-from bot.store import Cancellation, Notification, Store
+from bot.store import Store
 
 TEAM, TRAINING, CHANNEL, TS = "T1", "F5jvdzGnYi", "C0TRAIN01", "1764201600.000100"
 
@@ -88,23 +89,23 @@ class RecordingClient:
 
 
 async def test_the_worker_picking_a_row_up_costs_no_chat_update(store: Store) -> None:
-    await store.save_notification(
+    await store.notifications.save(
         workspace_id=TEAM, training_id=TRAINING, channel_id=CHANNEL, message_ts=TS, title="LoRA"
     )
     client = RecordingClient()
     renderer = NotificationRenderer(store=store)
-    claim = await store.claim(
+    claim = await store.cancellations.enqueue(
         workspace_id=TEAM, training_id=TRAINING, requested_by="U0BOB0001", origin="button"
     )
     await renderer.render(client, TEAM, TRAINING)
     assert len(client.updates) == 1 and "Cancelling" in str(client.updates[0]["blocks"])
 
-    [row] = await store.take_due("w1", lease_seconds=30, now=time.time())
-    assert await store.mark_calling(row.id, "w1", lease_seconds=30) is not None
+    [row] = await store.cancellations.take("w1", lease_seconds=30, now=time.time())
+    assert await store.cancellations.mark_calling(row.id, "w1", lease_seconds=30) is not None
     await renderer.render(client, TEAM, TRAINING)
     assert len(client.updates) == 1  # "calling" looks like "requested": nothing to update
 
-    await store.finish(
+    await store.cancellations.finish(
         claim.cancellation.id, "w1", state="cancelled", outcome="accepted", reason="ok"
     )
     await renderer.render(client, TEAM, TRAINING)

@@ -19,9 +19,8 @@ from bot import blocks, home
 from bot import text as policy
 from bot.access import Decision
 from bot.cancellation import NO_KEY
-from bot.modelslab import OutcomeKind
+from bot.model import Cancellation, Notification, OutcomeKind
 from bot.stages import V3_STAGES, WORDS
-from bot.store import Cancellation, Notification
 from tests.fakes.slack_rules import message_problems, options_problems, view_problems
 from tests.test_text_policy import any_text, hostile
 

@@ -7,11 +7,12 @@ import time
 
 import pytest
 
-from bot.cancellation import CancellationService, Origin, StaticKeys
+from bot.cancellation import CancellationService, StaticKeys
 from bot.config import async_database_url
 from bot.errors import InvalidTrainingId, MissingKey
+from bot.model import Cancellation, Origin
 from bot.modelslab import ModelsLabClient
-from bot.store import Cancellation, Store
+from bot.store import Store
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 
@@ -111,7 +112,7 @@ async def test_invalid_ids_and_missing_keys_claim_nothing(
         await request(service, training="../etc/passwd")
     with pytest.raises(MissingKey):
         await request(service)
-    assert await store.recent_cancellations("T1") == []
+    assert await store.cancellations.recent("T1") == []
 
 
 async def test_dry_run_records_a_cancel_without_calling(
@@ -190,7 +191,7 @@ async def test_a_call_that_may_have_reached_modelslab_is_remembered_across_a_sch
     row = await service.run_now(result.cancellation.id)
     assert row is not None and row.outcome == "rate_limited" and row.may_have_reached
     async with store.engine.begin() as conn:  # the clock moves on to the scheduled retry
-        from bot.store import cancellations
+        from bot.store.schema import cancellations
 
         await conn.execute(
             cancellations.update()

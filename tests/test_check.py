@@ -101,7 +101,7 @@ async def first_start_done(database_url: str | None, cwd: Path, team: str = "T0T
     store = Store.from_url(async_database_url(database_url, cwd=cwd))
     try:
         await store.migrate()
-        await store.set_meta(TEAM_ID_META, team)
+        await store.meta.set(TEAM_ID_META, team)
     finally:
         await store.close()
 
@@ -629,8 +629,8 @@ async def test_an_oauth_workspace_without_key_or_allow_list_is_a_warning(
     await first_start_done(env["DATABASE_URL"], tmp_path)
     store = Store.from_url(async_database_url(env["DATABASE_URL"]))
     try:
-        await store.ensure_workspace("T0NOKEY01", name="No key", installed=True)
-        await store.ensure_workspace("T0GONE001", name="Uninstalled", installed=False)
+        await store.workspaces.ensure("T0NOKEY01", name="No key", installed=True)
+        await store.workspaces.ensure("T0GONE001", name="Uninstalled", installed=False)
     finally:
         await store.close()
     items = await checklist(offline=True, env=env)
@@ -808,7 +808,7 @@ async def test_a_database_from_an_older_version_is_read_without_its_newer_tables
 ) -> None:
     from alembic import command
 
-    from bot.migrations import alembic_config
+    from bot.store.migrations import alembic_config
 
     env = {k: v for k, v in valid_env(tmp_path).items() if k != "MODELSLAB_API_KEY"}
     store = Store.from_url(async_database_url(env["DATABASE_URL"]))
@@ -816,7 +816,7 @@ async def test_a_database_from_an_older_version_is_read_without_its_newer_tables
         async with store.engine.connect() as conn:  # the schema of an early version: no workspaces
             await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
             await conn.commit()
-        await store.set_meta(TEAM_ID_META, "T0OLDSTORE")
+        await store.meta.set(TEAM_ID_META, "T0OLDSTORE")
     finally:
         await store.close()
     items = await checklist(offline=True, env=env)

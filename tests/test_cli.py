@@ -136,7 +136,7 @@ async def test_terminal_cancel_is_reported_in_the_thread_and_audit_channel(
             user=slack.bot_user_id,
             bot_id=slack.bot_id,
         )
-        await store.save_notification(
+        await store.notifications.save(
             workspace_id=slack.team_id,
             training_id="F5jvdzGnYi",
             channel_id="C0TRAIN01",
@@ -157,7 +157,7 @@ async def test_terminal_cancel_is_reported_in_the_thread_and_audit_channel(
         assert "(terminal)" in reply[0].args["text"] and "via cli" in reply[0].args["text"]
         assert slack.calls_to("chat.update")
         # The workspace came from auth.test and is cached for the next run.
-        assert await store.get_meta("single_workspace_team_id") == slack.team_id
+        assert await store.meta.get("single_workspace_team_id") == slack.team_id
 
 
 async def test_probably_cancelled_is_not_a_confirmed_success(

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 from bot.config import async_database_url
+from bot.model import Cancellation
 from bot.reporter import METADATA_TYPE
-from bot.store import Cancellation, Store, cancellations
+from bot.store import Store
+from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FIRST_TS, FakeSlack
@@ -162,7 +164,7 @@ async def interrupted_report(
     # The fake hands out message ts from 2025-11-27 on; the row is dated by that same clock so
     # that "messages since the request" means the same to both.
     requested_at = FIRST_TS / 1_000_000 - 60
-    claim = await store.claim(
+    claim = await store.cancellations.enqueue(
         workspace_id=slack.team_id,
         training_id=training,
         requested_by=ALICE,
@@ -171,16 +173,18 @@ async def interrupted_report(
         now=requested_at,
     )
     row_id = claim.cancellation.id
-    assert await store.take(row_id, "dead-worker", lease_seconds=45) is not None
-    assert await store.mark_calling(row_id, "dead-worker", lease_seconds=45) is not None
-    assert await store.finish(
+    assert await store.cancellations.take_one(row_id, "dead-worker", lease_seconds=45) is not None
+    assert (
+        await store.cancellations.mark_calling(row_id, "dead-worker", lease_seconds=45) is not None
+    )
+    assert await store.cancellations.finish(
         row_id,
         "dead-worker",
         state="cancelled",
         outcome="accepted",
         reason="Training cancelled successfully",
     )
-    assert await store.take_report(row_id, "dead-reporter", lease_seconds=60) is not None
+    assert await store.reports.take_one(row_id, "dead-reporter", lease_seconds=60) is not None
     tag = {"event_type": METADATA_TYPE, "event_payload": {"cancellation_id": row_id, "step": step}}
     parent_ts: str | None = None
     if step == "reply":
@@ -188,7 +192,7 @@ async def interrupted_report(
             CHANNEL, f"<@{ALICE}> asked to cancel training `{training}`.", user=slack.bot_user_id
         )
         parent_ts = parent.ts
-        await store.update_report(
+        await store.reports.update(
             row_id,
             "dead-reporter",
             report_channel=CHANNEL,
@@ -204,7 +208,7 @@ async def interrupted_report(
                 metadata=tag,
             )
     else:
-        await store.update_report(row_id, "dead-reporter", report_posting="announce")
+        await store.reports.update(row_id, "dead-reporter", report_posting="announce")
         if posted:
             parent_ts = slack.add_message(
                 CHANNEL,

@@ -245,7 +245,7 @@ def test_the_package_pip_installs_carries_migrations_and_every_module(tmp_path: 
     wanted = files(source / "bot")
     missing = wanted - files(built / "bot")
     assert not missing, f"not installed by `pip install .`: {sorted(missing)}"
-    assert {"py.typed", "migrations/env.py", "migrations/script.py.mako"} <= wanted
+    assert {"py.typed", "store/migrations/env.py", "store/migrations/script.py.mako"} <= wanted
 
 
 # --- .dockerignore -------------------------------------------------------------------------
@@ -295,7 +295,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build_context() -
         assert ignored(path, patterns), f"{path} would be sent to the Docker daemon"
     # …but not what the Dockerfile copies.
     copies = " ".join(args for word, args in final_stage() if word in ("COPY", "ADD"))
-    for source in ("pyproject.toml", "README.md", "bot/__main__.py", "bot/migrations/env.py"):
+    for source in ("pyproject.toml", "README.md", "bot/__main__.py", "bot/store/migrations/env.py"):
         if source.split("/")[0] in copies:
             assert not ignored(source, patterns), f"{source} is copied but .dockerignore drops it"
 

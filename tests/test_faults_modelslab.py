@@ -32,8 +32,9 @@ import aiohttp
 import pytest
 
 from bot.blocks import build_notification
+from bot.model import Cancellation, Notification
 from bot.modelslab import ModelsLabClient
-from bot.store import Cancellation, Notification, cancellations
+from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
@@ -68,7 +69,7 @@ async def post_notification(bot: Bot, training: str = TRAINING) -> str:
     client = bot.runtime.clients.reporter_for(bot.slack.bot_token)
     response = await client.chat_postMessage(channel=CHANNEL, **build_notification(draft, None))
     ts = str(response["ts"])
-    await bot.runtime.store.save_notification(
+    await bot.runtime.store.notifications.save(
         workspace_id=bot.slack.team_id,
         training_id=training,
         channel_id=CHANNEL,
@@ -85,7 +86,7 @@ def replies_in(bot: Bot, ts: str) -> list[str]:
 
 
 async def latest_row(bot: Bot, training: str = TRAINING) -> Cancellation:
-    row = await bot.runtime.store.latest_cancellation(bot.slack.team_id, training)
+    row = await bot.runtime.store.cancellations.latest(bot.slack.team_id, training)
     assert row is not None, "no cancellation was recorded"
     return row
 
@@ -98,7 +99,7 @@ async def assert_no_key_leaked(bot: Bot) -> None:
     said += json.dumps(
         [
             r.reason
-            for r in await bot.runtime.store.recent_cancellations(bot.slack.team_id, limit=100)
+            for r in await bot.runtime.store.cancellations.recent(bot.slack.team_id, limit=100)
         ]
     )
     assert key not in said

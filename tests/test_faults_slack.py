@@ -25,8 +25,9 @@ import pytest
 from slack_sdk.errors import SlackClientError
 
 from bot.blocks import build_notification
+from bot.model import Cancellation, Notification
 from bot.slack import FAST_TIMEOUT
-from bot.store import Cancellation, Notification, cancellations
+from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes import slack as fs
 from tests.fakes.slack_requests import slash_command_body
@@ -54,7 +55,7 @@ async def post_notification(bot: Bot, training: str = TRAINING, *, channel: str 
     client = bot.runtime.clients.reporter_for(bot.slack.bot_token)
     response = await client.chat_postMessage(channel=channel, **build_notification(draft, None))
     ts = str(response["ts"])
-    await bot.runtime.store.save_notification(
+    await bot.runtime.store.notifications.save(
         workspace_id=bot.slack.team_id,
         training_id=training,
         channel_id=channel,
@@ -66,7 +67,7 @@ async def post_notification(bot: Bot, training: str = TRAINING, *, channel: str 
 
 
 async def row_of(bot: Bot, training: str = TRAINING) -> Cancellation:
-    row = await bot.runtime.store.latest_cancellation(bot.slack.team_id, training)
+    row = await bot.runtime.store.cancellations.latest(bot.slack.team_id, training)
     assert row is not None, "no cancellation was recorded"
     return row
 

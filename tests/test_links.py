@@ -18,7 +18,8 @@ import pytest
 from bot import slack as slack_module
 from bot.blocks import thread_link
 from bot.config import async_database_url
-from bot.store import Notification, Store
+from bot.model import Notification
+from bot.store import Store
 from tests.fakes import slack as fake_slack
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
@@ -51,7 +52,7 @@ async def notified(bot: Bot, training: str = TRAINING) -> Notification:
     found: list[Notification] = []
 
     async def posted() -> bool:
-        note = await bot.runtime.store.get_notification(bot.slack.team_id, training)
+        note = await bot.runtime.store.notifications.get(bot.slack.team_id, training)
         if note is not None and note.message_ts:
             found.append(note)
             return True
@@ -65,7 +66,7 @@ async def with_permalink(bot: Bot, training: str = TRAINING) -> Notification:
     found: list[Notification] = []
 
     async def recorded() -> bool:
-        note = await bot.runtime.store.get_notification(bot.slack.team_id, training)
+        note = await bot.runtime.store.notifications.get(bot.slack.team_id, training)
         if note is not None and note.permalink:
             found.append(note)
             return True
@@ -123,11 +124,11 @@ async def test_the_reports_own_thread_is_linked_by_its_permalink(bot: Bot) -> No
     await bot.command(OTHER, user_id=ALICE)
 
     async def announced() -> bool:
-        rows = await bot.runtime.store.recent_cancellations(slack.team_id)
+        rows = await bot.runtime.store.cancellations.recent(slack.team_id)
         return bool(rows and rows[0].report_permalink and rows[0].report_state == "delivered")
 
     await wait_until(announced, timeout=10, what="the report to be delivered")
-    [row] = await bot.runtime.store.recent_cancellations(slack.team_id)
+    [row] = await bot.runtime.store.cancellations.recent(slack.team_id)
     assert row.report_channel and row.report_thread_ts
     assert row.report_permalink == permalink_of(slack, row.report_channel, row.report_thread_ts)
     assert f"<{row.report_permalink}|thread>" in await history_text(bot)
@@ -152,7 +153,7 @@ async def test_a_permalink_failure_never_stops_a_post_or_an_answer(
     await slack.wait_for("chat.getPermalink")
     # Not slept out (a 429 asks for 30 s): the link is given up and the notifier goes on.
     assert time.monotonic() - started < 8
-    assert (await bot.runtime.store.get_notification(slack.team_id, TRAINING)).permalink is None
+    assert (await bot.runtime.store.notifications.get(slack.team_id, TRAINING)).permalink is None
     ack = await bot.command(TRAINING, user_id=ALICE)
     # The old link, rather than none: Slack still redirects it for most users.
     assert f"<{thread_link(note.channel_id, note.message_ts)}|" in ack["text"], ack
@@ -171,7 +172,7 @@ async def test_the_cli_notification_records_its_permalink(
     assert run.code == 0, run
     store = Store.from_url(async_database_url(sqlite_url))
     try:
-        note = await store.get_notification(slack.team_id, TRAINING)
+        note = await store.notifications.get(slack.team_id, TRAINING)
     finally:
         await store.close()
     assert note is not None

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from bot.errors import ConfigError, InvalidTrainingId
-from bot.modelslab import CancelOutcome, KeyCheck, ModelsLabClient, OutcomeKind
+from bot.model import OutcomeKind
+from bot.modelslab import CancelOutcome, KeyCheck, ModelsLabClient
 from tests.fakes.modelslab import (
     FakeModelsLab,
     Reply,

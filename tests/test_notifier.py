@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from bot.blocks import CANCEL_ACTION
-from bot.store import Notification, training_events
+from bot.model import Notification
+from bot.store.schema import training_events
 from tests.fakes import modelslab as ml
 from tests.fakes import slack as fake_slack
 from tests.fakes.modelslab import FakeModelsLab, Reply
@@ -55,14 +56,14 @@ async def webhook(bot: Bot, stage: str, training: str = TRAINING, logs: str | No
 
 
 async def note(bot: Bot, training: str = TRAINING) -> Notification | None:
-    return await bot.runtime.store.get_notification(bot.slack.team_id, training)
+    return await bot.runtime.store.notifications.get(bot.slack.team_id, training)
 
 
 async def drained(bot: Bot, timeout: float = 5.0) -> None:
     """Wait until the notifier has handled every queued event (retries included)."""
 
     async def idle() -> bool:
-        return await bot.runtime.store.next_training_event_at() is None
+        return await bot.runtime.store.training_events.next_due() is None
 
     await wait_until(idle, timeout=timeout, what="every training event to be handled")
 
@@ -257,7 +258,7 @@ async def test_a_status_call_that_fails_leaves_the_message_as_it_was(
     await wait_until(lambda: status_calls(bot.modelslab), timeout=5, what="the status call")
 
     async def put_back() -> bool:  # the event is kept for a later retry, not dropped
-        due = await bot.runtime.store.next_training_event_at()
+        due = await bot.runtime.store.training_events.next_due()
         return due is not None and due > time.time() + 0.5
 
     await wait_until(put_back, timeout=5, what="the unverified event to be put back")
@@ -354,8 +355,8 @@ async def test_watch_posts_a_live_message_in_the_channel_and_polls_until_final(b
     # Polling has stopped at the final state: nothing is scheduled, nothing is taken.
     stored = await until_note(bot, lambda n: not n.watching, what="the watch to end")
     assert stored.poll_next_at is None
-    assert await bot.runtime.store.next_poll_at() is None
-    assert await bot.runtime.store.due_polls(now=time.time() + 3600) == []
+    assert await bot.runtime.store.polls.next_due() is None
+    assert await bot.runtime.store.polls.due(now=time.time() + 3600) == []
     polled = len(status_calls(bot.modelslab))
     assert await bot.runtime.notifier.drain() == 0
     assert len(status_calls(bot.modelslab)) == polled

@@ -214,7 +214,7 @@ async def test_two_workspaces_install_and_stay_apart(
     assert query.get("user_scope", [""]) == [""]
     assert query["client_id"] == [CLIENT_ID]
     for team, name in ((TEAM_A, "Team A"), (TEAM_B, "Team B")):
-        row = await bot.runtime.store.get_workspace(team)
+        row = await bot.runtime.store.workspaces.get(team)
         assert row is not None and row.installed and row.name == name
 
     # A's admin sets A's key and allow-list in App Home's modals ...
@@ -319,7 +319,7 @@ async def open_home(bot: Bot, user: str, team: str) -> str:
 
 
 async def _allowed(bot: Bot, team: str, user: str) -> bool:
-    return user in await bot.runtime.store.allow_list(team)
+    return user in await bot.runtime.store.workspaces.allow_list(team)
 
 
 async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
@@ -333,7 +333,7 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
         await workspaces.set_key(team, key, by="cli:ops")
         await workspaces.allow(team, [user], by="cli:ops")
     old_webhook_token = await workspaces.rotate_webhook_token(TEAM_A, by="cli:ops")
-    await store.update_workspace(TEAM_A, audit_channel="C0AUDITA1")
+    await store.workspaces.update(TEAM_A, audit_channel="C0AUDITA1")
     await command(bot, RUN_A, team=TEAM_A, user=USER_A, channel=CHANNEL_A, name="a1")
     await cancelled_and_reported(bot, RUN_A, CHANNEL_A, calls=1)
 
@@ -347,18 +347,18 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
 
     await eventually(a_forgotten)
     await eventually(lambda: _uninstalled(store, TEAM_A))
-    row = await store.get_workspace(TEAM_A)
+    row = await store.workspaces.get(TEAM_A)
     assert row is not None
     assert (row.key_ciphertext, row.key_hint, row.audit_channel) == (None, None, None)
     assert (row.webhook_token_hash, row.webhook_token_ciphertext) == (None, None)
-    assert await store.allow_list(TEAM_A) == []
+    assert await store.workspaces.allow_list(TEAM_A) == []
     assert await workspaces.key_for(TEAM_A) is None
     assert await workspaces.webhook_token(TEAM_A) is None
     from bot.workspaces import hash_token
 
-    assert await store.workspace_by_webhook_hash(hash_token(old_webhook_token)) is None
+    assert await store.workspaces.by_webhook_hash(hash_token(old_webhook_token)) is None
     # The cancellation history stays as the audit record.
-    assert [c.training_id for c in await store.recent_cancellations(TEAM_A)] == [RUN_A]
+    assert [c.training_id for c in await store.cancellations.recent(TEAM_A)] == [RUN_A]
 
     # A later command from A does nothing and says the app is not installed.
     answer = await command(
@@ -372,7 +372,7 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
     # B is untouched: installed, its key, its list, its token.
     rows = await raw_rows(database_url)
     assert rows_of(rows["slack_bots"], TEAM_B) and rows_of(rows["slack_installations"], TEAM_B)
-    assert await store.allow_list(TEAM_B) == [USER_B]
+    assert await store.workspaces.allow_list(TEAM_B) == [USER_B]
     ack = await command(bot, RUN_B, team=TEAM_B, user=USER_B, channel=CHANNEL_B, name="b1")
     assert "Cancelling training" in ack["text"], ack
     key, posts = await cancelled_and_reported(bot, RUN_B, CHANNEL_B, calls=2)
@@ -386,7 +386,7 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
         "authed_user": ADMIN_A,
     }
     await install(bot, "code-a2")
-    row = await store.get_workspace(TEAM_A)
+    row = await store.workspaces.get(TEAM_A)
     assert row is not None and row.installed and row.key_ciphertext is None
     refused = await command(
         bot, "runTeamA03", team=TEAM_A, user=USER_A, channel=CHANNEL_A, name="a3"
@@ -406,7 +406,7 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
 
 
 async def _uninstalled(store: Store, team: str) -> bool:
-    row = await store.get_workspace(team)
+    row = await store.workspaces.get(team)
     return row is not None and not row.installed
 
 
@@ -451,9 +451,9 @@ async def test_revoked_user_tokens_delete_only_those(
     after = await raw_rows(database_url)
     assert [r["user_id"] for r in rows_of(after["slack_installations"], TEAM_B)] == [ADMIN_B]
     assert len(rows_of(after["slack_bots"], TEAM_B)) == len(rows_of(before["slack_bots"], TEAM_B))
-    row = await bot.runtime.store.get_workspace(TEAM_B)
+    row = await bot.runtime.store.workspaces.get(TEAM_B)
     assert row is not None and row.installed and row.key_ciphertext
-    assert await bot.runtime.store.allow_list(TEAM_B) == [USER_B]
+    assert await bot.runtime.store.workspaces.allow_list(TEAM_B) == [USER_B]
     ack = await command(bot, RUN_B, team=TEAM_B, user=USER_B, channel=CHANNEL_B, name="b1")
     assert "Cancelling training" in ack["text"], ack
     key, posts = await cancelled_and_reported(bot, RUN_B, CHANNEL_B, calls=1)
@@ -474,7 +474,7 @@ async def test_revoked_user_tokens_delete_only_those(
     await eventually(b_forgotten)
     await eventually(lambda: _uninstalled(bot.runtime.store, TEAM_B))
     assert await bot.runtime.deps.workspaces.key_for(TEAM_B) is None
-    assert await bot.runtime.store.allow_list(TEAM_B) == []
+    assert await bot.runtime.store.workspaces.allow_list(TEAM_B) == []
 
 
 async def test_oauth_mode_without_an_encryption_key_refuses_to_start(
@@ -536,7 +536,7 @@ async def test_a_redirect_without_the_browsers_state_installs_nothing(oauth_bot:
     ) as resp:
         assert 400 <= resp.status < 500 and "Thank you" not in await resp.text()
     assert bot.slack.calls_to("oauth.v2.access") == []
-    assert await bot.runtime.store.get_workspace(TEAM_A) is None
+    assert await bot.runtime.store.workspaces.get(TEAM_A) is None
 
 
 async def test_single_workspace_mode_has_no_install_routes(bot: Bot) -> None:
@@ -612,7 +612,7 @@ async def test_a_real_oauth_process_installs_into_its_database_not_home_files(
     assert list(home.iterdir()) == [], "Bolt wrote OAuth files under $HOME"
     store = Store.from_url(async_database_url(sqlite_url))
     try:
-        [(workspace, _)] = await store.list_workspaces()
+        [(workspace, _)] = await store.workspaces.all()
     finally:
         await store.close()
     assert workspace.workspace_id == "T0PROC001" and workspace.installed

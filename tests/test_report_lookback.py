@@ -16,9 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from bot.config import async_database_url
+from bot.model import Cancellation
 from bot.reporter import LOOKUP_ATTEMPTS, LOOKUP_LIMIT, METADATA_TYPE
 from bot.slack import retry_after
-from bot.store import Cancellation, Store, cancellations
+from bot.store import Store
+from bot.store.schema import cancellations
 from tests.fakes import slack as fake_slack
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import ApiCall, FakeSlack, Message
@@ -67,7 +69,7 @@ async def interrupted(
     await store.migrate()
     try:
         requested_at = POSTING_AT - 3600
-        claim = await store.claim(
+        claim = await store.cancellations.enqueue(
             workspace_id=slack.team_id,
             training_id=TRAINING,
             requested_by=ALICE,
@@ -76,12 +78,12 @@ async def interrupted(
             now=requested_at,
         )
         row_id = claim.cancellation.id
-        assert await store.take(row_id, "dead-worker", lease_seconds=45)
-        assert await store.mark_calling(row_id, "dead-worker", lease_seconds=45)
-        assert await store.finish(
+        assert await store.cancellations.take_one(row_id, "dead-worker", lease_seconds=45)
+        assert await store.cancellations.mark_calling(row_id, "dead-worker", lease_seconds=45)
+        assert await store.cancellations.finish(
             row_id, "dead-worker", state="cancelled", outcome="accepted", reason="ok"
         )
-        assert await store.take_report(row_id, "dead-reporter", lease_seconds=60)
+        assert await store.reports.take_one(row_id, "dead-reporter", lease_seconds=60)
         parent: Message | None = None
         if step == "reply":
             parent = put(
@@ -93,7 +95,7 @@ async def interrupted(
             # ...and more than a page of it in the minutes just before (replies come oldest first).
             for n in range(20):
                 put(slack, POSTING_AT - 280 + 12 * n, f"late chatter {n}", thread_ts=parent.ts)
-            await store.update_report(
+            await store.reports.update(
                 row_id,
                 "dead-reporter",
                 report_channel=CHANNEL,
@@ -111,7 +113,7 @@ async def interrupted(
                     metadata=tag(row_id, "reply"),
                 )
         else:
-            await store.update_report(
+            await store.reports.update(
                 row_id, "dead-reporter", report_posting="announce", report_posting_at=POSTING_AT
             )
             if posted:
@@ -137,7 +139,7 @@ async def interrupted(
 
 
 async def row_of(bot: Bot, row_id: int) -> Cancellation:
-    row = await bot.runtime.store.get_cancellation(row_id)
+    row = await bot.runtime.store.cancellations.get(row_id)
     assert row is not None
     return row
 

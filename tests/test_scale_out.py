@@ -54,7 +54,7 @@ async def save_notifications(slack: FakeSlack, database_url: str) -> dict[str, s
             message = slack.add_message(
                 CHANNEL, f"Training {training} — LoRA run: running", user=slack.bot_user_id
             )
-            await store.save_notification(
+            await store.notifications.save(
                 workspace_id=slack.team_id,
                 training_id=training,
                 channel_id=CHANNEL,

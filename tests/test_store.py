@@ -12,13 +12,13 @@ from bot.store import Store
 
 
 async def _claim(store: Store, training: str = "F5jvdzGnYi", user: str = "U1", team: str = "T1"):
-    return await store.claim(
+    return await store.cancellations.enqueue(
         workspace_id=team, training_id=training, requested_by=user, origin="command"
     )
 
 
 async def test_migrations_run_twice_and_reach_head(store: Store) -> None:
-    from bot.migrations import head_revision
+    from bot.store.migrations import head_revision
 
     await store.migrate()
     assert await store.schema_revision() == head_revision()
@@ -42,19 +42,23 @@ async def test_rejected_or_failed_can_be_requested_again(store: Store) -> None:
     for final_state in ("rejected", "failed"):
         training = f"t-{final_state}"
         first = await _claim(store, training)
-        row = await store.take(first.cancellation.id, "w", lease_seconds=30)
+        row = await store.cancellations.take_one(first.cancellation.id, "w", lease_seconds=30)
         assert row is not None
-        assert await store.mark_calling(row.id, "w", lease_seconds=30)
-        await store.finish(row.id, "w", state=final_state, outcome="refused", reason="no")
+        assert await store.cancellations.mark_calling(row.id, "w", lease_seconds=30)
+        await store.cancellations.finish(
+            row.id, "w", state=final_state, outcome="refused", reason="no"
+        )
         again = await _claim(store, training, user="U2")
         assert again.created and again.cancellation.id != first.cancellation.id
 
 
 async def test_cancelled_blocks_new_claims(store: Store) -> None:
     await _claim(store)
-    [row] = await store.take_due("w", lease_seconds=30)
-    await store.mark_calling(row.id, "w", lease_seconds=30)
-    done = await store.finish(row.id, "w", state="cancelled", outcome="accepted", reason="ok")
+    [row] = await store.cancellations.take("w", lease_seconds=30)
+    await store.cancellations.mark_calling(row.id, "w", lease_seconds=30)
+    done = await store.cancellations.finish(
+        row.id, "w", state="cancelled", outcome="accepted", reason="ok"
+    )
     assert done is not None and done.is_final and done.report_state == "pending"
     again = await _claim(store, user="U9")
     assert not again.created and again.cancellation.state == "cancelled"
@@ -69,41 +73,43 @@ async def test_concurrent_claims_make_one_row(store: Store) -> None:
 async def test_lease_keeps_other_workers_away_until_it_expires(store: Store) -> None:
     await _claim(store)
     now = time.time()
-    assert len(await store.take_due("w1", lease_seconds=30, now=now)) == 1
-    assert await store.take_due("w2", lease_seconds=30, now=now + 1) == []
-    retaken = await store.take_due("w2", lease_seconds=30, now=now + 31)
+    assert len(await store.cancellations.take("w1", lease_seconds=30, now=now)) == 1
+    assert await store.cancellations.take("w2", lease_seconds=30, now=now + 1) == []
+    retaken = await store.cancellations.take("w2", lease_seconds=30, now=now + 31)
     assert [r.lease_owner for r in retaken] == ["w2"]
     # The first worker lost its lease: its late result must not overwrite.
-    assert await store.mark_calling(retaken[0].id, "w1", lease_seconds=30) is None
+    assert await store.cancellations.mark_calling(retaken[0].id, "w1", lease_seconds=30) is None
     assert (
-        await store.finish(retaken[0].id, "w1", state="cancelled", outcome="accepted", reason="")
+        await store.cancellations.finish(
+            retaken[0].id, "w1", state="cancelled", outcome="accepted", reason=""
+        )
         is None
     )
 
 
 async def test_crashed_call_is_retaken_in_calling_state(store: Store) -> None:
     await _claim(store)
-    [row] = await store.take_due("w1", lease_seconds=30)
-    await store.mark_calling(row.id, "w1", lease_seconds=30)
-    [again] = await store.take_due("w2", lease_seconds=30, now=time.time() + 31)
+    [row] = await store.cancellations.take("w1", lease_seconds=30)
+    await store.cancellations.mark_calling(row.id, "w1", lease_seconds=30)
+    [again] = await store.cancellations.take("w2", lease_seconds=30, now=time.time() + 31)
     assert again.state == "calling" and again.attempts == 1
 
 
 async def test_rescheduled_row_waits_for_its_time(store: Store) -> None:
     await _claim(store)
-    [row] = await store.take_due("w", lease_seconds=30)
-    await store.mark_calling(row.id, "w", lease_seconds=30)
+    [row] = await store.cancellations.take("w", lease_seconds=30)
+    await store.cancellations.mark_calling(row.id, "w", lease_seconds=30)
     later = time.time() + 120
-    await store.reschedule(
-        row.id, "w", next_attempt_at=later, outcome="rate_limited", reason="slow down"
+    await store.cancellations.retry(
+        row.id, "w", at=later, outcome="rate_limited", reason="slow down"
     )
-    assert await store.take_due("w", lease_seconds=30) == []
-    assert await store.next_due_at() == pytest.approx(later)
-    assert len(await store.take_due("w", lease_seconds=30, now=later + 1)) == 1
+    assert await store.cancellations.take("w", lease_seconds=30) == []
+    assert await store.cancellations.next_due() == pytest.approx(later)
+    assert len(await store.cancellations.take("w", lease_seconds=30, now=later + 1)) == 1
 
 
 async def test_dry_run_rows_do_not_block_real_cancels(store: Store) -> None:
-    dry = await store.claim(
+    dry = await store.cancellations.enqueue(
         workspace_id="T1", training_id="x1", requested_by="U1", origin="cli", dry_run=True
     )
     real = await _claim(store, "x1")
@@ -111,27 +117,27 @@ async def test_dry_run_rows_do_not_block_real_cancels(store: Store) -> None:
 
 
 async def test_notifications_and_meta_round_trip(store: Store) -> None:
-    await store.save_notification(
+    await store.notifications.save(
         workspace_id="T1", training_id="x", channel_id="C1", message_ts="1.1", owner_id="U1"
     )
-    await store.save_notification(
+    await store.notifications.save(
         workspace_id="T1", training_id="x", channel_id="C1", message_ts="1.2"
     )
-    note = await store.get_notification("T1", "x")
+    note = await store.notifications.get("T1", "x")
     assert note is not None and note.message_ts == "1.2"
-    assert await store.get_notification("T2", "x") is None
-    await store.set_meta("k", "v1")
-    await store.set_meta("k", "v2")
-    assert await store.get_meta("k") == "v2"
+    assert await store.notifications.get("T2", "x") is None
+    await store.meta.set("k", "v1")
+    await store.meta.set("k", "v2")
+    assert await store.meta.get("k") == "v2"
 
 
 async def test_recent_is_per_workspace_newest_first(store: Store) -> None:
     for i in range(12):
-        await store.claim(
+        await store.cancellations.enqueue(
             workspace_id="T1", training_id=f"r{i}", requested_by="U", origin="cli", now=1000.0 + i
         )
     await _claim(store, team="T2")
-    recent = await store.recent_cancellations("T1")
+    recent = await store.cancellations.recent("T1")
     assert [r.training_id for r in recent] == [f"r{i}" for i in range(11, 1, -1)]
 
 
@@ -140,7 +146,7 @@ async def test_two_engines_race_for_one_claim(database_url: str, store: Store) -
     try:
         results = await asyncio.gather(
             *(
-                s.claim(
+                s.cancellations.enqueue(
                     workspace_id="T1", training_id="race", requested_by=f"U{i}", origin="button"
                 )
                 for i in range(10)

@@ -11,13 +11,16 @@ from typing import Any
 
 import pytest
 
-from bot.store import CLAIM_BATCH, Claim, Priority, Store, _PendingClaim
+from bot.model import Claim
+from bot.store import Store
+from bot.store.cancellations import CLAIM_BATCH, _PendingClaim
+from bot.store.engine import Priority
 
 
 async def claim(
     store: Store, training: str, user: str = "U1", team: str = "T1", **kw: Any
 ) -> Claim:
-    return await store.claim(
+    return await store.cancellations.enqueue(
         workspace_id=team, training_id=training, requested_by=user, origin="button", **kw
     )
 
@@ -26,7 +29,7 @@ async def post_notification(
     store: Store, training: str, *, team: str = "T1", ts: str | None = "1764201600.000100"
 ) -> None:
     """Reserve a training's notification as the notifier does; record its ts once 'posted'."""
-    assert await store.claim_notification(
+    assert await store.notifications.reserve(
         workspace_id=team,
         training_id=training,
         channel_id="C0TRAIN01",
@@ -34,7 +37,7 @@ async def post_notification(
         title="LoRA",
     )
     if ts is not None:
-        await store.notification_posted(team, training, channel_id="C0TRAIN01", message_ts=ts)
+        await store.notifications.posted(team, training, channel_id="C0TRAIN01", message_ts=ts)
 
 
 # -- Priority ---------------------------------------------------------------------------------
@@ -80,21 +83,21 @@ async def test_background_store_writes_wait_while_a_claim_is_queued(store: Store
     if store.dialect != "sqlite":
         # PostgreSQL's pool has no single writer for a claim to queue behind: nothing waits.
         with store.priority.urgent():
-            await asyncio.wait_for(store.set_meta("k", "background"), 5)
-        assert await store.get_meta("k") == "background"
+            await asyncio.wait_for(store.meta.set("k", "background"), 5)
+        assert await store.meta.get("k") == "background"
         return
     store.priority.max_wait = 30
     with store.priority.urgent():
-        write = asyncio.create_task(store.set_meta("k", "background"))
+        write = asyncio.create_task(store.meta.set("k", "background"))
         done, _ = await asyncio.wait({write}, timeout=0.2)
         assert not done
         # A claim is on the ack path: it goes through while the background write waits.
         first = await asyncio.wait_for(claim(store, "F5jvdzGnYi"), 5)
         assert first.created
         assert not write.done()
-        assert await store.get_meta("k") is None
+        assert await store.meta.get("k") is None
     await asyncio.wait_for(write, 5)
-    assert await store.get_meta("k") == "background"
+    assert await store.meta.get("k") == "background"
 
 
 # -- batched claims -----------------------------------------------------------------------------
@@ -111,7 +114,7 @@ async def test_many_concurrent_claims_for_different_trainings_all_create(store: 
     ]
     # And each row is really there.
     for r in results[:: CLAIM_BATCH // 4]:
-        stored = await store.get_cancellation(r.cancellation.id)
+        stored = await store.cancellations.get(r.cancellation.id)
         assert stored is not None and stored.training_id == r.cancellation.training_id
 
 
@@ -169,7 +172,7 @@ async def test_a_claim_carries_the_trainings_posted_notification(store: Store) -
 async def test_a_claim_withdrawn_before_its_batch_starts_inserts_nothing(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_batch = store._claim_batch
+    real_batch = store.cancellations._claim_batch
     batch_started = asyncio.Event()
     release = asyncio.Event()
     batches: list[list[str]] = []
@@ -180,25 +183,25 @@ async def test_a_claim_withdrawn_before_its_batch_starts_inserts_nothing(
         await release.wait()
         await real_batch(batch)
 
-    monkeypatch.setattr(store, "_claim_batch", held_batch)
+    monkeypatch.setattr(store.cancellations, "_claim_batch", held_batch)
     first = asyncio.create_task(claim(store, "first"))
     await asyncio.wait_for(batch_started.wait(), 5)
     # The writer is busy with the first batch: this claim queues for the next one.
     withdrawn = asyncio.create_task(claim(store, "withdrawn"))
     for _ in range(100):  # until it is queued behind the batch in progress
-        if store._claims:
+        if store.cancellations._claims:
             break
         await asyncio.sleep(0)
-    assert store._claims
+    assert store.cancellations._claims
     withdrawn.cancel()  # e.g. the ack deadline passed
     with pytest.raises(asyncio.CancelledError):
         await withdrawn
     release.set()
     assert (await asyncio.wait_for(first, 5)).created
     assert batches == [["first"]]
-    assert await store.latest_cancellation("T1", "withdrawn") is None
+    assert await store.cancellations.latest("T1", "withdrawn") is None
     # Nothing was claimed behind the user's back: asking again creates it now.
-    monkeypatch.setattr(store, "_claim_batch", real_batch)
+    monkeypatch.setattr(store.cancellations, "_claim_batch", real_batch)
     assert (await claim(store, "withdrawn")).created
 
 
@@ -212,18 +215,18 @@ async def test_a_claim_leased_at_insert_is_kept_from_other_workers_until_it_expi
         "w1",
         pytest.approx(now + 30),
     )
-    assert await store.take_due("w2", lease_seconds=30, now=now + 1) == []
+    assert await store.cancellations.take("w2", lease_seconds=30, now=now + 1) == []
     # w1 died without working it off: another worker takes it once the lease has expired.
-    [retaken] = await store.take_due("w2", lease_seconds=30, now=now + 31)
+    [retaken] = await store.cancellations.take("w2", lease_seconds=30, now=now + 31)
     assert retaken.id == leased.cancellation.id and retaken.lease_owner == "w2"
-    assert await store.mark_calling(retaken.id, "w1", lease_seconds=30) is None
+    assert await store.cancellations.mark_calling(retaken.id, "w1", lease_seconds=30) is None
 
 
 async def test_a_claim_without_lease_owner_is_due_at_once(store: Store) -> None:
     plain = await claim(store, "F5jvdzGnYi")
     assert plain.cancellation.lease_owner is None
     assert plain.cancellation.lease_expires_at is None
-    [taken] = await store.take_due("w2", lease_seconds=30)
+    [taken] = await store.cancellations.take("w2", lease_seconds=30)
     assert taken.id == plain.cancellation.id
 
 
@@ -232,7 +235,7 @@ async def test_a_duplicate_claim_does_not_touch_the_existing_lease(store: Store)
     first = await claim(store, "F5jvdzGnYi", lease_owner="w1", lease_seconds=30, now=now)
     again = await claim(store, "F5jvdzGnYi", user="U2", lease_owner="w2", lease_seconds=30)
     assert not again.created and again.cancellation.id == first.cancellation.id
-    stored = await store.get_cancellation(first.cancellation.id)
+    stored = await store.cancellations.get(first.cancellation.id)
     assert stored is not None and stored.lease_owner == "w1"
 
 
@@ -241,19 +244,19 @@ async def test_a_failed_batch_fails_each_of_its_claims_and_the_next_one_works(
 ) -> None:
     from bot.errors import StoreUnavailable
 
-    real_batch = store._claim_batch
+    real_batch = store.cancellations._claim_batch
 
     async def database_down(batch: list[_PendingClaim]) -> None:
         await asyncio.sleep(0)
         raise StoreUnavailable("connection refused")
 
-    monkeypatch.setattr(store, "_claim_batch", database_down)
+    monkeypatch.setattr(store.cancellations, "_claim_batch", database_down)
     results = await asyncio.gather(
         *(claim(store, f"t{i}") for i in range(5)), return_exceptions=True
     )
     # Every waiting user is told the database is down; none is left hanging.
     assert all(isinstance(r, StoreUnavailable) for r in results)
-    monkeypatch.setattr(store, "_claim_batch", real_batch)
+    monkeypatch.setattr(store.cancellations, "_claim_batch", real_batch)
     assert (await asyncio.wait_for(claim(store, "t0"), 5)).created
 
 
@@ -265,7 +268,7 @@ async def test_finish_leases_the_report_to_the_reporter_only_when_no_reporter_ho
 ) -> None:
     free = (await claim(store, "free", lease_owner="w", lease_seconds=30)).cancellation
     until = time.time() + 60
-    done = await store.finish(
+    done = await store.cancellations.finish(
         free.id,
         "w",
         state="cancelled",
@@ -280,8 +283,8 @@ async def test_finish_leases_the_report_to_the_reporter_only_when_no_reporter_ho
     # Another reporter is still posting "Cancelling…" for this one: its lease is kept, so the
     # outcome is not delivered twice at once.
     held = (await claim(store, "held", lease_owner="w", lease_seconds=30)).cancellation
-    assert await store.take_report(held.id, "other", lease_seconds=60) is not None
-    done = await store.finish(
+    assert await store.reports.take_one(held.id, "other", lease_seconds=60) is not None
+    done = await store.cancellations.finish(
         held.id,
         "w",
         state="cancelled",

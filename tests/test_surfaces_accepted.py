@@ -82,7 +82,7 @@ async def test_a_modelslab_refusal_with_markup_reaches_thread_notification_and_a
     bot: Bot,
 ) -> None:
     bot.modelslab.script(TRAINING, ml.error(HOSTILE_REASON))
-    await bot.runtime.store.save_notification(
+    await bot.runtime.store.notifications.save(
         workspace_id=bot.slack.team_id,
         training_id=TRAINING,
         channel_id=CHANNEL,
@@ -171,7 +171,7 @@ async def test_home_and_the_editor_work_with_a_thousand_entry_allow_list(bot: Bo
     assert await bot.post(form_payload_body(payload), FORM) == (200, "")
 
     async def removed_only_the_unselected() -> bool:
-        stored = await store.allow_list(team)
+        stored = await store.workspaces.allow_list(team)
         return shown[0] not in stored and len(stored) == len(people) + len(groups) - 1
 
     await eventually(removed_only_the_unselected, timeout=10)

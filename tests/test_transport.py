@@ -58,7 +58,7 @@ async def assert_nothing_happened(bot: Bot) -> None:
     """No claim, no ModelsLab call, no Slack Web API call beyond start-up's, no private reply."""
     # Whatever a listener wrongly started after its ack runs as tracked post-ack work: let it end.
     await bot.runtime.deps.background.drain(grace=5.0)
-    assert await bot.runtime.store.recent_cancellations(bot.runtime.workspace_id) == []
+    assert await bot.runtime.store.cancellations.recent(bot.runtime.workspace_id) == []
     assert bot.modelslab.calls == []
     start_up = ("auth.test", "apps.connections.open")
     assert [c.method for c in bot.slack.calls if c.method not in start_up] == []

@@ -76,7 +76,7 @@ async def assert_untouched(bot: Bot, *, private_replies: bool = False) -> None:
     """Still serving; no cancellation claimed, no ModelsLab call, no chat.* call, and no
     response_url post (or, with ``private_replies``, only ones that leave the message alone)."""
     await assert_healthy(bot)
-    assert await bot.runtime.store.recent_cancellations(bot.runtime.workspace_id) == []
+    assert await bot.runtime.store.cancellations.recent(bot.runtime.workspace_id) == []
     assert bot.modelslab.calls == []
     assert [c.method for c in bot.slack.calls if c.method.startswith("chat.")] == []
     posts = [post for posts in bot.slack.response_posts.values() for post in posts]
@@ -88,7 +88,7 @@ async def assert_untouched(bot: Bot, *, private_replies: bool = False) -> None:
 
 async def save_notification(bot: Bot) -> None:
     """The notification a click on block_actions_payload()'s message belongs to."""
-    await bot.runtime.store.save_notification(
+    await bot.runtime.store.notifications.save(
         workspace_id=bot.runtime.workspace_id,
         training_id=TRAINING,
         channel_id=CHANNEL,

@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet
 
 from bot import webhooks as webhooks_module
 from bot.logs import RedactingFormatter, Redactor
-from bot.store import training_events
+from bot.store.schema import training_events
 from bot.webhooks import MAX_WEBHOOK_BODY
 from tests.fakes.modelslab import FakeModelsLab, Reply
 from tests.fakes.slack import FakeSlack, Message
@@ -92,7 +92,7 @@ async def drained(bot: Bot) -> None:
     """Wait until the notifier has handled every queued event."""
 
     async def idle() -> bool:
-        return await bot.runtime.store.next_training_event_at() is None
+        return await bot.runtime.store.training_events.next_due() is None
 
     await wait_until(idle, timeout=5, what="the notifier to handle every queued event")
 
@@ -468,7 +468,7 @@ async def test_oauth_webhook_uses_the_workspace_token_and_rotation_retires_the_o
     async with running_bot(slack, modelslab, sqlite_url, **env) as bot:
         await _install(bot, "code-a")
         workspaces = bot.runtime.deps.workspaces
-        await bot.runtime.store.update_workspace(TEAM_A, notify_channel=CHANNEL_A)
+        await bot.runtime.store.workspaces.update(TEAM_A, notify_channel=CHANNEL_A)
         old = await workspaces.rotate_webhook_token(TEAM_A, by=ADMIN_A)
         token = await workspaces.rotate_webhook_token(TEAM_A, by=ADMIN_A)
         body = {"status": "training_started", "model_id": TRAINING}

@@ -15,7 +15,8 @@ import pytest
 
 from bot.cancellation import CancellationService, StaticKeys
 from bot.modelslab import ModelsLabClient
-from bot.store import Store, _PendingClaim
+from bot.store import Store
+from bot.store.cancellations import _PendingClaim
 from tests.fakes.modelslab import FakeModelsLab
 from tests.test_cancellation import request, settled
 
@@ -78,10 +79,10 @@ async def test_a_new_claim_is_leased_to_this_worker_and_called_once(
     assert result.cancellation.lease_owner == service.worker_id
     assert result.cancellation.lease_expires_at is not None
     assert result.cancellation.lease_expires_at >= before + service.lease_seconds
-    stored = await store.get_cancellation(result.cancellation.id)
+    stored = await store.cancellations.get(result.cancellation.id)
     assert stored is not None and stored.lease_owner == service.worker_id
     # Another instance's worker cannot take it while this one is working on it.
-    assert await store.take_due("other-instance", lease_seconds=30) == []
+    assert await store.cancellations.take("other-instance", lease_seconds=30) == []
     await held.wait_calling(1)
     assert service.in_flight == 1
     held.release.set()
@@ -97,7 +98,7 @@ async def test_without_the_worker_loop_the_claim_stays_free_for_run_now(
     # The terminal (python -m bot cancel) claims and then runs the cancel itself.
     result = await request(service)
     assert result.created and result.cancellation.lease_owner is None
-    stored = await store.get_cancellation(result.cancellation.id)
+    stored = await store.cancellations.get(result.cancellation.id)
     assert stored is not None and stored.lease_owner is None
     row = await service.run_now(result.cancellation.id)
     assert row is not None and (row.state, row.outcome) == ("cancelled", "accepted")
@@ -111,7 +112,7 @@ async def test_after_stop_a_claim_is_left_for_the_other_instances(
     await service.stop(grace=1)  # SIGTERM: this instance is going away
     result = await request(service)
     assert result.created and result.cancellation.lease_owner is None
-    [taken] = await store.take_due("other-instance", lease_seconds=30)
+    [taken] = await store.cancellations.take("other-instance", lease_seconds=30)
     assert taken.id == result.cancellation.id
     assert modelslab.cancel_calls() == []
 
@@ -178,7 +179,7 @@ async def test_a_burst_of_claims_leases_no_more_than_the_worker_can_run(
 async def test_a_request_that_times_out_after_its_claim_was_written_is_still_worked_off(
     store: Store, modelslab: FakeModelsLab, service: CancellationService, monkeypatch
 ) -> None:
-    real_batch = store._claim_batch
+    real_batch = store.cancellations._claim_batch
     batch_started = asyncio.Event()
     release_batch = asyncio.Event()
 
@@ -192,7 +193,7 @@ async def test_a_request_that_times_out_after_its_claim_was_written_is_still_wor
         finally:
             batch_written.set()
 
-    monkeypatch.setattr(store, "_claim_batch", held_batch)
+    monkeypatch.setattr(store.cancellations, "_claim_batch", held_batch)
     service.start()
     pending = asyncio.create_task(request(service))
     await asyncio.wait_for(batch_started.wait(), 5)
@@ -202,7 +203,7 @@ async def test_a_request_that_times_out_after_its_claim_was_written_is_still_wor
         await pending
     await asyncio.wait_for(batch_written.wait(), 5)
     # The row was written (it was in a batch already); the user was told to check history.
-    row = await store.latest_cancellation("T1", "F5jvdzGnYi")
+    row = await store.cancellations.latest("T1", "F5jvdzGnYi")
     assert row is not None
     # The worker polls every 0.05 s; the lease is 30 s. It must not wait for the lease to expire.
     try:

@@ -65,7 +65,7 @@ async def test_rotation_old_key_still_reads_and_rotate_rewrites_everything(
     await ws_old.set_key(TEAM, KEY, by=ALICE)
     webhook = await ws_old.rotate_webhook_token(TEAM, by=ALICE)
     response_url = "https://hooks.slack.com/commands/T0WORKSP1/123/SecretPath"
-    claim = await store.claim(
+    claim = await store.cancellations.enqueue(
         workspace_id=TEAM,
         training_id="run1",
         requested_by=ALICE,
@@ -100,7 +100,7 @@ async def test_rotation_old_key_still_reads_and_rotate_rewrites_everything(
     assert found is not None and found.bot_token == BOT_TOKEN
 
     # rotate-keys re-encrypts every stored secret with the newest key ...
-    rotated = await store.rotate_ciphertexts(SecretBox(during.encryption_keys).rotate)
+    rotated = await store.workspaces.rotate_ciphertexts(SecretBox(during.encryption_keys).rotate)
     # the key, the webhook token, the response_url, the installation's and the bot's token
     assert rotated >= 5
 
@@ -116,7 +116,7 @@ async def test_rotation_old_key_still_reads_and_rotate_rewrites_everything(
     assert found is not None and found.bot_token == BOT_TOKEN
     installation = await installs_new.async_find_installation(enterprise_id=None, team_id=TEAM)
     assert installation is not None and installation.bot_token == BOT_TOKEN
-    row = await store.get_cancellation(claim.cancellation.id)
+    row = await store.cancellations.get(claim.cancellation.id)
     assert row is not None and row.response_url
     assert SecretBox(after.encryption_keys).decrypt(row.response_url) == response_url
     # Nothing is left that only the old key can read.
@@ -143,9 +143,9 @@ async def test_set_key_refuses_an_invalid_key_with_modelslabs_reason_and_stores_
     with pytest.raises(InvalidKey):
         await ws.set_key(TEAM, "   ", by=ALICE)
     assert len(modelslab.calls) == 1
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is None or (row.key_ciphertext is None and row.key_hint is None)
-    assert await store.admin_events(TEAM) == []
+    assert await store.workspaces.admin_events(TEAM) == []
     assert await ws.key_for(TEAM) is None
 
 
@@ -160,7 +160,7 @@ async def test_set_key_when_modelslab_cannot_be_reached_stores_nothing(
         with pytest.raises(InvalidKey) as refused:
             await ws.set_key(TEAM, KEY, by=ALICE)
     assert "try again" in str(refused.value) and KEY not in str(refused.value)
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is None or row.key_ciphertext is None
 
 
@@ -173,9 +173,9 @@ async def test_set_key_without_an_encryption_key_is_refused(
         await ws.set_key(TEAM, "good-key", by=ALICE)
     assert "BOT_ENCRYPTION_KEY" in str(refused.value)
     assert modelslab.calls == []  # refused before the key went anywhere
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is None or row.key_ciphertext is None
-    assert await store.admin_events(TEAM) == []
+    assert await store.workspaces.admin_events(TEAM) == []
 
 
 async def test_describe_key_shows_only_the_last_four_characters(
@@ -199,12 +199,12 @@ async def test_describe_key_shows_only_the_last_four_characters(
     described = await ws.describe_key(TEAM)
     assert described.endswith("ends …9f3a") and f"<@{ALICE}>" in described
     assert "SECRET" not in described and "value" not in described
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is not None and row.key_hint == "9f3a" and KEY not in (row.key_ciphertext or "")
     await ws.set_key(TEAM, KEY, by="cli:root")
     described = await ws.describe_key(TEAM)
     assert "cli:" not in described and "ends …9f3a" in described
-    events = await store.admin_events(TEAM)
+    events = await store.workspaces.admin_events(TEAM)
     assert [e["action"] for e in events] == ["set_key", "set_key"]
     assert all(KEY not in (e["detail"] or "") for e in events)
 
@@ -226,7 +226,7 @@ async def test_single_workspace_entries_are_the_operators_plus_the_stored_ones(
     assert list(await ws.entries(TEAM) or ()) == [ALICE, GROUP]
     # Another workspace is not served by a single-workspace deployment.
     assert await ws.entries(OTHER) is None and ws.fixed_entries(OTHER) == ()
-    actions = [e["action"] for e in reversed(await store.admin_events(TEAM))]
+    actions = [e["action"] for e in reversed(await store.workspaces.admin_events(TEAM))]
     assert actions == ["allow", "deny"]
 
 
@@ -237,8 +237,8 @@ async def test_allowing_someone_already_listed_changes_nothing(
     assert await ws.allow(TEAM, [DAVE], by=BOB) == [DAVE]
     assert await ws.allow(TEAM, [DAVE, GROUP], by=BOB) == [GROUP]
     assert await ws.allow(TEAM, [DAVE], by=BOB) == []
-    assert await store.allow_list(TEAM) == [DAVE, GROUP]
-    events = list(reversed(await store.admin_events(TEAM)))
+    assert await store.workspaces.allow_list(TEAM) == [DAVE, GROUP]
+    events = list(reversed(await store.workspaces.admin_events(TEAM)))
     assert [(e["action"], e["detail"]) for e in events] == [("allow", DAVE), ("allow", GROUP)]
 
 
@@ -257,16 +257,16 @@ async def test_oauth_entries_are_the_workspaces_own_and_only_once_installed(
     ws = workspaces(store, settings, None)
     await ws.allow(TEAM, [DAVE], by="cli:ops")  # possible before the workspace installs
     assert await ws.entries(TEAM) is None
-    await store.ensure_workspace(TEAM, installed=True)
+    await store.workspaces.ensure(TEAM, installed=True)
     assert list(await ws.entries(TEAM) or ()) == [DAVE]  # CANCEL_ALLOWED_USERS not applied
-    await store.ensure_workspace(OTHER, installed=True)
+    await store.workspaces.ensure(OTHER, installed=True)
     assert list(await ws.entries(OTHER) or ()) == []
 
 
 async def test_the_environment_is_imported_once_into_the_existing_workspace(
     store: Store, modelslab: FakeModelsLab, database_url: str
 ) -> None:
-    await store.set_meta(TEAM_ID_META, TEAM)  # it ran in single-workspace mode before
+    await store.meta.set(TEAM_ID_META, TEAM)  # it ran in single-workspace mode before
     settings = settings_for(
         modelslab,
         database_url,
@@ -279,16 +279,16 @@ async def test_the_environment_is_imported_once_into_the_existing_workspace(
     ws = workspaces(store, settings, None)
     await import_environment(settings, store, ws)
     assert await ws.key_for(TEAM) == "env-key-Zz11"
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert (
         row is not None and row.key_hint == "Zz11" and "env-key" not in (row.key_ciphertext or "")
     )
-    assert await store.allow_list(TEAM) == [ALICE, BOB]
-    assert await ws.key_for(OTHER) is None and await store.allow_list(OTHER) == []
+    assert await store.workspaces.allow_list(TEAM) == [ALICE, BOB]
+    assert await ws.key_for(OTHER) is None and await store.workspaces.allow_list(OTHER) == []
     # Once: an admin's later change is not undone by the next start.
     await ws.deny(TEAM, [BOB], by=ALICE)
     await import_environment(settings, store, ws)
-    assert await store.allow_list(TEAM) == [ALICE]
+    assert await store.workspaces.allow_list(TEAM) == [ALICE]
 
 
 async def test_webhook_token_rotation_changes_the_lookup(
@@ -299,22 +299,24 @@ async def test_webhook_token_rotation_changes_the_lookup(
     )
     ws = workspaces(store, settings, None)
     first = await ws.rotate_webhook_token(TEAM, by=ALICE)
-    found = await store.workspace_by_webhook_hash(hash_token(first))
+    found = await store.workspaces.by_webhook_hash(hash_token(first))
     assert found is not None and found.workspace_id == TEAM
     second = await ws.rotate_webhook_token(TEAM, by=ALICE)
     assert second != first and len(second) >= 24
-    assert await store.workspace_by_webhook_hash(hash_token(first)) is None
-    found = await store.workspace_by_webhook_hash(hash_token(second))
+    assert await store.workspaces.by_webhook_hash(hash_token(first)) is None
+    found = await store.workspaces.by_webhook_hash(hash_token(second))
     assert found is not None and found.workspace_id == TEAM
     assert await ws.webhook_token(TEAM) == second
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is not None and second not in (row.webhook_token_ciphertext or "")
     assert row.webhook_token_hash == hash_token(second)
     # Each workspace has its own token.
     other = await ws.rotate_webhook_token(OTHER, by=BOB)
-    found = await store.workspace_by_webhook_hash(hash_token(other))
+    found = await store.workspaces.by_webhook_hash(hash_token(other))
     assert found is not None and found.workspace_id == OTHER
-    assert [e["action"] for e in await store.admin_events(TEAM)] == ["rotate_webhook_token"] * 2
+    assert [e["action"] for e in await store.workspaces.admin_events(TEAM)] == [
+        "rotate_webhook_token"
+    ] * 2
 
 
 async def test_webhook_token_needs_an_encryption_key(
@@ -323,7 +325,7 @@ async def test_webhook_token_needs_an_encryption_key(
     ws = workspaces(store, settings_for(modelslab, database_url), None)
     with pytest.raises(SecretStorageDisabled):
         await ws.rotate_webhook_token(TEAM, by=ALICE)
-    row = await store.get_workspace(TEAM)
+    row = await store.workspaces.get(TEAM)
     assert row is None or row.webhook_token_hash is None
 
 

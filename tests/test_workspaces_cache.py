@@ -45,23 +45,23 @@ def oauth(modelslab: FakeModelsLab, database_url: str) -> Settings:
     )
 
 
-def count_calls(monkeypatch: pytest.MonkeyPatch, store: Store, method: str) -> list[Any]:
+def count_calls(monkeypatch: pytest.MonkeyPatch, family: object, method: str) -> list[Any]:
     """Count how often a store read runs (the database round trips the cache saves)."""
     calls: list[Any] = []
-    real = getattr(store, method)
+    real = getattr(family, method)
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(args)
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(store, method, counted)
+    monkeypatch.setattr(family, method, counted)
     return calls
 
 
 async def test_repeated_reads_within_the_cache_time_do_not_hit_the_store(
     store: Store, modelslab: FakeModelsLab, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads = count_calls(monkeypatch, store, "allow_list")
+    reads = count_calls(monkeypatch, store.workspaces, "allow_list")
     ws = workspaces(store, single(modelslab, database_url), None, single_id=TEAM)
     for _ in range(5):
         assert list(await ws.entries(TEAM) or ()) == [ALICE]
@@ -84,7 +84,7 @@ async def test_a_change_through_this_instance_applies_at_once(
 async def test_a_key_change_through_this_instance_applies_at_once(
     store: Store, modelslab: FakeModelsLab, database_url: str
 ) -> None:
-    await store.ensure_workspace(TEAM, installed=True)
+    await store.workspaces.ensure(TEAM, installed=True)
     ws = workspaces(store, oauth(modelslab, database_url), None)
     assert await ws.key_for(TEAM) is None
     await ws.set_key(TEAM, "ml-first-key-0001", by=ALICE)
@@ -101,8 +101,8 @@ async def test_a_newly_installed_workspace_is_served_at_once(
     ws = workspaces(store, oauth(modelslab, database_url), None)
     # Not served yet: that answer is not cached, so the installation is not hidden for seconds.
     assert await ws.entries(TEAM) is None
-    await store.ensure_workspace(TEAM, installed=True)
-    await store.allow(TEAM, [DAVE], by="cli:ops")
+    await store.workspaces.ensure(TEAM, installed=True)
+    await store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
     assert list(await ws.entries(TEAM) or ()) == [DAVE]
 
 
@@ -136,10 +136,10 @@ async def test_a_channel_set_elsewhere_is_seen_after_the_cache_time(
     store: Store, modelslab: FakeModelsLab, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(workspaces_module, "SETTINGS_CACHE_SECONDS", 0.05)
-    await store.ensure_workspace(TEAM, installed=True)
+    await store.workspaces.ensure(TEAM, installed=True)
     serving = workspaces(store, oauth(modelslab, database_url), None)
     assert await serving.audit_channel(TEAM) is None
-    await store.update_workspace(TEAM, audit_channel="C0AUDIT01")  # another instance's picker
+    await store.workspaces.update(TEAM, audit_channel="C0AUDIT01")  # another instance's picker
 
     async def seen() -> bool:
         return await serving.audit_channel(TEAM) == "C0AUDIT01"

@@ -25,7 +25,7 @@ async def admin_settings(deps: Deps, workspace_id: str) -> AdminSettings:
     """What the admin part of Home shows."""
     ws = deps.workspaces
     fixed = ws.fixed_entries(workspace_id)
-    stored = await deps.store.allow_list(workspace_id)
+    stored = await deps.store.workspaces.allow_list(workspace_id)
     return AdminSettings(
         key=await ws.describe_key(workspace_id),
         fixed_entries=fixed,
@@ -40,8 +40,10 @@ async def admin_settings(deps: Deps, workspace_id: str) -> AdminSettings:
 async def publish_home(deps: Deps, client: Any, workspace_id: str, user_id: str) -> None:
     """Publish the Home tab for one user."""
     decision = await deps.access.check(workspace_id, user_id)
-    recent = await deps.store.recent_cancellations(workspace_id, limit=10)
-    notes = await deps.store.notifications_for(workspace_id, [r.training_id for r in recent])
+    recent = await deps.store.cancellations.recent(workspace_id, limit=10)
+    notes = await deps.store.notifications.for_trainings(
+        workspace_id, [r.training_id for r in recent]
+    )
     admin = (
         await admin_settings(deps, workspace_id)
         if await is_admin(deps, workspace_id, user_id, client)

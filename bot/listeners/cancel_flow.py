@@ -17,10 +17,10 @@ from bot.blocks import (
     build_refusal_audit,
     build_request_ack,
 )
-from bot.cancellation import Origin
 from bot.context import Deps
 from bot.errors import InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
+from bot.model import Origin
 from bot.timeouts import timeout
 
 logger = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot
 async def notify(bot: Bot, training: str = TRAINING, owner: str | None = ALICE) -> str:
     """Post a notification the way `python -m bot notify` does; return its ts."""
     from bot.blocks import build_notification
-    from bot.store import Notification
+    from bot.model import Notification
 
     draft = Notification(bot.slack.team_id, training, CHANNEL, "", owner, "LoRA run", None, 0.0)
     client = bot.runtime.clients.reporter_for(bot.slack.bot_token)
     response = await client.chat_postMessage(channel=CHANNEL, **build_notification(draft, None))
-    await bot.runtime.store.save_notification(
+    await bot.runtime.store.notifications.save(
         workspace_id=bot.slack.team_id,
         training_id=training,
         channel_id=CHANNEL,

@@ -106,10 +106,10 @@ async def test_history_lists_the_last_cancellations(bot: Bot) -> None:
 
 async def test_bare_command_lists_cancellable_trainings_with_buttons(bot: Bot) -> None:
     store = bot.runtime.store
-    await store.save_notification(
+    await store.notifications.save(
         workspace_id=bot.slack.team_id, training_id="run1", channel_id=CHANNEL, message_ts="1.1"
     )
-    await store.save_notification(
+    await store.notifications.save(
         workspace_id=bot.slack.team_id, training_id="run2", channel_id=CHANNEL, message_ts="1.2"
     )
     assert await bot.command("") == {}
@@ -159,21 +159,21 @@ async def test_a_claim_that_cannot_finish_in_time_is_abandoned_and_the_user_told
     """Slack gives up after 3 s: a claim decided later would cancel behind the user's back."""
     import time
 
-    from bot.store import Store
+    from bot.store.cancellations import CancellationQueue
 
     reached_insert = asyncio.Event()
-    original = Store.claim
+    original = CancellationQueue.enqueue
 
-    async def stuck_claim(self: Store, **kwargs: object):
+    async def stuck_claim(self: CancellationQueue, **kwargs: object):
         await asyncio.sleep(10)  # a database that does not answer in time
         reached_insert.set()
         return await original(self, **kwargs)  # type: ignore[arg-type]
 
-    bot.runtime.store.claim = stuck_claim.__get__(bot.runtime.store)  # type: ignore[method-assign]
+    bot.runtime.store.cancellations.enqueue = stuck_claim.__get__(bot.runtime.store.cancellations)  # type: ignore[method-assign]
     started = time.monotonic()
     ack = await bot.command(TRAINING)
     assert time.monotonic() - started < 3.0
     assert "could not confirm" in ack["text"] and ack["response_type"] == "ephemeral"
     assert not reached_insert.is_set()
-    assert await bot.runtime.store.recent_cancellations(bot.slack.team_id) == []
+    assert await bot.runtime.store.cancellations.recent(bot.slack.team_id) == []
     assert bot.modelslab.calls == []

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.store import Workspace
+from bot.model import Workspace
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import ApiCall, FakeSlack
 from tests.fakes.slack_requests import (
@@ -165,9 +165,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
 async def snapshot(bot: Bot) -> tuple[Workspace | None, list[str], list[dict[str, Any]]]:
     store = bot.runtime.store
     return (
-        await store.get_workspace(team(bot)),
-        await store.allow_list(team(bot)),
-        await store.admin_events(team(bot), limit=100),
+        await store.workspaces.get(team(bot)),
+        await store.workspaces.allow_list(team(bot)),
+        await store.workspaces.admin_events(team(bot), limit=100),
     )
 
 
@@ -265,7 +265,7 @@ async def test_key_modal_stores_a_valid_key_encrypted_and_closes(
 ) -> None:
     status, body = await submit_key(bot, f"  {NEW_KEY} ")
     assert (status, body) == (200, "")
-    row = await bot.runtime.store.get_workspace(team(bot))
+    row = await bot.runtime.store.workspaces.get(team(bot))
     assert row is not None and row.key_ciphertext and NEW_KEY not in row.key_ciphertext
     assert Fernet(encryption_key.encode()).decrypt(row.key_ciphertext.encode()).decode() == NEW_KEY
     assert row.key_hint == NEW_KEY[-4:] and row.key_set_by == ALICE
@@ -301,7 +301,7 @@ async def test_allow_modal_replaces_the_stored_list(bot: Bot) -> None:
     assert await submit_allow(bot, [CAROL]) == (200, "")
 
     async def replaced() -> bool:
-        return await store.allow_list(team(bot)) == [CAROL]
+        return await store.workspaces.allow_list(team(bot)) == [CAROL]
 
     await eventually(replaced)
     assert list(await ws.entries(team(bot)) or ()) == [ALICE, BOB, CAROL]
@@ -316,7 +316,9 @@ async def test_every_admin_change_is_recorded_and_posted_to_the_audit_channel(bo
     store, ws = bot.runtime.store, bot.runtime.deps.workspaces
 
     async def events() -> list[str]:
-        return [e["action"] for e in reversed(await store.admin_events(team(bot), limit=100))]
+        return [
+            e["action"] for e in reversed(await store.workspaces.admin_events(team(bot), limit=100))
+        ]
 
     async def posted(n: int) -> list[ApiCall]:
         return await bot.slack.wait_for(
@@ -326,7 +328,7 @@ async def test_every_admin_change_is_recorded_and_posted_to_the_audit_channel(bo
     await click_home(bot, "home_audit_channel", ALICE, selected_conversation=AUDIT)
     [post] = await posted(1)
     assert f"<@{ALICE}>" in post.args["text"] and AUDIT in post.args["text"]
-    row = await store.get_workspace(team(bot))
+    row = await store.workspaces.get(team(bot))
     assert row is not None and row.audit_channel == AUDIT
 
     assert await submit_key(bot, NEW_KEY) == (200, "")
@@ -361,7 +363,7 @@ async def test_every_admin_change_is_recorded_and_posted_to_the_audit_channel(bo
         "rotate_webhook_token",
         "remove_key",
     ]
-    recorded = json.dumps(await store.admin_events(team(bot), limit=100))
+    recorded = json.dumps(await store.workspaces.admin_events(team(bot), limit=100))
     assert NEW_KEY not in recorded and token not in recorded
     assert all(c.token == bot.slack.bot_token for c in audit_posts(bot))
     assert len(audit_posts(bot)) == 5

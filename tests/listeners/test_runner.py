@@ -23,7 +23,7 @@ async def test_the_ack_is_answered_before_the_work_after_it_is_done(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = bot.runtime.deps.store
-    real = store.recent_cancellations
+    real = store.cancellations.recent
     reading = asyncio.Event()
     release = asyncio.Event()
 
@@ -32,7 +32,7 @@ async def test_the_ack_is_answered_before_the_work_after_it_is_done(
         await release.wait()
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(store, "recent_cancellations", slow_history)
+    monkeypatch.setattr(store.cancellations, "recent", slow_history)
     # /cancel-training history acks at once, then reads the store and respond()s.
     ack = await asyncio.wait_for(bot.command("history"), 5)
     assert ack == {}
@@ -53,7 +53,7 @@ async def test_an_error_after_the_ack_is_logged_and_the_user_is_told(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("history query blew up")
 
-    monkeypatch.setattr(bot.runtime.deps.store, "recent_cancellations", broken)
+    monkeypatch.setattr(bot.runtime.deps.store.cancellations, "recent", broken)
     assert await bot.command("history") == {}
     [posted] = await bot.slack.wait_for_response("cmd")
     assert posted["text"] == SORRY and posted["text"].startswith(FAILURE_START)
@@ -88,7 +88,7 @@ async def test_an_error_before_the_ack_still_answers_200_and_tells_the_user(
         if r.name == "bot.app"
     )
     assert bot.modelslab.calls == []
-    assert await bot.runtime.store.latest_cancellation(bot.slack.team_id, TRAINING) is None
+    assert await bot.runtime.store.cancellations.latest(bot.slack.team_id, TRAINING) is None
 
 
 async def test_a_click_is_answered_before_its_private_reply_is_posted(
@@ -110,7 +110,7 @@ async def test_a_click_is_answered_before_its_private_reply_is_posted(
     # The HTTP answer is back while the reply is still being posted.
     await asyncio.wait_for(respond_started.wait(), 5)
     assert bot.slack.response_posts.get(f"click-{BOB}", []) == []
-    assert (await bot.runtime.store.latest_cancellation(bot.slack.team_id, TRAINING)) is not None
+    assert (await bot.runtime.store.cancellations.latest(bot.slack.team_id, TRAINING)) is not None
     release.set()
     [posted] = await bot.slack.wait_for_response(f"click-{BOB}")
     assert TRAINING in posted["text"] and not posted["text"].startswith(FAILURE_START)

@@ -9,10 +9,10 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.blocks import RETRY_ACTION, build_error
-from bot.cancellation import Origin
 from bot.context import Deps, deps_of, received_at
 from bot.errors import StoreUnavailable
 from bot.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
+from bot.model import Origin
 
 MISMATCH = "This button does not belong to a training notification of this workspace; nothing was cancelled."
 
@@ -24,7 +24,7 @@ async def _belongs(
     if container.get("is_ephemeral") or container.get("type") != "message":
         # Buttons in the bare-command list: the id is checked like a typed one.
         return True
-    note = await deps.store.get_notification(workspace_id, training_id)
+    note = await deps.store.notifications.get(workspace_id, training_id)
     return note is not None and (note.channel_id, note.message_ts) == (
         container.get("channel_id"),
         container.get("message_ts"),

@@ -53,7 +53,7 @@ async def handle_edit_allow(ack: AsyncAck, body: dict[str, Any], context: AsyncB
         return
     deps, team = deps_of(context), str(context.team_id)
     fixed = deps.workspaces.fixed_entries(team)
-    stored = [e for e in await deps.store.allow_list(team) if e not in fixed]
+    stored = [e for e in await deps.store.workspaces.allow_list(team) if e not in fixed]
     view = build_allow_modal(
         users=[e for e in stored if not e.startswith("S")],
         groups=[e for e in stored if e.startswith("S")],

@@ -21,11 +21,11 @@ from bot.blocks import (
     notification_link,
     report_links,
 )
-from bot.cancellation import Origin
 from bot.context import Deps, deps_of, received_at
 from bot.errors import InvalidTrainingId, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
+from bot.model import Origin
 
 SUBCOMMANDS = ("help", "history", "watch", "cancel")
 # Words design §3 reserves for subcommands still to come: never read as a training id to cancel.
@@ -85,8 +85,8 @@ async def start_watching(
         return build_refusal(decision)
     if not channel_id:
         return build_error("Run this in the channel where the live message should appear.")
-    existing = await deps.store.get_notification(workspace_id, training_id)
-    await deps.store.add_training_event(
+    existing = await deps.store.notifications.get(workspace_id, training_id)
+    await deps.store.training_events.enqueue(
         workspace_id=workspace_id,
         training_id=training_id,
         stage=None,
@@ -135,15 +135,17 @@ async def handle_cancel_training(
             )
             return
         if parsed.verb is Verb.HISTORY:
-            rows = await deps.store.recent_cancellations(workspace_id, limit=10)
-            posted = await deps.store.notifications_for(workspace_id, [r.training_id for r in rows])
+            rows = await deps.store.cancellations.recent(workspace_id, limit=10)
+            posted = await deps.store.notifications.for_trainings(
+                workspace_id, [r.training_id for r in rows]
+            )
             await respond(**build_history(rows, report_links(rows, posted)))
             return
         decision = await deps.access.check(workspace_id, user_id)
         if not decision.allowed:
             await respond(**build_refusal(decision))
             return
-        notes = await deps.store.cancellable_notifications(workspace_id, limit=10)
+        notes = await deps.store.notifications.cancellable(workspace_id, limit=10)
         await respond(**build_cancellable_list(notes))
     except StoreUnavailable:
         await respond(**build_error(STORE_DOWN))

@@ -1,0 +1,194 @@
+"""What the bot keeps: the row types every layer uses and the words their states are stored as.
+
+Plain values only (no SQL): the store builds them from its rows, everyone else reads them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class _Words(str, enum.Enum):
+    """A closed vocabulary stored as text: compares, hashes and formats as its value."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return str(self.value).__format__(spec)
+
+
+class State(_Words):
+    """Where a cancellation stands (design §6)."""
+
+    REQUESTED = "requested"
+    CALLING = "calling"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+# Waiting for a worker (taken under a lease), or with its ModelsLab call in flight.
+QUEUED_STATES = (State.REQUESTED, State.CALLING)
+# Holding the claim: at most one such row per (workspace, training, dry_run).
+ACTIVE_STATES = (State.REQUESTED, State.CALLING, State.CANCELLED)
+FINAL_STATES = (State.CANCELLED, State.REJECTED, State.FAILED)
+
+
+class ReportState(_Words):
+    """Where a cancellation's report to Slack stands (the outbox)."""
+
+    NONE = "none"
+    PENDING = "pending"  # owed to Slack: the reporter takes it
+    WAITING = "waiting"  # shown as it stands; pending again when the cancellation moves on
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    DROPPED = "dropped"  # the workspace uninstalled the app
+
+
+class Origin(_Words):
+    """Where a cancellation was asked for (recorded for the audit trail)."""
+
+    COMMAND = "command"
+    BUTTON = "button"
+    RETRY = "retry"
+    CLI = "cli"
+
+
+class OutcomeKind(_Words):
+    """What a cancel call came to; the cancellation service maps each to a state."""
+
+    ACCEPTED = "accepted"
+    STOPPED = "stopped"
+    PROBABLY_CANCELLED = "probably_cancelled"
+    DRY_RUN = "dry_run"
+    REFUSED = "refused"
+    NOT_FOUND = "not_found"
+    BAD_KEY = "bad_key"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+
+
+# Training stages after which there is nothing left to cancel.
+FINISHED_STAGES = ("model_ready", "failed")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A Slack workspace the bot serves, and its settings (secrets stay encrypted)."""
+
+    workspace_id: str
+    enterprise_id: str | None
+    name: str | None
+    installed: bool
+    key_ciphertext: str | None
+    key_hint: str | None
+    key_set_at: float | None
+    key_set_by: str | None
+    audit_channel: str | None
+    notify_channel: str | None
+    webhook_token_hash: str | None
+    webhook_token_ciphertext: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """One cancellation request and where it stands."""
+
+    id: int
+    workspace_id: str
+    training_id: str
+    requested_by: str
+    origin: Origin
+    state: State
+    outcome: str | None
+    reason: str | None
+    dry_run: bool
+    requested_at: float
+    updated_at: float
+    finished_at: float | None
+    attempts: int
+    next_attempt_at: float
+    lease_owner: str | None
+    lease_expires_at: float | None
+    channel_id: str | None
+    report_state: ReportState
+    response_url: str | None = None
+    report_channel: str | None = None
+    report_thread_ts: str | None = None
+    reply_ts: str | None = None
+    audit_ts: str | None = None
+    rendered: str | None = None
+    report_posting: str | None = None
+    report_posting_at: float | None = None
+    report_permalink: str | None = None
+    report_attempts: int = 0
+    report_next_at: float = 0.0
+    report_error: str | None = None
+    report_lease_owner: str | None = None
+    report_lease_expires_at: float | None = None
+    may_have_reached: bool = False
+
+    @property
+    def is_final(self) -> bool:
+        """True once the cancellation has an outcome that will not change."""
+        return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A training notification the bot posted."""
+
+    workspace_id: str
+    training_id: str
+    channel_id: str
+    message_ts: str  # "" while the message is being posted
+    owner_id: str | None
+    title: str | None
+    stage: str | None
+    created_at: float
+    stage_rank: int = 0
+    eta: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    final_reported: bool = False
+    watching: bool = False
+    poll_next_at: float | None = None
+    poll_failures: int = 0
+    rendered: str | None = None
+    permalink: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once the training is ready or failed: nothing left to cancel."""
+        return self.stage in FINISHED_STAGES
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The result of a claim: the new row, or the active one that was there first."""
+
+    cancellation: Cancellation
+    created: bool
+    # The training's posted notification, read in the same transaction (the ack links to it).
+    notification: Notification | None = None
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    """A stage reported by a webhook, /notify or a status poll, queued for the notifier."""
+
+    id: int
+    workspace_id: str
+    training_id: str
+    stage: str | None
+    logs: str | None
+    channel_id: str | None
+    title: str | None
+    owner_id: str | None
+    source: str
+    received_at: float
+    attempts: int

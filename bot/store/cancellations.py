@@ -1,0 +1,394 @@
+"""The cancellation queue: claims (batched, one INSERT each), the worker's lease, outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.errors import StoreUnavailable
+from bot.model import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    QUEUED_STATES,
+    Cancellation,
+    Claim,
+    ReportState,
+    State,
+)
+from bot.store.engine import Database
+from bot.store.lease import Lease, LeasedQueue
+from bot.store.reports import ReportOutbox
+from bot.store.schema import (
+    ACTIVE_WHERE,
+    cancellation_from,
+    cancellations,
+    notification_from,
+    notifications,
+)
+
+# Claims written together in one transaction, at most.
+CLAIM_BATCH = 100
+
+_c = cancellations.c
+
+
+class CancellationQueue(LeasedQueue[Cancellation]):
+    """Cancellations: a claim enqueues one, a worker takes it, calls ModelsLab, finishes it."""
+
+    lease = Lease(
+        table=cancellations,
+        waiting=_c.state.in_(QUEUED_STATES),
+        due_at=_c.next_attempt_at,
+        owner=_c.lease_owner,
+        expires_at=_c.lease_expires_at,
+        order_by=(_c.next_attempt_at, _c.id),
+    )
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._claims: list[_PendingClaim] = []
+        self._claim_flusher: asyncio.Task[None] | None = None
+        self._claim_insert = (
+            db.insert(cancellations)
+            .on_conflict_do_nothing(
+                index_elements=["workspace_id", "training_id", "dry_run"],
+                index_where=sa.text(ACTIVE_WHERE),
+            )
+            .returning(*cancellations.c)
+        )
+
+    def _item(self, row: sa.Row[Any]) -> Cancellation:
+        return cancellation_from(row)
+
+    def _order(self, item: Cancellation) -> Any:
+        return (item.next_attempt_at, item.id)
+
+    def _due(self) -> Any:
+        # Due, or leased to a worker that may have died: whichever is later. Scalar max(a, b)
+        # is spelled greatest(a, b) on PostgreSQL.
+        pairwise_max = sa.func.greatest if self.db.dialect == "postgresql" else sa.func.max
+        return pairwise_max(_c.next_attempt_at, sa.func.coalesce(_c.lease_expires_at, 0))
+
+    async def enqueue(
+        self,
+        *,
+        workspace_id: str,
+        training_id: str,
+        requested_by: str,
+        origin: str,
+        dry_run: bool = False,
+        channel_id: str | None = None,
+        response_url: str | None = None,
+        now: float | None = None,
+        lease_owner: str | None = None,
+        lease_seconds: float = 0.0,
+        on_abandoned: Callable[[Claim | None], None] | None = None,
+    ) -> Claim:
+        """Claim: insert a new cancellation unless an active one exists; return either.
+
+        A new row can be leased to `lease_owner` from the start, so the worker that will call
+        ModelsLab needs no second transaction to take it. When the caller is cancelled, the claim
+        is withdrawn if its batch has not started, and `on_abandoned` is told what became of it
+        (the claim once written, None if nothing was). Claims that arrive together share one
+        transaction (one multi-row INSERT): under load a claim waits for the batch in progress,
+        not for every claim before it.
+        """
+        now = time.time() if now is None else now
+        values = {
+            "lease_owner": lease_owner,
+            "lease_expires_at": now + lease_seconds if lease_owner else None,
+            "workspace_id": workspace_id,
+            "training_id": training_id,
+            "requested_by": requested_by,
+            "origin": origin,
+            "state": State.REQUESTED,
+            "dry_run": dry_run,
+            "requested_at": now,
+            "updated_at": now,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "channel_id": channel_id,
+            "response_url": response_url,
+            # Reported from the start: the notification shows "Cancelling…" while it runs.
+            "report_state": ReportState.PENDING,
+            "report_attempts": 0,
+            "report_next_at": now,
+        }
+        pending = _PendingClaim(values, asyncio.get_running_loop().create_future())
+        self._claims.append(pending)
+        with self.db.priority.urgent():
+            if self._claim_flusher is None or self._claim_flusher.done():
+                self._claim_flusher = asyncio.create_task(self._flush_claims(), name="claims")
+            try:
+                return await asyncio.shield(pending.result)
+            except asyncio.CancelledError:
+                if pending in self._claims:
+                    # Not yet in a batch: withdrawn, nothing is claimed behind the caller's back.
+                    self._claims.remove(pending)
+                    if on_abandoned is not None:
+                        on_abandoned(None)
+                elif on_abandoned is not None:
+                    pending.result.add_done_callback(
+                        functools.partial(_report_abandoned, on_abandoned)
+                    )
+                raise
+
+    async def _flush_claims(self) -> None:
+        while self._claims:
+            batch, self._claims = self._claims[:CLAIM_BATCH], self._claims[CLAIM_BATCH:]
+            try:
+                await self._claim_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - handed to every caller still waiting
+                for p in batch:
+                    if not p.result.done():
+                        p.result.set_exception(exc)
+
+    async def _claim_batch(self, batch: list[_PendingClaim]) -> None:
+        """Claim every row of `batch`, answering each caller as soon as its row is committed.
+
+        The first of duplicate keys creates; its twins find that row. Rows are inserted in key
+        order, so two instances' batches cannot deadlock on each other's keys (PostgreSQL).
+        """
+        c, n = cancellations.c, notifications.c
+        key_columns = ("workspace_id", "training_id", "dry_run")
+        waiting: dict[tuple[Any, ...], list[_PendingClaim]] = {}
+        for pending in batch:
+            waiting.setdefault(tuple(pending.values[k] for k in key_columns), []).append(pending)
+        # The active row can turn final between our INSERT and SELECT; then the INSERT wins next time.
+        for _ in range(5):
+            if not waiting:
+                return
+            todo = [waiting[key][0].values for key in sorted(waiting)]
+            found: dict[tuple[Any, ...], Claim] = {}
+            async with self.db.begin(urgent=True) as conn:
+                for row in await conn.execute(self._claim_insert, todo):
+                    found[tuple(row._mapping[k] for k in key_columns)] = Claim(
+                        cancellation_from(row), created=True
+                    )
+                missing = [key for key in waiting if key not in found]
+                if missing:
+                    existing = await conn.execute(
+                        sa.select(cancellations).where(
+                            sa.tuple_(c.workspace_id, c.training_id, c.dry_run).in_(missing),
+                            c.state.in_(ACTIVE_STATES),
+                        )
+                    )
+                    for row in existing:
+                        found[tuple(row._mapping[k] for k in key_columns)] = Claim(
+                            cancellation_from(row), created=False
+                        )
+                notes = {
+                    (row.workspace_id, row.training_id): notification_from(row)
+                    for row in await conn.execute(
+                        sa.select(notifications).where(
+                            sa.tuple_(n.workspace_id, n.training_id).in_(
+                                list({key[:2] for key in found})
+                            ),
+                            n.message_ts.is_not(None),
+                        )
+                    )
+                }
+            # Committed: these callers get their answer whatever happens to the rest.
+            for key, claim in found.items():
+                for position, pending in enumerate(waiting.pop(key)):
+                    if not pending.result.done():
+                        pending.result.set_result(
+                            Claim(
+                                claim.cancellation,
+                                # A duplicate in the same batch found the row its twin created.
+                                created=claim.created and position == 0,
+                                notification=notes.get(key[:2]),
+                            )
+                        )
+        if waiting:
+            raise StoreUnavailable("the cancellation could not be claimed (too much contention)")
+
+    async def mark_calling(
+        self, cancellation_id: int, owner: str, *, lease_seconds: float
+    ) -> Cancellation | None:
+        """Record that a ModelsLab call is about to be sent; None if the lease was lost."""
+        now = time.time()
+        c = cancellations.c
+        async with self.db.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(
+                        c.id == cancellation_id,
+                        c.lease_owner == owner,
+                        c.state.in_(QUEUED_STATES),
+                    )
+                    .values(
+                        state=State.CALLING,
+                        attempts=c.attempts + 1,
+                        lease_expires_at=now + lease_seconds,
+                        updated_at=now,
+                    )
+                    .returning(*cancellations.c)
+                )
+            ).first()
+        return cancellation_from(row) if row is not None else None
+
+    async def finish(
+        self,
+        cancellation_id: int,
+        owner: str,
+        *,
+        state: State,
+        outcome: str,
+        reason: str,
+        report_owner: str | None = None,
+        report_lease_until: float | None = None,
+    ) -> Cancellation | None:
+        """Record a final outcome; None if another worker holds the row now.
+
+        With `report_owner`, the report is leased to it until `report_lease_until` in the same
+        transaction unless a reporter holds it; the returned row says which happened.
+        """
+        if state not in FINAL_STATES:
+            raise ValueError(f"not a final state: {state}")
+        now = time.time()
+        lease: dict[str, Any] = {}
+        if report_owner is not None and report_lease_until is not None:
+            c = cancellations.c
+            free = ReportOutbox.lease.free(now)
+            lease = {
+                "report_lease_owner": sa.case((free, report_owner), else_=c.report_lease_owner),
+                "report_lease_expires_at": sa.case(
+                    (free, report_lease_until), else_=c.report_lease_expires_at
+                ),
+            }
+        return await self._update_leased(
+            cancellation_id,
+            owner,
+            state=state,
+            outcome=outcome,
+            reason=reason,
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            report_state=ReportState.PENDING,
+            report_next_at=now,
+            **lease,
+        )
+
+    async def retry(
+        self,
+        cancellation_id: int,
+        owner: str,
+        *,
+        at: float,
+        outcome: str,
+        reason: str,
+        may_have_reached: bool = False,
+    ) -> Cancellation | None:
+        """Put a cancellation back in the queue until `at` (e.g. after a 429)."""
+        return await self._update_leased(
+            cancellation_id,
+            owner,
+            state=State.REQUESTED,
+            outcome=outcome,
+            reason=reason,
+            next_attempt_at=at,
+            may_have_reached=may_have_reached,
+            updated_at=time.time(),
+            lease_owner=None,
+            lease_expires_at=None,
+            report_state=ReportState.PENDING,
+            report_next_at=time.time(),
+        )
+
+    async def _update_leased(
+        self, cancellation_id: int, owner: str, **values: Any
+    ) -> Cancellation | None:
+        c = cancellations.c
+        async with self.db.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(
+                        c.id == cancellation_id,
+                        c.lease_owner == owner,
+                        c.state.in_(QUEUED_STATES),
+                    )
+                    .values(**values)
+                    .returning(*cancellations.c)
+                )
+            ).first()
+        return cancellation_from(row) if row is not None else None
+
+    async def get(self, cancellation_id: int) -> Cancellation | None:
+        """Return one cancellation by id."""
+        async with self.db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(cancellations).where(cancellations.c.id == cancellation_id)
+                )
+            ).first()
+        return cancellation_from(row) if row is not None else None
+
+    async def recent(self, workspace_id: str, *, limit: int = 10) -> list[Cancellation]:
+        """Return the workspace's latest cancellations, newest first."""
+        c = cancellations.c
+        async with self.db.reader.connect() as conn:
+            rows = await conn.execute(
+                sa.select(cancellations)
+                .where(c.workspace_id == workspace_id)
+                .order_by(c.requested_at.desc(), c.id.desc())
+                .limit(limit)
+            )
+            return [cancellation_from(r) for r in rows]
+
+    async def latest(self, workspace_id: str, training_id: str) -> Cancellation | None:
+        """Return the newest cancellation of a training (real ones before dry runs)."""
+        c = cancellations.c
+        async with self.db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(cancellations)
+                    .where(c.workspace_id == workspace_id, c.training_id == training_id)
+                    .order_by(c.dry_run, c.requested_at.desc(), c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return cancellation_from(row) if row is not None else None
+
+    async def queue_depths(self, *, now: float | None = None) -> tuple[int, int]:
+        """(cancellations waiting for a retry or an expired lease, reports not yet delivered)."""
+        now = time.time() if now is None else now
+        c = cancellations.c
+        async with self.db.reader.connect() as conn:
+            recoveries = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        c.state.in_(QUEUED_STATES),
+                        sa.or_(c.outcome.is_not(None), c.attempts > 0, c.lease_expires_at < now),
+                    )
+                )
+            ).scalar_one()
+            backlog = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(c.report_state == ReportState.PENDING)
+                )
+            ).scalar_one()
+        return int(recoveries), int(backlog)
+
+
+def _report_abandoned(
+    callback: Callable[[Claim | None], None], done: asyncio.Future[Claim]
+) -> None:
+    written = not done.cancelled() and done.exception() is None
+    callback(done.result() if written else None)
+
+
+@dataclass(eq=False)
+class _PendingClaim:
+    values: dict[str, Any]
+    result: asyncio.Future[Claim]
