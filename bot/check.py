@@ -84,21 +84,8 @@ class _Database:
     team_id: str | None  # single workspace: the one learned at an earlier start
 
 
-def _knows_revision(revision: str) -> bool:
-    """Whether this version's migrations know a revision (a newer bot's are unknown to it)."""
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
-
-    from bot.store.migrations import alembic_config
-
-    try:
-        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
-    except CommandError:
-        return False
-
-
 async def _database(settings: Settings) -> _Database:
-    from bot.store.migrations import head_revision
+    from bot.store.migrations import head_revision, knows_revision
 
     if settings.is_sqlite:
         path = Path(settings.database_url.split(":///", 1)[1])
@@ -131,7 +118,7 @@ async def _database(settings: Settings) -> _Database:
         return _Database(
             [Item(True, "database reachable; its tables are created on first start")], None, None
         )
-    if not _knows_revision(revision):
+    if not knows_revision(revision):
         await store.close()
         return _Database(
             [
