@@ -16,9 +16,8 @@ from typing import Protocol
 
 from bot.errors import MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
-from bot.limiter import KeyLimiter
 from bot.model import Cancellation, Claim, Notification, Origin, OutcomeKind, State
-from bot.modelslab import CancelOutcome, ModelsLabClient
+from bot.modelslab import CancelOutcome, KeyLimiter, ModelsLabClient
 from bot.store import Store
 from bot.worker import QueueWorker
 

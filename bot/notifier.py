@@ -18,9 +18,8 @@ from bot.blocks import build_finished_reply, build_notification
 from bot.cancellation import new_worker_id
 from bot.errors import StoreUnavailable
 from bot.ids import is_v6_id
-from bot.limiter import KeyLimiter
 from bot.model import Notification, State, TrainingEvent
-from bot.modelslab import ModelsLabClient, TrainingStatus
+from bot.modelslab import KeyLimiter, ModelsLabClient, TrainingStatus
 from bot.renderer import NotificationRenderer, SlackUnavailable, raise_if_transient
 from bot.slack import get_permalink
 from bot.stages import Stage, normalise, parse_eta

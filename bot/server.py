@@ -25,10 +25,9 @@ from bot.config import Mode, Settings
 from bot.context import Deps
 from bot.crypto import SecretBox
 from bot.errors import BotError, ConfigError, StoreUnavailable
-from bot.limiter import KeyLimiter
 from bot.metrics import Metrics
 from bot.model import Cancellation
-from bot.modelslab import ModelsLabClient
+from bot.modelslab import KeyLimiter, ModelsLabClient
 from bot.notifier import Notifier
 from bot.oauth import (
     CachedInstallationAuthorize,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bot.limiter import KeyLimiter
+from bot.modelslab import KeyLimiter
 
 KEY = "good-key"
 OTHER_KEY = "another-account-key"
