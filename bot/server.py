@@ -41,8 +41,7 @@ from bot.renderer import NotificationRenderer
 from bot.reporter import Reporter
 from bot.slack import SlackClients
 from bot.store import Store
-from bot.web import create_web_app
-from bot.webhooks import TrainingRoutes
+from bot.web import OnlineProbe, TrainingRoutes, create_web_app
 from bot.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces
 
 logger = logging.getLogger("bot")
@@ -165,73 +164,6 @@ class TokenDirectory:
     def forget(self, workspace_id: str) -> None:
         """Drop a cached token."""
         self._cache.pop(workspace_id, None)
-
-
-class OnlineProbe:
-    """Checks Slack and ModelsLab when /readyz asks (at most once a minute); lists what fails."""
-
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        clients: SlackClients,
-        modelslab: ModelsLabClient,
-        workspaces: Workspaces,
-        single_workspace_id: str | None,
-        interval: float = 60.0,
-    ) -> None:
-        self.settings = settings
-        self.clients = clients
-        self.modelslab = modelslab
-        self.workspaces = workspaces
-        self.single_workspace_id = single_workspace_id
-        self.interval = interval
-        self.warnings: list[str] = []
-        self._checked_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def probe(self) -> list[str]:
-        """Run the online checks once; return the problems found."""
-        problems: list[str] = []
-        if self.settings.slack_bot_token:
-            try:
-                await self.clients.fast_for(self.settings.slack_bot_token).auth_test()
-            except SlackApiError as exc:
-                problems.append(f"Slack refused the bot token ({exc.response.get('error')})")
-            except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-                problems.append(f"Slack is not reachable ({type(exc).__name__})")
-        if self.single_workspace_id is not None and not self.settings.dry_run:
-            key = await self.workspaces.key_for(self.single_workspace_id)
-            if key:
-                check = await self.modelslab.check_key(key)
-                if not check.ok:
-                    problems.append(f"ModelsLab: {check.reason}")
-        return problems
-
-    async def _refresh(self) -> None:
-        try:
-            self.warnings = await self.probe()
-        except Exception:
-            logger.exception("online probe failed")
-        self._checked_at = time.monotonic()
-
-    async def warnings_now(self) -> list[str]:
-        """The latest warnings (for /readyz); probes lazily, at most once per interval."""
-        stale = self._checked_at is None or time.monotonic() - self._checked_at > self.interval
-        if stale and (self._task is None or self._task.done()):
-            self._task = asyncio.create_task(self._refresh(), name="online-probe")
-        if self._checked_at is None and self._task is not None:
-            # The first answer waits briefly for the first probe; later ones never wait.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=3.0)
-        return list(self.warnings)
-
-    async def stop(self) -> None:
-        """Stop a probe in progress."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 async def import_environment(settings: Settings, store: Store, workspaces: Workspaces) -> None:

@@ -52,7 +52,6 @@ NOT_MOVED_YET: dict[str, frozenset[str]] = {
     "reporter.py": frozenset({"slack_sdk"}),
     "server.py": frozenset({"slack_bolt", "slack_sdk"}),
     "slack.py": frozenset({"slack_sdk"}),
-    "web.py": frozenset({"slack_bolt", "slack_sdk"}),
     "workspaces.py": frozenset({"slack_sdk"}),
 }
 

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import web as web_module
-from bot.web import MAX_BODY, BadRequest, _parse_form, parse_slack_body
+from bot.web import app as web_module
+from bot.web.app import MAX_BODY, BadRequest, _parse_form, parse_slack_body
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (

@@ -23,10 +23,10 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from bot import webhooks as webhooks_module
 from bot.logs import RedactingFormatter, Redactor
 from bot.store.schema import training_events
-from bot.webhooks import MAX_WEBHOOK_BODY
+from bot.web import webhooks as webhooks_module
+from bot.web.webhooks import MAX_WEBHOOK_BODY
 from tests.fakes.modelslab import FakeModelsLab, Reply
 from tests.fakes.slack import FakeSlack, Message
 from tests.harness import ALICE, CHANNEL, TRAINING, Bot, bot_env, running_bot

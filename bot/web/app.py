@@ -1,10 +1,8 @@
-"""Our HTTP layer: size → UTF-8 → signature → parse, then Bolt; plus health routes."""
+"""The verified /slack/events chain: size → UTF-8 → signature → parse, then Bolt."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hmac
 import json
 import logging
 import time
@@ -19,13 +17,11 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from yarl import URL
 
-from bot import version
 from bot.context import RECEIVED_AT
-from bot.errors import StoreUnavailable
-from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics
 from bot.store import Store
 from bot.timeouts import timeout
+from bot.web.probes import ReadinessCheck, add_probe_routes
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +29,6 @@ MAX_BODY = 1024 * 1024
 # Slack sends the whole body at once and gives up after 3 s; a body still trickling in after this
 # long is not Slack's, and must not hold a handler (and its connection) open for ever.
 BODY_TIMEOUT = 10.0
-ReadinessCheck = Callable[[], Awaitable[list[str]]]
 
 
 class BadRequest(Exception):
@@ -269,34 +264,14 @@ def create_web_app(
         response = await bolt_app.async_dispatch(bolt_request)
         return to_aiohttp(response.status, response.body, response.headers)
 
-    async def handle_healthz(_: web.Request) -> web.StreamResponse:
-        return web.json_response({"status": "ok"})
-
-    async def handle_readyz(_: web.Request) -> web.StreamResponse:
-        try:
-            await store.ping()
-        except StoreUnavailable as exc:
-            return web.json_response(
-                {"status": "unavailable", "version": version(), "problems": [str(exc)]}, status=503
-            )
-        warnings = await readiness_warnings() if readiness_warnings else []
-        return web.json_response({"status": "ready", "version": version(), "warnings": warnings})
-
-    async def handle_metrics(request: web.Request) -> web.StreamResponse:
-        if metrics is None or not metrics_token:
-            raise web.HTTPNotFound(text="metrics are off (set METRICS_TOKEN)")
-        auth = request.headers.get("Authorization", "")
-        given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(given.encode(), metrics_token.encode()):
-            raise web.HTTPUnauthorized(text="a valid bearer token (METRICS_TOKEN) is required")
-        if before_scrape is not None:
-            with contextlib.suppress(StoreUnavailable):
-                await before_scrape()
-        return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
-
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/slack/events", handle_slack_events)
-    app.router.add_get("/healthz", handle_healthz)
-    app.router.add_get("/readyz", handle_readyz)
-    app.router.add_get("/metrics", handle_metrics)
+    add_probe_routes(
+        app,
+        store=store,
+        readiness_warnings=readiness_warnings,
+        metrics=metrics,
+        metrics_token=metrics_token,
+        before_scrape=before_scrape,
+    )
     return app
