@@ -124,7 +124,7 @@ def main() -> int:
     out_path = os.environ.get("BENCH_PROBE_OUT")
     if out_path:
         install(out_path)
-    from bot.__main__ import main as bot_main
+    from bot.cli import main as bot_main
 
     return bot_main(sys.argv[1:])
 

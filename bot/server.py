@@ -20,7 +20,7 @@ from bot.access import AccessPolicy, GroupMembers
 from bot.app import create_app, single_workspace_authorize
 from bot.background import Background
 from bot.cancellation import CancellationService
-from bot.check import served_warnings
+from bot.cli.check import served_warnings
 from bot.config import Mode, Settings
 from bot.context import Deps
 from bot.crypto import SecretBox

@@ -1,4 +1,4 @@
-"""`python -m bot check [--offline]` and `bot.check.checklist` (design §3: commands, exit codes).
+"""`python -m bot check [--offline]` and `bot.cli.check.checklist` (design §3: commands, exit codes).
 
 Shapes of every setting, the database, the warnings an operator should see, and (online) the bot
 token, the app token and the ModelsLab key against the fakes. Most cases run `checklist`/`run_check`
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from bot.check import Item, checklist, run_check
+from bot.cli.check import Item, checklist, run_check
 from bot.config import ENV_VARS, async_database_url
 from bot.store import Store
 from bot.workspaces import TEAM_ID_META

@@ -207,7 +207,7 @@ async def test_an_unknown_command_names_the_valid_ones(bare_env, args, shown) ->
     # The list named is the parser's own.
     import argparse
 
-    from bot.__main__ import COMMANDS, build_parser
+    from bot.cli import COMMANDS, build_parser
 
     [sub] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(COMMANDS) == set(sub.choices)
@@ -265,7 +265,7 @@ async def test_waiting_for_an_unreachable_postgresql_says_so(
 ) -> None:
     import time
 
-    import bot.__main__ as cli
+    import bot.cli.common as cli
     from bot.config import Purpose, load_settings
     from bot.errors import StoreUnavailable
     from tests.processes import free_port

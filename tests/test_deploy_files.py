@@ -572,7 +572,7 @@ def test_compose_leaves_a_place_for_the_worker_role() -> None:
     services = compose_file()["services"]
     text = (REPO / "compose.yaml").read_text()
     if "worker" in services:  # only once `python -m bot worker` exists
-        from bot.__main__ import build_parser
+        from bot.cli import build_parser
 
         assert services["worker"]["command"][-1] == "worker"
         build_parser().parse_args(["worker"])

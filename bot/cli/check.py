@@ -7,6 +7,7 @@ start makes (`auth.test`, `apps.connections.open`) are made.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from collections.abc import Mapping, Sequence
@@ -339,3 +340,8 @@ async def run_check(*, offline: bool, purpose: Purpose | None = None) -> int:
         file=sys.stderr if failed else sys.stdout,
     )
     return 1 if failed else 0
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the configuration (and, unless --offline, the tokens and key)."""
+    return await run_check(offline=args.offline, purpose=args.purpose)

@@ -1,0 +1,169 @@
+"""`python -m bot cancel`: cancel a training from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import logging
+import sys
+
+from bot.cancellation import CancellationService, headline, modelslab_said
+from bot.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SCHEDULED,
+    EXIT_USAGE,
+    _sentence,
+    _settings,
+    open_store,
+    resolve_team,
+)
+from bot.config import Mode, Purpose, Settings
+from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
+from bot.model import Cancellation, Origin, OutcomeKind, State
+from bot.modelslab import ModelsLabClient
+from bot.store import Store
+
+logger = logging.getLogger("bot")
+
+# The client's whole budget plus a margin: the terminal waits for one complete attempt series.
+CLI_WAIT_SECONDS = 40.0
+
+
+def _when(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def describe_for_terminal(row: Cancellation) -> str:
+    """Return one line saying what became of a cancellation."""
+    said = modelslab_said(row)
+    line = f"Training {row.training_id}: {headline(row)}"
+    if row.state == State.REQUESTED and row.outcome == OutcomeKind.RATE_LIMITED.value:
+        line += f"; retry at {_when(row.next_attempt_at)} by a running server (python -m bot serve)"
+    if said:
+        line += f". {said}"
+    return line + "."
+
+
+def exit_code_for(row: Cancellation) -> int:
+    """Map a cancellation to the `cancel` command's exit code (design §3)."""
+    if row.outcome == OutcomeKind.PROBABLY_CANCELLED.value:
+        return EXIT_FAILED  # not confirmed: the operator should look
+    if row.state == State.CANCELLED:
+        return EXIT_OK
+    if row.state == State.REQUESTED and row.outcome == OutcomeKind.RATE_LIMITED.value:
+        return EXIT_SCHEDULED
+    return EXIT_FAILED
+
+
+async def report_from_terminal(settings: Settings, store: Store, row: Cancellation) -> None:
+    """Post the outcome in the notification's thread and the audit channel, as any origin is."""
+    if not settings.slack_bot_token:
+        return
+    from bot.crypto import SecretBox
+    from bot.reporter import Reporter
+    from bot.slack import SlackClients
+
+    token = settings.slack_bot_token
+    clients = SlackClients(base_url=settings.slack_api_url)
+
+    async def client_for(team_id: str) -> object:
+        return clients.reporter_for(token)
+
+    async def audit_channel(team_id: str) -> str | None:
+        return settings.audit_channel
+
+    reporter = Reporter(
+        store=store,
+        clients=client_for,
+        secret_box=SecretBox(settings.encryption_keys),
+        audit_channel=audit_channel,
+        session=clients.session,
+    )
+    try:
+        # Bounded: a running server's reporter delivers whatever is left.
+        await asyncio.wait_for(reporter.deliver_now(row.id), timeout=15)
+    except asyncio.TimeoutError:
+        logger.warning("Slack report not delivered yet; a running server will deliver it")
+    finally:
+        await clients.close()
+
+
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a training with the stored key and print the outcome in one line."""
+    settings = _settings(Purpose.CANCEL, dry_run=args.dry_run)
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"Cannot cancel: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        workspace_id = await resolve_team(settings, store, args.team)
+        async with ModelsLabClient(
+            base_url=settings.modelslab_api_url,
+            v6_url=settings.modelslab_v6_url,
+            dry_run=settings.dry_run,
+        ) as client:
+            from bot.crypto import SecretBox
+            from bot.workspaces import Workspaces
+
+            # The workspace's stored key first; MODELSLAB_API_KEY for the single workspace.
+            workspaces = Workspaces(
+                store=store,
+                box=SecretBox(settings.encryption_keys),
+                settings=settings,
+                single_workspace_id=workspace_id if settings.mode is Mode.SINGLE else None,
+            )
+            service = CancellationService(
+                store=store,
+                client=client,
+                keys=workspaces.key_for,
+                dry_run=settings.dry_run,
+            )
+            result = await service.request(
+                workspace_id=workspace_id,
+                training_id=args.training_id,
+                requested_by=f"cli:{getpass.getuser()}",
+                origin=Origin.CLI,
+            )
+            row = result.cancellation
+            if not result.created and row.is_final:
+                print(
+                    f"Training {row.training_id} was already cancelled by {row.requested_by} "
+                    f"at {_when(row.finished_at or row.requested_at)}: {headline(row)}."
+                )
+                return EXIT_OK
+            if result.created:
+                await service.run_now(row.id)
+            settled = await service.wait_settled(row.id, timeout=CLI_WAIT_SECONDS)
+            if settled is None or not (settled.is_final or settled.outcome):
+                print(
+                    f"Training {row.training_id} is being cancelled by another instance; "
+                    "its outcome will be posted in Slack."
+                )
+                return EXIT_FAILED
+            print(describe_for_terminal(settled))
+            await report_from_terminal(settings, store, settled)
+            return exit_code_for(settled)
+    except InvalidTrainingId as exc:
+        print(f"Not a training id: {exc}.", file=sys.stderr)
+        return EXIT_USAGE
+    except MissingKey:
+        print(
+            "Cannot cancel: no ModelsLab API key for this workspace. Set MODELSLAB_API_KEY "
+            "or store one with `python -m bot set-key`.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except StoreUnavailable as exc:
+        print(f"Cannot cancel: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    except ConfigError:
+        raise
+    except BotError as exc:
+        print(f"Cannot cancel: {_sentence(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await store.close()
