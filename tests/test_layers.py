@@ -94,3 +94,8 @@ def test_imports_stay_in_their_layer(path: str) -> None:
         if found
         else f"bot/{path} no longer breaks a rule: remove it from NOT_MOVED_YET"
     )
+
+
+def test_every_module_listed_as_not_moved_yet_exists() -> None:
+    # A listed path that no longer exists would never be checked: the list must stay exact.
+    assert [path for path in NOT_MOVED_YET if not (BOT / path).exists()] == []
