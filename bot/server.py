@@ -20,7 +20,6 @@ from bot.access import AccessPolicy, GroupMembers
 from bot.app import create_app, single_workspace_authorize
 from bot.background import Background
 from bot.cancellation import CancellationService
-from bot.cli.check import served_warnings
 from bot.config import Mode, Settings
 from bot.context import Deps
 from bot.crypto import SecretBox
@@ -42,7 +41,7 @@ from bot.reporter import Reporter
 from bot.slack import SlackClients
 from bot.store import Store
 from bot.web import OnlineProbe, TrainingRoutes, create_web_app
-from bot.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces
+from bot.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces, served_warnings
 
 logger = logging.getLogger("bot")
 

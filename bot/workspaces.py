@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import text
 from bot.cache import TtlCache
-from bot.config import Mode, Settings
+from bot.config import Mode, Settings, allow_list_warning, key_warning
 from bot.crypto import SecretBox
 from bot.errors import BotError, InvalidKey
 from bot.model import Workspace
@@ -270,3 +270,36 @@ class Workspaces:
         if self._is_env_workspace(workspace_id) and self.settings.modelslab_api_key:
             return "set by the operator (MODELSLAB_API_KEY)"
         return "not set"
+
+
+async def served_warnings(
+    settings: Settings,
+    *,
+    store: Store | None,
+    workspaces: Workspaces | None,
+    workspace_id: str | None,
+) -> list[str]:
+    """What lets the bot start but makes every cancel fail: no ModelsLab key, nobody allowed.
+
+    Said by `check`, at start-up and in /readyz. Single workspace: the served workspace (its
+    stored key and list, plus the environment's); OAuth: every installed workspace.
+    """
+    if settings.mode is Mode.OAUTH:
+        rows = [(ws, n) for ws, n in await store.workspaces.all() if ws.installed] if store else []
+        no_key = [ws.workspace_id for ws, _ in rows if not ws.key_ciphertext]
+        nobody = [ws.workspace_id for ws, allowed in rows if not allowed]
+        lacks_key, lacks_people = bool(no_key), bool(nobody)
+    else:
+        no_key = nobody = [workspace_id] if workspace_id else []
+        if workspaces is not None and workspace_id is not None:
+            lacks_key = not await workspaces.key_for(workspace_id)
+            lacks_people = not await workspaces.entries(workspace_id)
+        else:  # nothing stored yet: only the environment can say
+            lacks_key = not settings.modelslab_api_key
+            lacks_people = not settings.allowed_entries
+    warnings = []
+    if lacks_key and not settings.dry_run:  # a dry run never calls ModelsLab: no key is needed
+        warnings.append(key_warning(*no_key))
+    if lacks_people:
+        warnings.append(allow_list_warning(*nobody))
+    return warnings

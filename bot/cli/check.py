@@ -20,10 +20,8 @@ from bot.config import (
     Mode,
     Purpose,
     Settings,
-    allow_list_warning,
     describe_mode,
     dotenv_path,
-    key_warning,
     load_settings,
     mode_of,
     read_environment,
@@ -33,7 +31,7 @@ from bot.crypto import SecretBox
 from bot.errors import ConfigError, StoreUnavailable
 from bot.modelslab import ModelsLabClient
 from bot.store import Store
-from bot.workspaces import TEAM_ID_META, Workspaces
+from bot.workspaces import TEAM_ID_META, Workspaces, served_warnings
 
 
 @dataclass(frozen=True)
@@ -43,39 +41,6 @@ class Item:
     ok: bool
     text: str
     warning: bool = False
-
-
-async def served_warnings(
-    settings: Settings,
-    *,
-    store: Store | None,
-    workspaces: Workspaces | None,
-    workspace_id: str | None,
-) -> list[str]:
-    """What lets the bot start but makes every cancel fail: no ModelsLab key, nobody allowed.
-
-    Said by `check`, at start-up and in /readyz. Single workspace: the served workspace (its
-    stored key and list, plus the environment's); OAuth: every installed workspace.
-    """
-    if settings.mode is Mode.OAUTH:
-        rows = [(ws, n) for ws, n in await store.workspaces.all() if ws.installed] if store else []
-        no_key = [ws.workspace_id for ws, _ in rows if not ws.key_ciphertext]
-        nobody = [ws.workspace_id for ws, allowed in rows if not allowed]
-        lacks_key, lacks_people = bool(no_key), bool(nobody)
-    else:
-        no_key = nobody = [workspace_id] if workspace_id else []
-        if workspaces is not None and workspace_id is not None:
-            lacks_key = not await workspaces.key_for(workspace_id)
-            lacks_people = not await workspaces.entries(workspace_id)
-        else:  # nothing stored yet: only the environment can say
-            lacks_key = not settings.modelslab_api_key
-            lacks_people = not settings.allowed_entries
-    warnings = []
-    if lacks_key and not settings.dry_run:  # a dry run never calls ModelsLab: no key is needed
-        warnings.append(key_warning(*no_key))
-    if lacks_people:
-        warnings.append(allow_list_warning(*nobody))
-    return warnings
 
 
 @dataclass
