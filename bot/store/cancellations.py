@@ -214,26 +214,14 @@ class CancellationQueue(LeasedQueue[Cancellation]):
     ) -> Cancellation | None:
         """Record that a ModelsLab call is about to be sent; None if the lease was lost."""
         now = time.time()
-        c = cancellations.c
-        async with self.db.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(cancellations)
-                    .where(
-                        c.id == cancellation_id,
-                        c.lease_owner == owner,
-                        c.state.in_(QUEUED_STATES),
-                    )
-                    .values(
-                        state=State.CALLING,
-                        attempts=c.attempts + 1,
-                        lease_expires_at=now + lease_seconds,
-                        updated_at=now,
-                    )
-                    .returning(*cancellations.c)
-                )
-            ).first()
-        return cancellation_from(row) if row is not None else None
+        return await self._update_leased(
+            cancellation_id,
+            owner,
+            state=State.CALLING,
+            attempts=cancellations.c.attempts + 1,
+            lease_expires_at=now + lease_seconds,
+            updated_at=now,
+        )
 
     async def finish(
         self,
