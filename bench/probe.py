@@ -71,11 +71,11 @@ def install(out_path: str) -> None:
     from slack_bolt.context.respond.async_respond import AsyncRespond
     from slack_bolt.listener.async_listener import AsyncCustomListener
 
-    import bot.server as server
-    from bot.access import AccessPolicy
-    from bot.cancellation import CancellationService
+    import bot.runtime as server
+    from bot.service.access import AccessPolicy
+    from bot.service.cancellation import CancellationService
+    from bot.service.workspaces import Workspaces
     from bot.store import Store
-    from bot.workspaces import Workspaces
 
     out = open(out_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
 

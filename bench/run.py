@@ -277,7 +277,7 @@ class TutorialTarget(Target):
 class BotTarget(Target):
     """``python -m bot serve`` on SQLite or PostgreSQL, single-workspace or OAuth."""
 
-    import_module = "bot.server"
+    import_module = "bot.runtime"
 
     def __init__(self, bench: Bench, db: str, mode: str, *, template: bool = True) -> None:
         super().__init__(bench)
@@ -409,8 +409,8 @@ class BotTarget(Target):
         """The token an admin gets from App Home ("new webhook token"), made with the bot's code."""
         from bot.config import Purpose, load_settings
         from bot.crypto import SecretBox
+        from bot.service.workspaces import Workspaces
         from bot.store import Store
-        from bot.workspaces import Workspaces
 
         settings = load_settings(Purpose.SERVE, self.env(database_url))
         store = Store.from_url(settings.database_url)

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import Purpose, Settings, load_settings
-from bot.server import Runtime, build_runtime
+from bot.runtime import Runtime, build_runtime
 from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack

@@ -13,8 +13,8 @@ from cryptography.fernet import Fernet
 
 from bot.config import Purpose, async_database_url, load_settings
 from bot.crypto import SecretBox
+from bot.service.workspaces import Workspaces
 from bot.store import Store
-from bot.workspaces import Workspaces
 from tests.fakes.modelslab import FakeModelsLab
 from tests.processes import run_bot_cli
 
@@ -305,7 +305,7 @@ async def test_rotate_keys_with_a_key_that_cannot_read_the_data_fails_readably(
 
 async def serves(store: Store, team: str = TEAM) -> None:
     """The database as a start leaves it: the bot has learned which workspace it serves."""
-    from bot.workspaces import TEAM_ID_META
+    from bot.service.workspaces import TEAM_ID_META
 
     await store.meta.set(TEAM_ID_META, team)
 

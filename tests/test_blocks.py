@@ -6,9 +6,9 @@ import dataclasses
 import time
 from typing import Any
 
-from bot.blocks import build_notification
 from bot.model import Cancellation, Notification
-from bot.renderer import NotificationRenderer
+from bot.slack.delivery.renderer import NotificationRenderer
+from bot.slack.messages.blocks import build_notification
 from bot.store import Store
 
 TEAM, TRAINING, CHANNEL, TS = "T1", "F5jvdzGnYi", "C0TRAIN01", "1764201600.000100"

@@ -15,11 +15,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import blocks, home
-from bot import text as policy
-from bot.access import Decision
-from bot.cancellation import NO_KEY
 from bot.model import Cancellation, Notification, OutcomeKind
+from bot.service.access import Decision
+from bot.service.cancellation import NO_KEY
+from bot.slack.messages import blocks, home
+from bot.slack.messages import text as policy
 from bot.stages import V3_STAGES, WORDS
 from tests.fakes.slack_rules import message_problems, options_problems, view_problems
 from tests.test_text_policy import any_text, hostile

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from bot.cancellation import CancellationService, StaticKeys
 from bot.config import async_database_url
 from bot.errors import InvalidTrainingId, MissingKey
 from bot.model import Cancellation, Origin
 from bot.modelslab import ModelsLabClient
+from bot.service.cancellation import CancellationService, StaticKeys
 from bot.store import Store
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab

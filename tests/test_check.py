@@ -17,8 +17,8 @@ from cryptography.fernet import Fernet
 
 from bot.cli.check import Item, checklist, run_check
 from bot.config import ENV_VARS, async_database_url
+from bot.service.workspaces import TEAM_ID_META
 from bot.store import Store
-from bot.workspaces import TEAM_ID_META
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.harness import bot_env
@@ -646,7 +646,7 @@ async def test_a_key_or_allow_list_stored_in_the_database_is_no_warning(
 ) -> None:
     from bot.config import Purpose, load_settings
     from bot.crypto import SecretBox
-    from bot.workspaces import Workspaces
+    from bot.service.workspaces import Workspaces
 
     env = {
         k: v

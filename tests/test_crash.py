@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.config import async_database_url
 from bot.model import Cancellation
-from bot.reporter import METADATA_TYPE
+from bot.slack.delivery.reporter import METADATA_TYPE
 from bot.store import Store
 from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml

@@ -679,7 +679,7 @@ def test_changelog_has_the_version_the_bot_reports() -> None:
 def test_the_usage_hint_lists_every_subcommand(name: str) -> None:
     import yaml
 
-    from bot.listeners.commands.cancel_training import SUBCOMMANDS
+    from bot.slack.listeners.commands.cancel_training import SUBCOMMANDS
 
     manifest = yaml.safe_load((REPO / name).read_text())
     [command] = manifest["features"]["slash_commands"]

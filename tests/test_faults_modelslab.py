@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
-from bot.blocks import build_notification
 from bot.model import Cancellation, Notification
 from bot.modelslab import ModelsLabClient
+from bot.slack.messages.blocks import build_notification
 from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab

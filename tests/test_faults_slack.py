@@ -24,9 +24,9 @@ import time
 import pytest
 from slack_sdk.errors import SlackClientError
 
-from bot.blocks import build_notification
 from bot.model import Cancellation, Notification
-from bot.slack import FAST_TIMEOUT
+from bot.slack.clients import FAST_TIMEOUT
+from bot.slack.messages.blocks import build_notification
 from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes import slack as fs

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import slack as slack_module
-from bot.blocks import thread_link
 from bot.config import async_database_url
 from bot.model import Notification
+from bot.slack import clients as slack_module
+from bot.slack.messages.blocks import thread_link
 from bot.store import Store
 from tests.fakes import slack as fake_slack
 from tests.fakes.modelslab import FakeModelsLab

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from bot.blocks import COMMAND
+from bot.slack.messages.blocks import COMMAND
 
 ROOT = Path(__file__).parent.parent
 # The project's shared copy when present (kept current), else the copy vendored with the tests
@@ -62,7 +62,7 @@ def test_http_and_socket_manifests_differ_only_in_transport() -> None:
 
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_manifest_scopes_and_events_match_the_code(name: str) -> None:
-    from bot.oauth import BOT_SCOPES
+    from bot.slack.oauth import BOT_SCOPES
 
     manifest = yaml.safe_load((ROOT / name).read_text())
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(BOT_SCOPES)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bot.blocks import CANCEL_ACTION
 from bot.model import Notification
+from bot.slack.messages.blocks import CANCEL_ACTION
 from bot.store.schema import training_events
 from tests.fakes import modelslab as ml
 from tests.fakes import slack as fake_slack

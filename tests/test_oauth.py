@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.config import async_database_url
 from bot.crypto import SecretBox
 from bot.errors import ConfigError
-from bot.oauth import BOT_SCOPES, build_installation_store
+from bot.slack.oauth import BOT_SCOPES, build_installation_store
 from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
@@ -354,7 +354,7 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
     assert await store.workspaces.allow_list(TEAM_A) == []
     assert await workspaces.key_for(TEAM_A) is None
     assert await workspaces.webhook_token(TEAM_A) is None
-    from bot.workspaces import hash_token
+    from bot.service.workspaces import hash_token
 
     assert await store.workspaces.by_webhook_hash(hash_token(old_webhook_token)) is None
     # The cancellation history stays as the audit record.
@@ -549,7 +549,7 @@ async def test_bolt_uses_our_database_oauth_flow_even_with_the_variables_in_the_
     slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Bolt builds its own file-based OAuth flow when it sees SLACK_CLIENT_ID/SECRET in os.environ."""
-    from bot.oauth import EncryptedInstallationStore
+    from bot.slack.oauth import EncryptedInstallationStore
 
     oauth_env = {"SLACK_CLIENT_ID": "111.222", "SLACK_CLIENT_SECRET": "sec"}
     for name, value in oauth_env.items():

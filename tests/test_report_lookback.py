@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from bot.config import async_database_url
 from bot.model import Cancellation
-from bot.reporter import LOOKUP_ATTEMPTS, LOOKUP_LIMIT, METADATA_TYPE
-from bot.slack import retry_after
+from bot.slack.delivery.reporter import LOOKUP_ATTEMPTS, LOOKUP_LIMIT, METADATA_TYPE
+from bot.slack.errors import retry_after
 from bot.store import Store
 from bot.store.schema import cancellations
 from tests.fakes import slack as fake_slack

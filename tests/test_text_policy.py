@@ -1,4 +1,4 @@
-"""The text policy (bot/text.py): outside text escaped exactly once, every field within its limit."""
+"""The text policy (bot/slack/messages/text.py): outside text escaped exactly once, every field within its limit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import text
+from bot.slack.messages import text
 from tests.fakes.slack_rules import mrkdwn_problems
 
 FAST = settings(max_examples=150, deadline=None)

@@ -23,7 +23,7 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from bot import home
+from bot.slack.messages import home
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from bot.cancellation import CancellationService, StaticKeys
 from bot.modelslab import ModelsLabClient
+from bot.service.cancellation import CancellationService, StaticKeys
 from bot.store import Store
 from bot.store.cancellations import _PendingClaim
 from tests.fakes.modelslab import FakeModelsLab

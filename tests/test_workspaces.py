@@ -14,10 +14,10 @@ from bot.config import Mode, Purpose, Settings, load_settings
 from bot.crypto import SecretBox
 from bot.errors import BotError, InvalidKey, SecretStorageDisabled
 from bot.modelslab import ModelsLabClient
-from bot.oauth import build_installation_store
-from bot.server import import_environment
+from bot.runtime import import_environment
+from bot.service.workspaces import TEAM_ID_META, Workspaces, hash_token
+from bot.slack.oauth import build_installation_store
 from bot.store import Store
-from bot.workspaces import TEAM_ID_META, Workspaces, hash_token
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from bot import workspaces as workspaces_module
 from bot.config import Settings
+from bot.service import workspaces as workspaces_module
+from bot.service.workspaces import Workspaces
 from bot.store import Store
-from bot.workspaces import Workspaces
 from tests.fakes.modelslab import FakeModelsLab
 from tests.test_workspaces import ALICE, BOB, DAVE, TEAM, settings_for, workspaces
 

@@ -31,7 +31,7 @@ async def cmd_set_key(args: argparse.Namespace) -> int:
     """Read a ModelsLab key from stdin, check it, and store it encrypted for one workspace."""
     from bot.crypto import SecretBox
     from bot.errors import InvalidKey, SecretStorageDisabled
-    from bot.workspaces import Workspaces
+    from bot.service.workspaces import Workspaces
 
     try:
         settings, store = await _admin_context(args)
@@ -75,7 +75,7 @@ async def cmd_allow(args: argparse.Namespace) -> int:
     """Add or remove allow-list entries of one workspace, saying who stays allowed and why."""
     from bot.config import is_allow_entry
     from bot.crypto import SecretBox
-    from bot.workspaces import Workspaces
+    from bot.service.workspaces import Workspaces
 
     bad = [e for e in args.entries if not is_allow_entry(e)]
     if bad:

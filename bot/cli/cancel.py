@@ -9,7 +9,6 @@ import getpass
 import logging
 import sys
 
-from bot.cancellation import CancellationService, headline, modelslab_said
 from bot.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -24,6 +23,7 @@ from bot.config import Mode, Purpose, Settings
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.model import Cancellation, Origin, OutcomeKind, State
 from bot.modelslab import ModelsLabClient
+from bot.service.cancellation import CancellationService, headline, modelslab_said
 from bot.store import Store
 
 logger = logging.getLogger("bot")
@@ -63,8 +63,8 @@ async def report_from_terminal(settings: Settings, store: Store, row: Cancellati
     if not settings.slack_bot_token:
         return
     from bot.crypto import SecretBox
-    from bot.reporter import Reporter
-    from bot.slack import SlackClients
+    from bot.slack.clients import SlackClients
+    from bot.slack.delivery.reporter import Reporter
 
     token = settings.slack_bot_token
     clients = SlackClients(base_url=settings.slack_api_url)
@@ -107,7 +107,7 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
             dry_run=settings.dry_run,
         ) as client:
             from bot.crypto import SecretBox
-            from bot.workspaces import Workspaces
+            from bot.service.workspaces import Workspaces
 
             # The workspace's stored key first; MODELSLAB_API_KEY for the single workspace.
             workspaces = Workspaces(

@@ -30,8 +30,8 @@ from bot.config import (
 from bot.crypto import SecretBox
 from bot.errors import ConfigError, StoreUnavailable
 from bot.modelslab import ModelsLabClient
+from bot.service.workspaces import TEAM_ID_META, Workspaces, served_warnings
 from bot.store import Store
-from bot.workspaces import TEAM_ID_META, Workspaces, served_warnings
 
 
 @dataclass(frozen=True)

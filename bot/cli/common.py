@@ -11,8 +11,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.config import Mode, Purpose, Settings, load_settings
 from bot.errors import BotError, ConfigError, StoreUnavailable
 from bot.logs import setup_logging
+from bot.service.workspaces import TEAM_ID_META
 from bot.store import Store
-from bot.workspaces import TEAM_ID_META
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SCHEDULED = 0, 1, 2, 3
 # Design §3: the start-up waits this long for a PostgreSQL that is not up yet, saying so every

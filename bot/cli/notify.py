@@ -16,12 +16,12 @@ from bot.errors import BotError, ConfigError, InvalidTrainingId, StoreUnavailabl
 
 async def cmd_notify(args: argparse.Namespace) -> int:
     """Post a training notification with a Cancel button and record it in the store."""
-    from bot.blocks import build_notification
     from bot.ids import validate_training_id
     from bot.model import Notification
-    from bot.notifier import record_permalink
-    from bot.server import identify_workspace
-    from bot.slack import SlackClients
+    from bot.runtime import identify_workspace
+    from bot.slack.clients import SlackClients
+    from bot.slack.delivery.notifier import record_permalink
+    from bot.slack.messages.blocks import build_notification
 
     settings = _settings(Purpose.ADMIN if args.url else Purpose.NOTIFY)
     try:

@@ -13,7 +13,7 @@ from bot.logs import setup_logging
 
 async def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot: the HTTP server or Socket Mode."""
-    from bot import server
+    from bot import runtime
 
     socket_mode = args.command == "socket"
     settings = load_settings(Purpose.SOCKET if socket_mode else Purpose.SERVE)
@@ -26,9 +26,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         if socket_mode:
-            await server.socket(settings, store, host="0.0.0.0", port=port)  # noqa: S104 - health routes for the platform
+            await runtime.socket(settings, store, host="0.0.0.0", port=port)  # noqa: S104 - health routes for the platform
         else:
-            await server.serve(settings, store, host=args.host, port=port or 3000)
+            await runtime.serve(settings, store, host=args.host, port=port or 3000)
     except ConfigError:
         raise
     except BotError as exc:

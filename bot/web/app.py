@@ -17,8 +17,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from yarl import URL
 
-from bot.context import RECEIVED_AT
 from bot.metrics import Metrics
+from bot.slack.context import RECEIVED_AT
 from bot.store import Store
 from bot.timeouts import timeout
 from bot.web.probes import ReadinessCheck, add_probe_routes

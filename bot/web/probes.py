@@ -18,9 +18,9 @@ from bot.errors import StoreUnavailable
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics
 from bot.modelslab import ModelsLabClient
-from bot.slack import SlackClients
+from bot.service.workspaces import Workspaces
+from bot.slack.clients import SlackClients
 from bot.store import Store
-from bot.workspaces import Workspaces
 
 logger = logging.getLogger(__name__)
 

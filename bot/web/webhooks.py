@@ -16,8 +16,8 @@ from aiohttp import web
 from bot.config import Mode, Settings
 from bot.errors import InvalidTrainingId, StoreUnavailable
 from bot.ids import validate_training_id
+from bot.service.workspaces import hash_token
 from bot.store import Store
-from bot.workspaces import hash_token
 
 logger = logging.getLogger(__name__)
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 
-from bot.blocks import CANCEL_ACTION, RETRY_ACTION
+from bot.slack.messages.blocks import CANCEL_ACTION, RETRY_ACTION
 from tests.fakes import modelslab as ml
 from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot
 
 
 async def notify(bot: Bot, training: str = TRAINING, owner: str | None = ALICE) -> str:
     """Post a notification the way `python -m bot notify` does; return its ts."""
-    from bot.blocks import build_notification
     from bot.model import Notification
+    from bot.slack.messages.blocks import build_notification
 
     draft = Notification(bot.slack.team_id, training, CHANNEL, "", owner, "LoRA run", None, 0.0)
     client = bot.runtime.clients.reporter_for(bot.slack.bot_token)

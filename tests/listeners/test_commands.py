@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.listeners.commands.cancel_training import Parsed, Verb, parse_command_text
+from bot.slack.listeners.commands.cancel_training import Parsed, Verb, parse_command_text
 from tests.fakes import modelslab as ml
 from tests.harness import ALICE, CAROL, CHANNEL, TRAINING, Bot
 

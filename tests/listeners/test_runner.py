@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.listeners.runner import SORRY, PooledRespond
+from bot.slack.listeners.runner import SORRY, PooledRespond
 from tests.fakes.slack_requests import slash_command_body
 from tests.harness import BOB, TRAINING, Bot
 
@@ -48,7 +48,7 @@ async def test_the_ack_is_answered_before_the_work_after_it_is_done(
 async def test_an_error_after_the_ack_is_logged_and_the_user_is_told(
     bot: Bot, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bot.listeners.runner")
+    caplog.set_level(logging.ERROR, logger="bot.slack.listeners.runner")
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("history query blew up")
@@ -59,7 +59,7 @@ async def test_an_error_after_the_ack_is_logged_and_the_user_is_told(
     assert posted["text"] == SORRY and posted["text"].startswith(FAILURE_START)
     assert posted["response_type"] == "ephemeral"
     assert posted.get("replace_original") is False
-    [record] = [r for r in caplog.records if r.name == "bot.listeners.runner"]
+    [record] = [r for r in caplog.records if r.name == "bot.slack.listeners.runner"]
     assert "failed after its ack" in record.getMessage()
     assert record.exc_info is not None and "history query blew up" in str(record.exc_info[1])
     # The bot keeps serving: the next command is answered normally.
@@ -70,7 +70,7 @@ async def test_an_error_after_the_ack_is_logged_and_the_user_is_told(
 async def test_an_error_before_the_ack_still_answers_200_and_tells_the_user(
     bot: Bot, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bot.app")
+    caplog.set_level(logging.ERROR, logger="bot.slack.app")
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("allow-list lookup blew up")
@@ -85,7 +85,7 @@ async def test_an_error_before_the_ack_still_answers_200_and_tells_the_user(
     assert any(
         r.exc_info is not None and "allow-list lookup blew up" in str(r.exc_info[1])
         for r in caplog.records
-        if r.name == "bot.app"
+        if r.name == "bot.slack.app"
     )
     assert bot.modelslab.calls == []
     assert await bot.runtime.store.cancellations.latest(bot.slack.team_id, TRAINING) is None

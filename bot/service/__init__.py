@@ -1,0 +1,1 @@
+"""The service layer: cancellations, access policy and workspaces, in plain values (no Slack, SQL or HTTP)."""

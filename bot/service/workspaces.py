@@ -1,0 +1,305 @@
+"""Per-workspace settings: the stored ModelsLab key, allow-list, channels, webhook token, admins.
+
+Single-workspace mode adds the operator's environment (MODELSLAB_API_KEY, CANCEL_ALLOWED_USERS,
+AUDIT_CHANNEL, NOTIFY_CHANNEL, MODELSLAB_WEBHOOK_TOKEN) for the one workspace; OAuth mode uses
+only what each workspace stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.cache import TtlCache
+from bot.config import Mode, Settings, allow_list_warning, key_warning
+from bot.crypto import SecretBox
+from bot.errors import BotError, InvalidKey
+from bot.model import Workspace
+from bot.modelslab import ModelsLabClient
+from bot.slack.messages import text
+from bot.store import Store
+
+TEAM_ID_META = "single_workspace_team_id"
+ENV_IMPORTED_META = "env_imported_into"
+ADMIN_CACHE_SECONDS = 300.0
+# How long this instance trusts its copy of a workspace's settings (key, allow-list, channels). A change made
+# through this instance applies at once; one made elsewhere (another instance, the CLI) within this.
+SETTINGS_CACHE_SECONDS = 5.0
+
+
+async def single_workspace_id(*, store: Store, slack: Any | None) -> str:
+    """Return the workspace id: cached in the store, else asked of Slack's auth.test and cached."""
+    cached = await store.meta.get(TEAM_ID_META)
+    if cached:
+        return cached
+    if slack is None:
+        raise BotError("the workspace is not known yet: pass --team T… or set SLACK_BOT_TOKEN")
+    try:
+        response = await slack.auth_test()
+    except SlackApiError as exc:
+        raise BotError(f"Slack refused the bot token ({exc.response.get('error')})") from exc
+    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        raise BotError(
+            f"Slack could not be reached to identify the workspace ({type(exc).__name__})"
+        ) from exc
+    team_id = str(response["team_id"])
+    await store.meta.set(TEAM_ID_META, team_id)
+    return team_id
+
+
+def hash_token(token: str) -> str:
+    """Return the lookup hash of a webhook token (the token itself is stored encrypted)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Workspaces:
+    """Reads and changes one workspace's settings, always keyed by its id."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        box: SecretBox,
+        settings: Settings,
+        modelslab: ModelsLabClient | None = None,
+        single_workspace_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.box = box
+        self.settings = settings
+        self.modelslab = modelslab
+        self.single_workspace_id = single_workspace_id
+        self._admins: dict[tuple[str, str], tuple[bool, float]] = {}
+        self._rows = TtlCache(store.workspaces.get, ttl=SETTINGS_CACHE_SECONDS)
+        self._keys = TtlCache(self._load_key, ttl=SETTINGS_CACHE_SECONDS)
+        self._entries = TtlCache(self._load_entries, ttl=SETTINGS_CACHE_SECONDS)
+
+    def forget_cached(self, workspace_id: str) -> None:
+        """Drop this instance's copy of a workspace's settings (after a change)."""
+        self._rows.forget(workspace_id)
+        self._keys.forget(workspace_id)
+        self._entries.forget(workspace_id)
+
+    def _is_env_workspace(self, workspace_id: str) -> bool:
+        return self.settings.mode is Mode.SINGLE and workspace_id == self.single_workspace_id
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    async def key_for(self, workspace_id: str) -> str | None:
+        """Return the workspace's ModelsLab key: stored, else (single workspace) MODELSLAB_API_KEY."""
+        return await self._keys.get(workspace_id)
+
+    async def _load_key(self, workspace_id: str) -> str | None:
+        row = await self.store.workspaces.get(workspace_id)
+        if row is not None and row.key_ciphertext and self.box.enabled:
+            return self.box.decrypt(row.key_ciphertext)
+        if self._is_env_workspace(workspace_id) or (
+            self.settings.mode is Mode.SINGLE and self.single_workspace_id is None
+        ):
+            return self.settings.modelslab_api_key
+        return None
+
+    async def set_key(self, workspace_id: str, key: str, *, by: str) -> str:
+        """Check a key with ModelsLab (no side effects), store it encrypted; return its hint."""
+        key = key.strip()
+        if not key or any(ch.isspace() for ch in key):
+            raise InvalidKey("a ModelsLab API key is one word with no spaces")
+        ciphertext = self.box.encrypt(key)  # raises SecretStorageDisabled before anything else
+        if self.modelslab is not None:
+            check = await self.modelslab.check_key(key)
+            if not check.ok:
+                if check.definitive:
+                    raise InvalidKey(f"ModelsLab refused the key: {check.reason}")
+                raise InvalidKey(f"the key could not be checked now ({check.reason}); try again")
+        hint = key[-4:]
+        await self.store.workspaces.update(
+            workspace_id,
+            key_ciphertext=ciphertext,
+            key_hint=hint,
+            key_set_at=time.time(),
+            key_set_by=by,
+        )
+        self.forget_cached(workspace_id)
+        await self.store.workspaces.record_admin_event(
+            workspace_id, actor=by, action="set_key", detail=f"key ending …{hint}"
+        )
+        return hint
+
+    async def remove_key(self, workspace_id: str, *, by: str) -> None:
+        """Delete the workspace's stored key."""
+        await self.store.workspaces.update(
+            workspace_id, key_ciphertext=None, key_hint=None, key_set_at=None, key_set_by=None
+        )
+        self.forget_cached(workspace_id)
+        await self.store.workspaces.record_admin_event(workspace_id, actor=by, action="remove_key")
+
+    # -- allow-lists ------------------------------------------------------------------------------
+
+    def fixed_entries(self, workspace_id: str) -> tuple[str, ...]:
+        """The operator's CANCEL_ALLOWED_USERS entries (single workspace), always in force."""
+        return self.settings.allowed_entries if self._is_env_workspace(workspace_id) else ()
+
+    async def entries(self, workspace_id: str) -> Sequence[str] | None:
+        """Return who may cancel in a workspace, or None when this deployment does not serve it."""
+        return await self._entries.get(workspace_id)
+
+    async def _load_entries(self, workspace_id: str) -> Sequence[str] | None:
+        if self.settings.mode is Mode.SINGLE:
+            if workspace_id != self.single_workspace_id:
+                return None
+            return (
+                *self.settings.allowed_entries,
+                *await self.store.workspaces.allow_list(workspace_id),
+            )
+        row = await self.store.workspaces.get(workspace_id)
+        if row is None or not row.installed:
+            return None
+        return await self.store.workspaces.allow_list(workspace_id)
+
+    async def allow(self, workspace_id: str, entries: Sequence[str], *, by: str) -> list[str]:
+        """Add users/groups to the stored allow-list and record the change."""
+        added = await self.store.workspaces.allow(workspace_id, list(entries), by=by)
+        self.forget_cached(workspace_id)
+        if added:
+            await self.store.workspaces.record_admin_event(
+                workspace_id, actor=by, action="allow", detail=", ".join(added)
+            )
+        return added
+
+    async def deny(self, workspace_id: str, entries: Sequence[str], *, by: str) -> list[str]:
+        """Remove users/groups from the stored allow-list and record the change."""
+        removed = await self.store.workspaces.deny(workspace_id, list(entries))
+        self.forget_cached(workspace_id)
+        if removed:
+            await self.store.workspaces.record_admin_event(
+                workspace_id, actor=by, action="deny", detail=", ".join(removed)
+            )
+        return removed
+
+    # -- channels and webhook tokens -----------------------------------------------------------
+
+    async def audit_channel(self, workspace_id: str) -> str | None:
+        """Return the channel that receives every outcome and refusal, if any."""
+        row = await self._rows.get(workspace_id)
+        if row is not None and row.audit_channel:
+            return row.audit_channel
+        return self.settings.audit_channel if self._is_env_workspace(workspace_id) else None
+
+    async def notify_channel(self, workspace_id: str) -> str | None:
+        """Return the channel for notifications from webhooks and /notify."""
+        row = await self._rows.get(workspace_id)
+        if row is not None and row.notify_channel:
+            return row.notify_channel
+        return self.settings.notify_channel if self._is_env_workspace(workspace_id) else None
+
+    async def set_channel(
+        self, workspace_id: str, *, audit: bool, channel: str | None, by: str
+    ) -> None:
+        """Store the audit or notification channel and record the change."""
+        column, name = ("audit_channel", "audit") if audit else ("notify_channel", "notification")
+        await self.store.workspaces.update(workspace_id, **{column: channel})
+        self.forget_cached(workspace_id)
+        await self.store.workspaces.record_admin_event(
+            workspace_id, actor=by, action=f"set_{name}_channel", detail=str(channel)
+        )
+
+    async def webhook_token(self, workspace_id: str) -> str | None:
+        """Return the workspace's webhook token (OAuth: its own; single: MODELSLAB_WEBHOOK_TOKEN)."""
+        row = await self._rows.get(workspace_id)
+        if row is not None and row.webhook_token_ciphertext and self.box.enabled:
+            return self.box.decrypt(row.webhook_token_ciphertext)
+        return self.settings.webhook_token if self._is_env_workspace(workspace_id) else None
+
+    async def rotate_webhook_token(self, workspace_id: str, *, by: str) -> str:
+        """Issue a new unguessable webhook token; the old one stops working at once."""
+        token = secrets.token_urlsafe(24)
+        await self.store.workspaces.update(
+            workspace_id,
+            webhook_token_hash=hash_token(token),
+            webhook_token_ciphertext=self.box.encrypt(token),
+        )
+        self.forget_cached(workspace_id)
+        await self.store.workspaces.record_admin_event(
+            workspace_id, actor=by, action="rotate_webhook_token"
+        )
+        return token
+
+    # -- admins -----------------------------------------------------------------------------------
+
+    async def is_admin(self, workspace_id: str, user_id: str, client: Any) -> bool:
+        """BOT_ADMINS, or a workspace admin/owner according to users.info (cached a few minutes)."""
+        if user_id in self.settings.bot_admins:
+            return True
+        key = (workspace_id, user_id)
+        cached = self._admins.get(key)
+        if cached is not None and time.monotonic() - cached[1] < ADMIN_CACHE_SECONDS:
+            return cached[0]
+        try:
+            response = await client.users_info(user=user_id)
+        except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError):
+            return False
+        user = response.get("user") or {}
+        admin = (
+            bool(user.get("is_admin") or user.get("is_owner"))
+            and user.get("team_id", workspace_id) == workspace_id
+        )
+        self._admins[key] = (admin, time.monotonic())
+        return admin
+
+    async def describe_key(self, workspace_id: str) -> str:
+        """Say whether a key is set, by whom and when, and its last four characters — never more."""
+        row: Workspace | None = await self.store.workspaces.get(workspace_id)
+        if row is not None and row.key_ciphertext:
+            by = (
+                f" by {text.user(row.key_set_by)}"
+                if row.key_set_by and not row.key_set_by.startswith("cli:")
+                else ""
+            )
+            when = (
+                f" on <!date^{int(row.key_set_at)}^{{date_short}}|{time.strftime('%Y-%m-%d', time.gmtime(row.key_set_at))}>"
+                if row.key_set_at
+                else ""
+            )
+            return f"set{when}{by}, ends …{text.outside(row.key_hint, 20)}"
+        if self._is_env_workspace(workspace_id) and self.settings.modelslab_api_key:
+            return "set by the operator (MODELSLAB_API_KEY)"
+        return "not set"
+
+
+async def served_warnings(
+    settings: Settings,
+    *,
+    store: Store | None,
+    workspaces: Workspaces | None,
+    workspace_id: str | None,
+) -> list[str]:
+    """What lets the bot start but makes every cancel fail: no ModelsLab key, nobody allowed.
+
+    Said by `check`, at start-up and in /readyz. Single workspace: the served workspace (its
+    stored key and list, plus the environment's); OAuth: every installed workspace.
+    """
+    if settings.mode is Mode.OAUTH:
+        rows = [(ws, n) for ws, n in await store.workspaces.all() if ws.installed] if store else []
+        no_key = [ws.workspace_id for ws, _ in rows if not ws.key_ciphertext]
+        nobody = [ws.workspace_id for ws, allowed in rows if not allowed]
+        lacks_key, lacks_people = bool(no_key), bool(nobody)
+    else:
+        no_key = nobody = [workspace_id] if workspace_id else []
+        if workspaces is not None and workspace_id is not None:
+            lacks_key = not await workspaces.key_for(workspace_id)
+            lacks_people = not await workspaces.entries(workspace_id)
+        else:  # nothing stored yet: only the environment can say
+            lacks_key = not settings.modelslab_api_key
+            lacks_people = not settings.allowed_entries
+    warnings = []
+    if lacks_key and not settings.dry_run:  # a dry run never calls ModelsLab: no key is needed
+        warnings.append(key_warning(*no_key))
+    if lacks_people:
+        warnings.append(allow_list_warning(*nobody))
+    return warnings

@@ -1,0 +1,1 @@
+"""Everything that knows Slack: the Bolt app, listeners, messages, delivery, clients and identity."""

@@ -1,0 +1,1 @@
+"""Getting messages to Slack: the notification renderer, the report outbox's reporter, the notifier."""

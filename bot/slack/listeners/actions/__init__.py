@@ -1,0 +1,29 @@
+"""Button and picker listeners."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.slack.listeners.actions.cancel_button import handle_cancel_button
+from bot.slack.listeners.actions.settings import (
+    handle_channel_pick,
+    handle_edit_allow,
+    handle_remove_key,
+    handle_rotate_webhook,
+    handle_set_key,
+)
+from bot.slack.listeners.runner import acks_first
+from bot.slack.messages import home
+from bot.slack.messages.blocks import CANCEL_ACTION, RETRY_ACTION
+
+
+def register(app: AsyncApp) -> None:
+    """Register the Cancel and Retry buttons and the Home tab's admin controls."""
+    app.action(CANCEL_ACTION)(acks_first(handle_cancel_button))
+    app.action(RETRY_ACTION)(acks_first(handle_cancel_button))
+    app.action(home.SET_KEY)(acks_first(handle_set_key))
+    app.action(home.REMOVE_KEY)(acks_first(handle_remove_key))
+    app.action(home.EDIT_ALLOW)(acks_first(handle_edit_allow))
+    app.action(home.ROTATE_WEBHOOK)(acks_first(handle_rotate_webhook))
+    app.action(home.AUDIT_CHANNEL)(acks_first(handle_channel_pick))
+    app.action(home.NOTIFY_CHANNEL)(acks_first(handle_channel_pick))

@@ -1,0 +1,72 @@
+"""Shared by the admin surfaces: the one admin policy call, publishing Home, auditing changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.slack.context import Deps
+from bot.slack.messages.blocks import build_admin_change, report_links
+from bot.slack.messages.home import AdminSettings, build_home
+
+logger = logging.getLogger(__name__)
+ADMINS_ONLY = ":lock: Only workspace admins and owners (and the operator's BOT_ADMINS) can change the bot's settings."
+
+
+async def is_admin(deps: Deps, workspace_id: str, user_id: str, client: Any) -> bool:
+    """The admin policy: one call for every admin action."""
+    return await deps.workspaces.is_admin(workspace_id, user_id, client)
+
+
+async def admin_settings(deps: Deps, workspace_id: str) -> AdminSettings:
+    """What the admin part of Home shows."""
+    ws = deps.workspaces
+    fixed = ws.fixed_entries(workspace_id)
+    stored = await deps.store.workspaces.allow_list(workspace_id)
+    return AdminSettings(
+        key=await ws.describe_key(workspace_id),
+        fixed_entries=fixed,
+        entries=[e for e in stored if e not in fixed],
+        webhook_token=await ws.webhook_token(workspace_id),
+        audit_channel=await ws.audit_channel(workspace_id),
+        notify_channel=await ws.notify_channel(workspace_id),
+        dry_run=deps.service.dry_run,
+    )
+
+
+async def publish_home(deps: Deps, client: Any, workspace_id: str, user_id: str) -> None:
+    """Publish the Home tab for one user."""
+    decision = await deps.access.check(workspace_id, user_id)
+    recent = await deps.store.cancellations.recent(workspace_id, limit=10)
+    notes = await deps.store.notifications.for_trainings(
+        workspace_id, [r.training_id for r in recent]
+    )
+    admin = (
+        await admin_settings(deps, workspace_id)
+        if await is_admin(deps, workspace_id, user_id, client)
+        else None
+    )
+    view = build_home(
+        decision=decision, recent=recent, admin=admin, links=report_links(recent, notes)
+    )
+    await client.views_publish(user_id=user_id, view=view)
+
+
+async def audit_admin_change(deps: Deps, workspace_id: str, user_id: str, what: str) -> None:
+    """Post an admin change to the workspace's audit channel, if it has one (never a secret).
+
+    `what` is mrkdwn: anything from outside in it was put there with bot.slack.messages.text.
+    """
+    channel = await deps.workspaces.audit_channel(workspace_id)
+    if not channel:
+        return
+    client = await deps.slack_client(workspace_id)
+    if client is None:
+        return
+    try:
+        await client.chat_postMessage(channel=channel, **build_admin_change(user_id, what))
+    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        logger.warning("audit channel: admin change not posted (%s)", type(exc).__name__)

@@ -1,0 +1,403 @@
+"""Block Kit builders: pure functions from stored state to message payloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.model import ACTIVE_STATES, QUEUED_STATES, Cancellation, Notification, OutcomeKind, State
+from bot.service.access import Decision
+from bot.service.cancellation import headline, modelslab_said
+from bot.slack.messages import text as policy
+from bot.slack.messages.text import escape, outside, truncate
+from bot.stages import READY, normalise
+
+CANCEL_ACTION = "cancel_training"
+RETRY_ACTION = "retry_cancel"
+ACTIONS_BLOCK = "train_actions"
+COMMAND = "/cancel-training"
+DRY_RUN_MARK = ":test_tube: *Dry run* — nothing was cancelled. "
+# How much of each outside text a message shows (Slack's own limits are in bot.slack.messages.text).
+TITLE_CHARS = 500
+LIST_TITLE_CHARS = 150
+REASON_CHARS = 1_000
+NAME_CHARS = 80
+LINE_CHARS = 500
+LISTED_TRAININGS = 10
+
+Message = dict[str, Any]
+
+
+def slack_date(epoch: float) -> str:
+    """Return a date token every reader sees in their own time zone."""
+    fallback = dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def who(requested_by: str) -> str:
+    """Return a mention for a Slack user, or the terminal user's name."""
+    if requested_by.startswith("cli:"):
+        return f"`{outside(requested_by[4:], NAME_CHARS)}` (terminal)"
+    return policy.user(requested_by)
+
+
+def said(row: Cancellation) -> str:
+    """What ModelsLab answered (outside text), escaped and bounded; or an empty string."""
+    return outside(modelslab_said(row), REASON_CHARS)
+
+
+def outcome_words(row: Cancellation, *, capitalise: bool = False) -> str:
+    """The outcome in a few words, ready for mrkdwn."""
+    words = headline(row)
+    return outside(words.capitalize() if capitalise else words, 200)
+
+
+def thread_link(channel_id: str, ts: str) -> str:
+    """Guess a link to a message (only where Slack gave no permalink: it may open another workspace)."""
+    return f"https://slack.com/archives/{channel_id}/p{ts.replace('.', '')}"
+
+
+def notification_link(note: Notification) -> str:
+    """The link to a notification: the permalink Slack gave when it was posted, else a guess."""
+    return note.permalink or thread_link(note.channel_id, note.message_ts)
+
+
+def report_link(row: Cancellation, note: Notification | None) -> str | None:
+    """Where a cancellation's outcome is: its notification's thread, else the report's own."""
+    if note is not None:
+        return notification_link(note)
+    if row.report_channel and row.report_thread_ts and row.report_channel != "-":
+        return row.report_permalink or thread_link(row.report_channel, row.report_thread_ts)
+    return None
+
+
+def report_links(rows: Sequence[Cancellation], notes: Mapping[str, Notification]) -> dict[int, str]:
+    """The thread link of each row that has one, by row id (`notes` by training id)."""
+    links = {row.id: report_link(row, notes.get(row.training_id)) for row in rows}
+    return {row_id: link for row_id, link in links.items() if link}
+
+
+def _message(text: str, blocks: Sequence[Block], **extra: Any) -> Message:
+    return {
+        "text": truncate(text, policy.MESSAGE_TEXT),
+        "blocks": [b.to_dict() for b in blocks],
+        **extra,
+    }
+
+
+def _ephemeral(text: str) -> Message:
+    return {"response_type": "ephemeral", "text": truncate(text, policy.MESSAGE_TEXT)}
+
+
+def _section(text: str, **extra: Any) -> SectionBlock:
+    # Slack refuses an empty text; nothing here is ever meant to be empty.
+    shown = truncate(text, policy.SECTION_TEXT) or policy.ELLIPSIS
+    return SectionBlock(text=MarkdownTextObject(text=shown), **extra)
+
+
+def _context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=truncate(text, policy.CONTEXT_TEXT))])
+
+
+def build_usage() -> Message:
+    """The help text for /cancel-training."""
+    arg = escape("<training_id>")
+    text = (
+        f"*{COMMAND} {arg}* — cancel a ModelsLab training (ids look like `F5jvdzGnYi` or a UUID)\n"
+        f"*{COMMAND}* — list the trainings you can still cancel, each with a button\n"
+        f"*{COMMAND} history* — the last 10 cancellations in this workspace\n"
+        f"*{COMMAND} watch {arg}* — post a live status message for a training started elsewhere\n"
+        f"*{COMMAND} cancel {arg}* — cancel an id that happens to be a subcommand word\n"
+        f"*{COMMAND} help* — this message"
+    )
+    return _ephemeral(text)
+
+
+def build_invalid_id(reason: str) -> Message:
+    """Explain why a training id was not accepted."""
+    return _ephemeral(
+        f":warning: That is not a training id: {outside(reason, REASON_CHARS)}. Ids look like "
+        f"`F5jvdzGnYi` or a UUID. Try `{COMMAND} help`."
+    )
+
+
+def build_watching(training_id: str, *, existing_link: str | None = None) -> Message:
+    """Confirm that a training is being watched."""
+    training = outside(training_id, 64)
+    if existing_link:
+        return _ephemeral(
+            f":eyes: Watching training `{training}`: its {policy.link(existing_link, 'live message')} "
+            "is updated until the training finishes."
+        )
+    return _ephemeral(
+        f":eyes: Watching training `{training}`: a live message with its stage and a Cancel "
+        "button is posted in this channel and updated until the training finishes."
+    )
+
+
+def build_refusal(decision: Decision) -> Message:
+    """Tell a user privately why they may not cancel."""
+    return _ephemeral(f":no_entry: {outside(decision.reason, REASON_CHARS)}")
+
+
+def build_refusal_audit(*, user_id: str, training_id: str, origin: str, reason: str) -> Message:
+    """The audit channel's copy of a refusal: who, which training, via what, and why."""
+    return {
+        "text": truncate(
+            f":no_entry: {who(user_id)} was refused cancelling training "
+            f"`{outside(training_id, 64)}` (via {outside(origin, 20)}): "
+            f"{outside(reason, REASON_CHARS)}",
+            policy.MESSAGE_TEXT,
+        )
+    }
+
+
+def build_admin_change(user_id: str, what: str) -> Message:
+    """The audit channel's record of an admin change; `what` is mrkdwn built with bot.slack.messages.text."""
+    return {"text": truncate(f":gear: {who(user_id)} {what}.", policy.MESSAGE_TEXT)}
+
+
+def build_error(text: str) -> Message:
+    """A short ephemeral error for the user; `text` is the bot's own mrkdwn."""
+    return _ephemeral(f":warning: {text}")
+
+
+def build_request_ack(
+    row: Cancellation, *, created: bool, notification: Notification | None
+) -> Message:
+    """What the requester sees right away: cancelling, or who got there first."""
+    training = f"`{outside(row.training_id, 64)}`"
+    if created:
+        where = (
+            " The outcome will be posted in "
+            + policy.link(notification_link(notification), "the notification's thread")
+            + "."
+            if notification
+            else " The outcome will be posted in a thread in this channel."
+        )
+        dry = "(dry run) " if row.dry_run else ""
+        return _ephemeral(f":hourglass_flowing_sand: {dry}Cancelling training {training}…{where}")
+    if row.state == State.CANCELLED:
+        return _ephemeral(
+            f"Training {training} was already cancelled by {who(row.requested_by)} at "
+            f"{slack_date(row.finished_at or row.requested_at)} ({outcome_words(row)})."
+        )
+    return _ephemeral(
+        f"Training {training} is already being cancelled — requested by {who(row.requested_by)} at "
+        f"{slack_date(row.requested_at)}."
+    )
+
+
+def _cancel_button(training_id: str, *, retry: bool = False) -> ButtonElement:
+    return ButtonElement(
+        text="Retry cancel" if retry else "Cancel training",
+        action_id=RETRY_ACTION if retry else CANCEL_ACTION,
+        value=training_id[: policy.BUTTON_VALUE],
+        style="danger",
+        confirm=ConfirmObject(
+            title="Cancel this training?",
+            text=MarkdownTextObject(
+                text=truncate(
+                    f"Training `{outside(training_id, 64)}` will be cancelled on ModelsLab. "
+                    "A cancelled run cannot be resumed; it has to be started again.",
+                    policy.CONFIRM_TEXT,
+                )
+            ),
+            confirm="Cancel training",
+            deny="Keep it running",
+            style="danger",
+        ),
+    )
+
+
+def _state_line(latest: Cancellation) -> tuple[str, bool]:
+    """Return the notification's status line and whether a Retry button belongs under it."""
+    dry = DRY_RUN_MARK if latest.dry_run else ""
+    by = who(latest.requested_by)
+    if latest.state in QUEUED_STATES:
+        if latest.outcome == OutcomeKind.RATE_LIMITED:
+            return (
+                f":hourglass: Cancelling… requested by {by}; ModelsLab is rate-limiting, retry at "
+                f"{slack_date(latest.next_attempt_at)}.",
+                False,
+            )
+        return f":hourglass_flowing_sand: Cancelling… requested by {by}", False
+    when = slack_date(latest.finished_at or latest.updated_at)
+    if latest.state == State.CANCELLED:
+        return (
+            f":octagonal_sign: {dry}*{outcome_words(latest, capitalise=True)}* — requested by {by} "
+            f"at {when}",
+            False,
+        )
+    answer = said(latest)
+    return (
+        f":x: Cancel {outside(latest.state, 20)}: *{outcome_words(latest)}* — requested by {by} "
+        f"at {when}." + (f" {answer}" if answer else ""),
+        True,
+    )
+
+
+def _stage_line(note: Notification) -> str | None:
+    stage = normalise(note.stage)
+    if stage is None:
+        return None
+    line = f"Stage: *{outside(stage.words, 60)}*"
+    if note.eta and not stage.final:
+        line += f" · ETA {outside(note.eta, 40)}"
+    if note.started_at:
+        line += f" · started {slack_date(note.started_at)}"
+    return line
+
+
+def build_notification(note: Notification, latest: Cancellation | None) -> Message:
+    """Render a training notification from its stage and latest cancellation (the one renderer)."""
+    shown_title = outside(note.title, TITLE_CHARS)
+    title = f" — {shown_title}" if shown_title else ""
+    training = outside(note.training_id, 64)
+    lines = [f"*Training `{training}`*{title}"]
+    if note.owner_id:
+        lines.append(f"Owner: {policy.user(note.owner_id)}")
+    blocks: list[Block] = [_section("\n".join(lines))]
+    stage_line = _stage_line(note)
+    if stage_line:
+        blocks.append(_context(stage_line))
+    button: ButtonElement | None = None if note.finished else _cancel_button(note.training_id)
+    status = "running"
+    # A cancellation through the bot shows whatever stage a late webhook reports.
+    if latest is not None and (
+        latest.state != State.CANCELLED or not latest.dry_run or not note.finished
+    ):
+        line, retry = _state_line(latest)
+        blocks.append(_section(line))
+        button = (
+            _cancel_button(note.training_id, retry=True) if retry and not note.finished else None
+        )
+        # "queued" and "being cancelled" look the same here: the message changes (one chat.update)
+        # when the outcome is known, not when the worker picks the row up.
+        in_progress = latest.state in QUEUED_STATES and not latest.outcome
+        status = "cancelling" if in_progress else outcome_words(latest)
+    if note.finished and (latest is None or latest.state not in ACTIVE_STATES):
+        ready = note.stage == READY
+        text = (
+            ":white_check_mark: *Finished*: the model is ready."
+            if ready
+            else ":x: *The training failed.*"
+        )
+        blocks.append(_section(text))
+        status = "ready" if ready else "failed"
+    if button is not None:
+        blocks.append(ActionsBlock(block_id=ACTIONS_BLOCK, elements=[button]))
+    return _message(f"Training {training}{title}: {status}", blocks)
+
+
+def build_finished_reply(note: Notification) -> Message:
+    """The thread reply when a training finishes on its own."""
+    ready = note.stage == READY
+    owner = f" {policy.user(note.owner_id)}" if note.owner_id else ""
+    training = outside(note.training_id, 64)
+    text = (
+        f":white_check_mark: Training `{training}` finished: the model is ready.{owner}"
+        if ready
+        else f":x: Training `{training}` failed.{owner}"
+    )
+    return _message(text, [_section(text)])
+
+
+def build_announcement(row: Cancellation) -> Message:
+    """The public parent message when a cancellation has no notification to thread under."""
+    dry = "(dry run) " if row.dry_run else ""
+    text = (
+        f"{dry}{who(row.requested_by)} asked to cancel training `{outside(row.training_id, 64)}`."
+    )
+    return _message(text, [_section(f":hourglass_flowing_sand: {text}")])
+
+
+def build_retry_notice(row: Cancellation) -> Message:
+    """The thread reply saying when a rate-limited cancel is tried again."""
+    text = (
+        f":hourglass: ModelsLab is rate-limiting this account, so cancelling training "
+        f"`{outside(row.training_id, 64)}` is scheduled for {slack_date(row.next_attempt_at)}. "
+        f"{said(row)}"
+    )
+    return {"text": truncate(text.rstrip(), policy.MESSAGE_TEXT)}
+
+
+def build_outcome(row: Cancellation, *, owner_id: str | None = None) -> Message:
+    """The thread reply (and audit post) with who, which training, when, and what ModelsLab said."""
+    when = slack_date(row.finished_at or row.updated_at)
+    # "cancelled" would claim more than ModelsLab confirmed; the headline says what it said.
+    verb = "asked to cancel" if row.state == State.CANCELLED else "tried to cancel"
+    icon = ":octagonal_sign:" if row.state == State.CANCELLED else ":x:"
+    dry = DRY_RUN_MARK if row.dry_run else ""
+    answer = said(row)
+    text = (
+        f"{icon} {dry}{who(row.requested_by)} {verb} training `{outside(row.training_id, 64)}` "
+        f"at {when} (via {outside(row.origin, 20)}): *{outcome_words(row)}*."
+    )
+    if answer:
+        text += f" {answer}"
+    if owner_id and owner_id != row.requested_by:
+        text += f" cc {policy.user(owner_id)}"
+    plain = text.replace("*", "")
+    return _message(plain, [_section(text)])
+
+
+def build_history(rows: Sequence[Cancellation], links: dict[int, str]) -> Message:
+    """The last cancellations, one line each, with a link to each thread."""
+    if not rows:
+        return _ephemeral("No cancellations yet in this workspace.")
+    lines = []
+    for row in rows:
+        link = links.get(row.id)
+        tail = f" — {policy.link(link, 'thread')}" if link else ""
+        dry = " (dry run)" if row.dry_run else ""
+        lines.append(
+            truncate(
+                f"• `{outside(row.training_id, 64)}` — {who(row.requested_by)} — "
+                f"{slack_date(row.requested_at)} — via {outside(row.origin, 20)} — "
+                f"{outcome_words(row)}{dry}{tail}",
+                LINE_CHARS,
+            )
+        )
+    heading = "*Last cancellations*\n"
+    listed = policy.summarise(lines, policy.MESSAGE_TEXT - policy.units(heading), separator="\n")
+    return _ephemeral(heading + listed)
+
+
+def build_cancellable_list(notes: Sequence[Notification]) -> Message:
+    """The trainings that can still be cancelled, each with its own button."""
+    if not notes:
+        return _ephemeral(
+            "There is no training with a notification that can still be cancelled. "
+            f"Use `{COMMAND} {escape('<training_id>')}` for one started elsewhere."
+        )
+    blocks: list[Block] = [_section("*Trainings you can cancel*")]
+    for note in notes[:LISTED_TRAININGS]:
+        shown_title = outside(note.title, LIST_TITLE_CHARS)
+        title = f" — {shown_title}" if shown_title else ""
+        owner = f" (owner {policy.user(note.owner_id)})" if note.owner_id else ""
+        blocks.append(
+            _section(
+                f"`{outside(note.training_id, 64)}`{title}{owner}",
+                accessory=_cancel_button(note.training_id),
+            )
+        )
+    if len(notes) > LISTED_TRAININGS:
+        blocks.append(
+            _context(
+                f"{policy.more(len(notes) - LISTED_TRAININGS)}: use "
+                f"`{COMMAND} {escape('<training_id>')}` for those."
+            )
+        )
+    return {"response_type": "ephemeral", **_message("Trainings you can cancel", blocks)}
