@@ -21,9 +21,10 @@ from bot.config import Mode, Settings
 from bot.crypto import SecretBox
 from bot.errors import BotError, ConfigError, StoreUnavailable
 from bot.metrics import Metrics
-from bot.model import Cancellation
+from bot.model import AuditAction, AuditEntry, Cancellation
 from bot.modelslab import KeyLimiter, ModelsLabClient
 from bot.service.access import AccessPolicy, GroupMembers
+from bot.service.audit import AuditTrail
 from bot.service.cancellation import CancellationService
 from bot.service.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces, served_warnings
 from bot.slack.app import create_app, single_workspace_authorize
@@ -42,6 +43,7 @@ from bot.slack.oauth import (
 )
 from bot.store import Store
 from bot.web import OnlineProbe, TrainingRoutes, create_web_app
+from bot.web.audit import add_audit_routes
 
 logger = logging.getLogger("bot")
 
@@ -180,6 +182,9 @@ async def import_environment(settings: Settings, store: Store, workspaces: Works
                 key_hint=key[-4:],
                 key_set_at=time.time(),
                 key_set_by="cli:import",
+                audit=AuditEntry(
+                    target, "cli:import", AuditAction.KEY_SET, f"key ending …{key[-4:]}"
+                ),
             )
     if settings.allowed_entries:
         await store.workspaces.allow(target, list(settings.allowed_entries), by="cli:import")
@@ -323,7 +328,14 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
                 enterprise_id=enterprise_id, team_id=team_id, user_id=user_id
             )
 
+    audit = AuditTrail(
+        store=store,
+        audit_token=settings.audit_token,
+        single_workspace_id=single_id,
+        per_workspace_tokens=settings.mode is Mode.OAUTH,
+    )
     deps = Deps(
+        audit=audit,
         store=store,
         service=service,
         access=access,
@@ -384,6 +396,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         wake=notifier.wake,
         notify_channel=workspaces.notify_channel,
     ).add_routes(web_app)
+    add_audit_routes(web_app, trail=audit)
     if oauth_flow is not None:
         add_oauth_routes(web_app, oauth_flow)
     if single_id is not None:

@@ -16,11 +16,14 @@ from bot.model import (
     ACTIVE_STATES,
     FINAL_STATES,
     QUEUED_STATES,
+    AuditAction,
+    AuditEntry,
     Cancellation,
     Claim,
     ReportState,
     State,
 )
+from bot.store.audit import append_in, iso
 from bot.store.engine import Database
 from bot.store.lease import Lease, LeasedQueue
 from bot.store.reports import ReportOutbox
@@ -194,7 +197,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                         )
                     )
                 }
-            # Committed: these callers get their answer whatever happens to the rest.
+                await append_in(conn, self.db, _claim_entries(found, waiting, notes))
+            # Committed (claims and their audit records): these callers get their answer.
             for key, claim in found.items():
                 for position, pending in enumerate(waiting.pop(key)):
                     if not pending.result.done():
@@ -217,6 +221,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         return await self._update_leased(
             cancellation_id,
             owner,
+            audit=lambda row: audit_entry(row, AuditAction.CALL, f"attempt {row.attempts}"),
             state=State.CALLING,
             attempts=cancellations.c.attempts + 1,
             lease_expires_at=now + lease_seconds,
@@ -255,6 +260,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         return await self._update_leased(
             cancellation_id,
             owner,
+            audit=lambda row: audit_entry(row, AuditAction.OUTCOME, _outcome_detail(row)),
             state=state,
             outcome=outcome,
             reason=reason,
@@ -281,6 +287,11 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         return await self._update_leased(
             cancellation_id,
             owner,
+            audit=lambda row: audit_entry(
+                row,
+                AuditAction.RESCHEDULED,
+                f"{_outcome_detail(row)}; next attempt at {iso(row.next_attempt_at)}",
+            ),
             state=State.REQUESTED,
             outcome=outcome,
             reason=reason,
@@ -294,8 +305,14 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         )
 
     async def _update_leased(
-        self, cancellation_id: int, owner: str, **values: Any
+        self,
+        cancellation_id: int,
+        owner: str,
+        *,
+        audit: Callable[[Cancellation], AuditEntry],
+        **values: Any,
     ) -> Cancellation | None:
+        """Update a row this worker holds and append its audit record, in one transaction."""
         c = cancellations.c
         async with self.db.begin() as conn:
             row = (
@@ -310,7 +327,11 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     .returning(*cancellations.c)
                 )
             ).first()
-        return cancellation_from(row) if row is not None else None
+            if row is None:
+                return None
+            updated = cancellation_from(row)
+            await append_in(conn, self.db, [audit(updated)])
+        return updated
 
     async def get(self, cancellation_id: int) -> Cancellation | None:
         """Return one cancellation by id."""
@@ -367,6 +388,56 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                 )
             ).scalar_one()
         return int(recoveries), int(backlog)
+
+
+def audit_entry(row: Cancellation, action: AuditAction, detail: str | None = None) -> AuditEntry:
+    """An audit record of a step in a cancellation's life, on behalf of its requester."""
+    return AuditEntry(
+        workspace_id=row.workspace_id,
+        actor=row.requested_by,
+        origin=row.origin.value,
+        action=action,
+        detail=detail,
+        training_id=row.training_id,
+        cancellation_id=row.id,
+        thread=row.report_permalink,
+    )
+
+
+def _outcome_detail(row: Cancellation) -> str:
+    """state, outcome and ModelsLab's answer, e.g. `cancelled: accepted; ModelsLab said: …`."""
+    words = f"{row.state.value}: {row.outcome}" + (" (dry run)" if row.dry_run else "")
+    return f"{words}; ModelsLab said: {row.reason}" if row.reason else words
+
+
+def _claim_entries(
+    found: dict[tuple[Any, ...], Claim],
+    waiting: dict[tuple[Any, ...], list[_PendingClaim]],
+    notes: dict[tuple[Any, ...], Any],
+) -> list[AuditEntry]:
+    """One record per caller answered in this transaction: its claim, or the one it found."""
+    entries = []
+    for key, claim in found.items():
+        row = claim.cancellation
+        note = notes.get(key[:2])
+        for position, pending in enumerate(waiting[key]):
+            created = claim.created and position == 0
+            values = pending.values
+            entries.append(
+                AuditEntry(
+                    workspace_id=row.workspace_id,
+                    actor=values["requested_by"],
+                    origin=values["origin"],
+                    action=AuditAction.REQUEST if created else AuditAction.DUPLICATE_REQUEST,
+                    detail=("dry run" if row.dry_run else None)
+                    if created
+                    else f"answered by cancellation {row.id} ({row.state.value})",
+                    training_id=row.training_id,
+                    cancellation_id=row.id,
+                    thread=note.permalink if note is not None else None,
+                )
+            )
+    return entries
 
 
 def _report_abandoned(
