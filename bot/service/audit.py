@@ -9,27 +9,22 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from bot.model import AUDIT_GENESIS, AuditAction, AuditEntry, AuditRecord, audit_hash
+from bot.model import (
+    AUDIT_GENESIS,
+    AuditAction,
+    AuditEntry,
+    AuditRecord,
+    Cancellation,
+    audit_hash,
+)
 from bot.service.workspaces import hash_token
 from bot.store import Store
 from bot.store.audit import iso
 
-# What `/cancel-training history` and App Home list: a cancellation's decisive steps.
-HISTORY_ACTIONS = (
-    AuditAction.REQUEST,
-    AuditAction.REFUSAL,
-    AuditAction.HELD,
-    AuditAction.UNDONE,
-    AuditAction.APPROVED,
-    AuditAction.DENIED,
-    AuditAction.EXPIRED,
-    AuditAction.RESCHEDULED,
-    AuditAction.OUTCOME,
-)
 # The export's columns, in order (CSV header; JSON lines carry the same keys).
 FIELDS = (
     "seq",
@@ -246,16 +241,13 @@ class AuditTrail:
         user_id: str | None = None,
         period: float | None = None,
         limit: int = 10,
-        actions: Sequence[str] = HISTORY_ACTIONS,
-    ) -> tuple[list[AuditRecord], int]:
-        """The newest history records matching the filters (newest first), and how many match."""
-        since = iso(time.time() - period) if period is not None else None
-        return await self.store.audit.search(
+    ) -> tuple[list[Cancellation], int]:
+        """The newest cancellations matching the filters (newest first), and how many match."""
+        return await self.store.cancellations.search(
             workspace_id,
-            actions=[str(a) for a in actions],
             training_id=training_id,
-            actor=user_id,
-            since=since,
+            requested_by=user_id,
+            since=time.time() - period if period is not None else None,
             limit=limit,
         )
 

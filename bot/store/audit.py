@@ -190,32 +190,3 @@ class AuditLog:
             heads = set((await conn.execute(sa.select(audit_heads.c.workspace_id))).scalars())
             logged = set((await conn.execute(sa.select(_a.workspace_id).distinct())).scalars())
         return sorted(heads | logged)
-
-    async def search(
-        self,
-        workspace_id: str,
-        *,
-        actions: Sequence[str],
-        training_id: str | None = None,
-        actor: str | None = None,
-        since: str | None = None,
-        limit: int = 10,
-    ) -> tuple[list[AuditRecord], int]:
-        """The newest matching records (newest first, at most `limit`) and how many match."""
-        where = [_a.workspace_id == workspace_id, _a.action.in_(list(actions))]
-        if training_id is not None:
-            where.append(_a.training_id == training_id)
-        if actor is not None:
-            where.append(_a.actor == actor)
-        if since is not None:
-            where.append(_a.at >= since)
-        async with self.db.reader.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(audit_log).where(*where).order_by(_a.seq.desc()).limit(limit)
-                )
-            ).all()
-            total = (
-                await conn.execute(sa.select(sa.func.count()).select_from(audit_log).where(*where))
-            ).scalar_one()
-        return [audit_record_from(r) for r in rows], int(total)

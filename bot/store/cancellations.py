@@ -355,6 +355,35 @@ class CancellationQueue(LeasedQueue[Cancellation]):
             )
             return [cancellation_from(r) for r in rows]
 
+    async def search(
+        self,
+        workspace_id: str,
+        *,
+        training_id: str | None = None,
+        requested_by: str | None = None,
+        since: float | None = None,
+        limit: int = 10,
+    ) -> tuple[list[Cancellation], int]:
+        """The newest cancellations matching the filters (at most `limit`), and how many match."""
+        c = cancellations.c
+        where = [c.workspace_id == workspace_id]
+        if training_id is not None:
+            where.append(c.training_id == training_id)
+        if requested_by is not None:
+            where.append(c.requested_by == requested_by)
+        if since is not None:
+            where.append(c.requested_at >= since)
+        async with self.db.reader.connect() as conn:
+            rows = await conn.execute(
+                sa.select(cancellations)
+                .where(*where)
+                .order_by(c.requested_at.desc(), c.id.desc())
+                .limit(limit)
+            )
+            found = [cancellation_from(r) for r in rows]
+            total = (await conn.execute(sa.select(sa.func.count()).where(*where))).scalar_one()
+        return found, int(total)
+
     async def latest(self, workspace_id: str, training_id: str) -> Cancellation | None:
         """Return the newest cancellation of a training (real ones before dry runs)."""
         c = cancellations.c

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from bot.errors import InvalidTrainingId, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.model import Origin
+from bot.service.audit import parse_period
 from bot.slack.context import Deps, deps_of, received_at
 from bot.slack.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
 from bot.slack.messages.blocks import (
@@ -28,6 +30,7 @@ from bot.slack.messages.blocks import (
 )
 
 SUBCOMMANDS = ("help", "history", "watch", "cancel")
+HISTORY_LIMIT = 10
 # Words design §3 reserves for subcommands still to come: never read as a training id to cancel.
 RESERVED = ("can-i", "who-can")
 
@@ -59,7 +62,9 @@ def parse_command_text(text: str) -> Parsed:
     first = words[0].lower()
     if first in SUBCOMMANDS:
         rest = words[1:]
-        if first in ("help", "history"):
+        if first == "history":
+            return Parsed(Verb.HISTORY, " ".join(rest))
+        if first == "help":
             return Parsed(Verb(first)) if not rest else Parsed(Verb.USAGE)
         if len(rest) != 1:
             return Parsed(Verb.USAGE)
@@ -69,6 +74,67 @@ def parse_command_text(text: str) -> Parsed:
     if len(words) == 1:
         return Parsed(Verb.CANCEL, words[0])
     return Parsed(Verb.USAGE)
+
+
+# An escaped mention as Slack sends it in command text: <@U123ABC|name> (or <@U123ABC>).
+_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>")
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """What `/cancel-training history …` narrows to: a training, a requester, a period."""
+
+    training_id: str | None = None
+    user_id: str | None = None
+    period: str | None = None  # as typed, e.g. "7d"
+    seconds: float | None = None
+
+
+def parse_history_filters(text: str) -> HistoryFilter | None:
+    """`[<training_id>] [@user] [24h|7d|…]` in any order; None when a word is none of those."""
+    found: dict[str, object] = {}
+    for word in text.split():
+        mention = _MENTION.fullmatch(word)
+        seconds = parse_period(word)
+        if mention is not None:
+            key, value = "user_id", mention.group(1)
+        elif seconds is not None:
+            key, value = "period", word.lower()
+            found["seconds"] = seconds
+        else:
+            try:
+                key, value = "training_id", validate_training_id(word)
+            except InvalidTrainingId:
+                return None
+        if key in found:
+            return None
+        found[key] = value
+    return HistoryFilter(**found)  # type: ignore[arg-type]
+
+
+async def answer_history(deps: Deps, workspace_id: str, text: str) -> dict[str, Any]:
+    """The history answer: the newest matching cancellations, bounded, with their threads."""
+    filters = parse_history_filters(text)
+    if filters is None:
+        return build_usage()
+    rows, total = await deps.audit.history(
+        workspace_id,
+        training_id=filters.training_id,
+        user_id=filters.user_id,
+        period=filters.seconds,
+        limit=HISTORY_LIMIT,
+    )
+    posted = await deps.store.notifications.for_trainings(
+        workspace_id, [r.training_id for r in rows]
+    )
+    return build_history(
+        rows,
+        report_links(rows, posted),
+        more=total - len(rows),
+        training_id=filters.training_id,
+        user_id=filters.user_id,
+        period=filters.period,
+    )
 
 
 async def start_watching(
@@ -120,7 +186,7 @@ async def handle_cancel_training(
         answer = await request_cancel(deps, req)
         await ack(**answer.message)
         if answer.refused:
-            await audit_refusal(deps, req, answer.reason)
+            await audit_refusal(deps, req, answer.reason, rule=answer.rule)
         return
     if parsed.verb in (Verb.HELP, Verb.USAGE):
         await ack(**build_usage())
@@ -135,11 +201,7 @@ async def handle_cancel_training(
             )
             return
         if parsed.verb is Verb.HISTORY:
-            rows = await deps.store.cancellations.recent(workspace_id, limit=10)
-            posted = await deps.store.notifications.for_trainings(
-                workspace_id, [r.training_id for r in rows]
-            )
-            await respond(**build_history(rows, report_links(rows, posted)))
+            await respond(**await answer_history(deps, workspace_id, parsed.argument))
             return
         decision = await deps.access.check(workspace_id, user_id)
         if not decision.allowed:
