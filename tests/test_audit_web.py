@@ -4,6 +4,7 @@ workspace's token → 401; no AUDIT_TOKEN → 404."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -129,3 +130,66 @@ async def test_oauth_each_token_reads_its_own_workspace_only(
         assert (await get(session, url, tokens[TEAM_A]))[0] == 200
         await store.workspaces.forget(TEAM_B)
         assert (await get(session, url, tokens[TEAM_B]))[0] == 401
+
+
+async def test_an_oauth_admin_issues_the_token_in_app_home_and_it_reads_only_their_log(
+    slack: FakeSlack, modelslab: FakeModelsLab, database_url: str, store: Store
+) -> None:
+    from cryptography.fernet import Fernet
+
+    from tests.fakes.slack_requests import form_payload_body
+    from tests.listeners.test_home import FORM, home_action_payload
+    from tests.test_oauth import ADMIN_A, ADMIN_B, TEAM_A, TEAM_B, TOKEN_A, TOKEN_B, install
+    from tests.test_oauth import oauth_env as env_for_oauth
+
+    slack.oauth_teams = {
+        "code-a": {
+            "team_id": TEAM_A,
+            "team_name": "A",
+            "bot_token": TOKEN_A,
+            "authed_user": ADMIN_A,
+        },
+        "code-b": {
+            "team_id": TEAM_B,
+            "team_name": "B",
+            "bot_token": TOKEN_B,
+            "authed_user": ADMIN_B,
+        },
+    }
+    slack.users = {
+        ADMIN_A: {"is_admin": True, "team_id": TEAM_A},
+        ADMIN_B: {"is_admin": True, "team_id": TEAM_B},
+    }
+    env = env_for_oauth(Fernet.generate_key().decode())
+    async with running_bot(slack, modelslab, database_url, **env) as bot:
+        await install(bot, "code-a")
+        await install(bot, "code-b")
+
+        async def issue(team: str, admin: str) -> str:
+            payload = home_action_payload(bot, "home_rotate_audit_token", admin)
+            payload["user"]["team_id"] = payload["team"]["id"] = team
+            payload["view"]["team_id"] = payload["view"]["app_installed_team_id"] = team
+            before = len(slack.calls_to("views.publish"))
+            status, _ = await bot.post(form_payload_body(payload), FORM)
+            assert status == 200
+            [*_, published] = await slack.wait_for("views.publish", count=before + 1)
+            view = json.dumps(published.args["view"])
+            found = re.search(r"copy it now\): `([A-Za-z0-9_-]{30,})`", view)
+            assert found is not None, view
+            return found.group(1)
+
+        token_a = await issue(TEAM_A, ADMIN_A)
+        token_b = await issue(TEAM_B, ADMIN_B)
+        status, body = await get(bot.session, bot.url, token_a)
+        assert status == 200
+        log = lines(body)
+        assert {line["workspace"] for line in log} == {TEAM_A}
+        assert [line["action"] for line in log] == ["installed", "audit_token_rotated"]
+        assert log[0]["actor"] == ADMIN_A and log[1]["actor"] == ADMIN_A
+        assert (await get(bot.session, bot.url, token_b, team=TEAM_A))[0] == 401
+        assert (await get(bot.session, bot.url, token_a, team=TEAM_B))[0] == 401
+        # Stored hashed only; the token is in no table.
+        async with bot.runtime.store.engine.connect() as conn:
+            for table in ("workspaces", "audit_log", "admin_events"):
+                dump = str((await conn.exec_driver_sql(f"SELECT * FROM {table}")).all())  # noqa: S608
+                assert token_a not in dump and token_b not in dump
