@@ -657,3 +657,27 @@ async def test_heads_lock_in_the_changes_transaction(store: Store) -> None:
         assert (
             await conn.execute(sa.select(sa.func.count()).select_from(audit_heads))
         ).scalar() == 0
+
+
+def test_audit_token_is_read_once_and_check_warns_about_weak_or_ignored_ones(
+    tmp_path: Path,
+) -> None:
+    base = {"SLACK_BOT_TOKEN": "xoxb-1", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    strong = "k" * 32
+    settings = load_settings(Purpose.ADMIN, {**base, "AUDIT_TOKEN": strong})
+    assert settings.audit_token == strong and strong in settings.secrets  # redacted in logs
+    assert not any("AUDIT_TOKEN" in w for w in settings.warnings)
+    short = load_settings(Purpose.ADMIN, {**base, "AUDIT_TOKEN": "abc"})
+    assert any("AUDIT_TOKEN is shorter than 16" in w for w in short.warnings)
+    oauth = load_settings(
+        Purpose.ADMIN,
+        {
+            **base,
+            "AUDIT_TOKEN": strong,
+            "SLACK_CLIENT_ID": "1.2",
+            "SLACK_CLIENT_SECRET": "s",
+            "BOT_ENCRYPTION_KEY": FERNET,
+        },
+    )
+    assert oauth.audit_token is None
+    assert any("AUDIT_TOKEN is ignored" in w for w in oauth.warnings)
