@@ -657,6 +657,13 @@ async def test_heads_lock_in_the_changes_transaction(store: Store) -> None:
         assert (
             await conn.execute(sa.select(sa.func.count()).select_from(audit_heads))
         ).scalar() == 0
+    # Also after this process has a head in mind: the rolled-back one is never built on.
+    await store.audit.append(AuditEntry(TEAM, ALICE, AuditAction.KEY_SET))
+    with pytest.raises(RuntimeError):
+        await failing_change()
+    await store.audit.append(AuditEntry(TEAM, ALICE, AuditAction.KEY_REMOVED))
+    assert [(r.seq, r.action) for r in await records(store)] == [(1, "key_set"), (2, "key_removed")]
+    assert (await AuditTrail(store=store).verify()).broken is None
 
 
 def test_audit_token_is_read_once_and_check_warns_about_weak_or_ignored_ones(

@@ -52,21 +52,66 @@ async def append_in(
     if not by_workspace:
         return []
     at = iso(time.time() if now is None else now)
+    known = _known_heads(db)
     written: list[AuditRecord] = []
     for workspace_id in sorted(by_workspace):
         batch = by_workspace[workspace_id]
-        records = await _chain(conn, db, workspace_id, batch, at=at, imported=imported)
-        await conn.execute(
-            sa.insert(audit_log),
-            [{**_row(r)} for r in records],
-        )
-        await conn.execute(
-            sa.update(audit_heads)
-            .where(audit_heads.c.workspace_id == workspace_id)
-            .values(hash=records[-1].hash)
-        )
+        records = await _chain_after_known(conn, workspace_id, batch, known, at, imported)
+        if records is None:
+            records = await _chain(conn, db, workspace_id, batch, at=at, imported=imported)
+            await conn.execute(
+                sa.update(audit_heads)
+                .where(audit_heads.c.workspace_id == workspace_id)
+                .values(hash=records[-1].hash)
+            )
+        await conn.execute(sa.insert(audit_log), [_row(r) for r in records])
+        # Only a guess for next time: checked against the head row before it is used.
+        known[workspace_id] = (records[-1].seq, records[-1].hash)
         written.extend(records)
     return written
+
+
+def _known_heads(db: Database) -> dict[str, tuple[int, str]]:
+    """The heads this process last wrote, per workspace (kept on the Database object)."""
+    heads: dict[str, tuple[int, str]] | None = getattr(db, "_audit_heads", None)
+    if heads is None:
+        heads = {}
+        db._audit_heads = heads  # type: ignore[attr-defined]
+    return heads
+
+
+async def _chain_after_known(
+    conn: AsyncConnection,
+    workspace_id: str,
+    batch: Sequence[AuditEntry],
+    known: dict[str, tuple[int, str]],
+    at: str,
+    imported: bool,
+) -> list[AuditRecord] | None:
+    """Chain after the head this process last wrote, if it is still the head; None if not.
+
+    One UPDATE both checks and moves (and locks) the head, where reading it first would take
+    a second statement: this is on the claim's path.
+    """
+    guess = known.get(workspace_id)
+    if guess is None:
+        return None
+    last, prev = guess
+    records = []
+    for offset, entry in enumerate(batch):
+        record = seal(entry, seq=last + 1 + offset, at=at, prev_hash=prev, imported=imported)
+        records.append(record)
+        prev = record.hash
+    h = audit_heads.c
+    moved = await conn.execute(
+        sa.update(audit_heads)
+        .where(h.workspace_id == workspace_id, h.seq == guess[0], h.hash == guess[1])
+        .values(seq=records[-1].seq, hash=records[-1].hash)
+    )
+    if moved.rowcount != 1:
+        known.pop(workspace_id, None)
+        return None
+    return records
 
 
 async def _chain(
