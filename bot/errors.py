@@ -9,6 +9,7 @@
     ├── InvalidKey             ModelsLab refused a key being saved
     ├── SecretStorageDisabled  a secret would be written without BOT_ENCRYPTION_KEY
     ├── StoreUnavailable       the database cannot be reached
+    ├── GroupLookupFailed      a user group's members could not be read (the user is refused)
     └── ModelsLabError         a ModelsLab answer that is not an outcome
         └── ModelsLabUnavailable   transport failure, 5xx, non-JSON, missing route
 
@@ -54,6 +55,10 @@ class SecretStorageDisabled(BotError):
 
 class StoreUnavailable(BotError):
     """The database could not be reached."""
+
+
+class GroupLookupFailed(BotError):
+    """A user group's members could not be read from Slack (the reason says why, in plain words)."""
 
 
 class ModelsLabError(BotError):

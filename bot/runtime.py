@@ -40,6 +40,7 @@ from bot.slack.oauth import (
     build_oauth_flow,
     workspace_key,
 )
+from bot.slack.usergroups import SlackGroupMembers
 from bot.store import Store
 from bot.web import OnlineProbe, TrainingRoutes, create_web_app
 
@@ -294,7 +295,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         limiter=limiter,
         reports=reporter,
     )
-    groups = GroupMembers(clients=fast_client)
+    groups = GroupMembers(lookup=SlackGroupMembers(clients=fast_client))
     access = AccessPolicy(entries=workspaces.entries, groups=groups)
 
     async def forget_workspace(enterprise_id: str | None, team_id: str | None) -> None:
