@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
-from bot.errors import GroupLookupFailed
+from bot.errors import GroupLookupFailed, SlackError
+from bot.slack.errors import slack_call
 
 ClientLookup = Callable[[str], Awaitable[Any]]
 
@@ -25,19 +23,19 @@ class SlackGroupMembers:
         if client is None:
             raise GroupLookupFailed(f"the bot is not installed where user group {group_id} is")
         try:
-            response = await client.usergroups_users_list(usergroup=group_id)
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            if error == "plan_upgrade_required":
+            with slack_call("usergroups.users.list"):
+                response = await client.usergroups_users_list(usergroup=group_id)
+        except SlackError as exc:
+            if exc.status is None:
+                raise GroupLookupFailed(
+                    f"Slack could not be reached to list user group {group_id}"
+                ) from exc
+            if exc.error == "plan_upgrade_required":
                 raise GroupLookupFailed(
                     f"user group {group_id} cannot be checked: Slack user groups need a paid plan; "
                     "ask an admin to list people individually"
                 ) from exc
             raise GroupLookupFailed(
-                f"Slack refused to list user group {group_id} ({error})"
-            ) from exc
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            raise GroupLookupFailed(
-                f"Slack could not be reached to list user group {group_id}"
+                f"Slack refused to list user group {group_id} ({exc.error or None})"
             ) from exc
         return frozenset(response.get("users") or ())

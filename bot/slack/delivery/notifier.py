@@ -6,22 +6,20 @@ with ModelsLab's status call first; a check that fails leaves the message as it 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
-from bot.errors import StoreUnavailable
+from bot.errors import SlackError, StoreUnavailable
 from bot.ids import is_v6_id
 from bot.model import Notification, State, TrainingEvent
 from bot.modelslab import KeyLimiter, ModelsLabClient, TrainingStatus
 from bot.service.cancellation import new_worker_id
 from bot.service.workspaces import Workspaces
 from bot.slack.clients import get_permalink
-from bot.slack.delivery.renderer import NotificationRenderer, SlackUnavailable, raise_if_transient
+from bot.slack.delivery.renderer import NotificationRenderer
+from bot.slack.errors import slack_call
 from bot.slack.messages.blocks import build_finished_reply, build_notification
 from bot.stages import Stage, normalise, parse_eta
 from bot.store import Store
@@ -146,7 +144,7 @@ class Notifier:
     async def _guarded_event(self, event: TrainingEvent) -> None:
         try:
             done = await self.handle_event(event)
-        except SlackUnavailable as exc:
+        except SlackError as exc:
             logger.info("training %s: Slack unavailable (%s); retrying", event.training_id, exc)
             done = False
         except Exception:
@@ -237,13 +235,15 @@ class Notifier:
         )
         latest = await self.store.cancellations.latest(event.workspace_id, event.training_id)
         try:
-            response = await client.chat_postMessage(
-                channel=channel, **build_notification(draft, latest)
-            )
-        except SlackApiError as exc:
+            with slack_call("chat.postMessage"):
+                response = await client.chat_postMessage(
+                    channel=channel, **build_notification(draft, latest)
+                )
+        except SlackError as exc:
             await self.store.notifications.drop_reservation(event.workspace_id, event.training_id)
-            raise_if_transient(exc)
-            error = exc.response.get("error")
+            if exc.transient:
+                raise
+            error = exc.error
             hint = (
                 " (invite the bot with /invite)"
                 if error in ("not_in_channel", "channel_not_found")
@@ -253,14 +253,9 @@ class Notifier:
                 event.id, f"Slack refused the message: {error}{hint}"
             )
             logger.warning(
-                "training %s: notification refused by Slack (%s)",
-                event.training_id,
-                exc.response.get("error"),
+                "training %s: notification refused by Slack (%s)", event.training_id, error
             )
             return None
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            await self.store.notifications.drop_reservation(event.workspace_id, event.training_id)
-            raise SlackUnavailable(type(exc).__name__) from exc
         channel_id, message_ts = str(response["channel"]), str(response["ts"])
         await self.store.notifications.posted(
             event.workspace_id, event.training_id, channel_id=channel_id, message_ts=message_ts
@@ -319,22 +314,25 @@ class Notifier:
         if latest is not None and latest.state == State.CANCELLED:
             return  # the cancellation's own reply already closed the thread
         try:
-            await client.chat_postMessage(
-                channel=fresh.channel_id, thread_ts=fresh.message_ts, **build_finished_reply(fresh)
-            )
-        except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            # Not announced after all: let the retry of this event post it.
+            with slack_call("chat.postMessage (finished reply)"):
+                await client.chat_postMessage(
+                    channel=fresh.channel_id,
+                    thread_ts=fresh.message_ts,
+                    **build_finished_reply(fresh),
+                )
+        except SlackError:
+            # Not announced after all (refused or not): let the retry of this event post it.
             await self.store.notifications.mark_final_reported(
                 note.workspace_id, note.training_id, reported=False
             )
-            raise SlackUnavailable(f"finished reply: {type(exc).__name__}") from exc
+            raise
 
     # -- watching -----------------------------------------------------------------------------------
 
     async def _guarded_poll(self, note: Notification) -> None:
         try:
             await self.poll(note)
-        except SlackUnavailable as exc:
+        except SlackError as exc:
             logger.info("training %s: Slack unavailable while polling (%s)", note.training_id, exc)
         except Exception:
             logger.exception("poll of training %s failed", note.training_id)

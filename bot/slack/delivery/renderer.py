@@ -8,26 +8,13 @@ import json
 import logging
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
+from bot.errors import SlackError
 from bot.model import Notification
-from bot.slack.errors import is_transient
+from bot.slack.errors import slack_call
 from bot.slack.messages.blocks import build_notification
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
-
-
-class SlackUnavailable(Exception):
-    """Slack could not take a call now; the caller retries later."""
-
-
-def raise_if_transient(exc: SlackApiError) -> None:
-    """Turn Slack's "try again later" answers (429, 5xx, …) into SlackUnavailable."""
-    if is_transient(exc):
-        error = str(exc.response.get("error") or "")
-        status = getattr(exc.response, "status_code", 200)
-        raise SlackUnavailable(f"Slack answered {status} {error}".strip()) from exc
 
 
 class NotificationRenderer:
@@ -42,6 +29,7 @@ class NotificationRenderer:
     ) -> None:
         """Bring the notification message in line with the store (no call when it already is).
 
+        Raises SlackError only when it is transient (a refused update is logged and skipped).
         `note`, when the caller has just read it, saves the first read.
         """
         lock = self._locks.setdefault((workspace_id, training_id), asyncio.Lock())
@@ -68,15 +56,13 @@ class NotificationRenderer:
         if note.rendered == key:
             return False
         try:
-            await client.chat_update(channel=note.channel_id, ts=note.message_ts, **message)
-        except SlackApiError as exc:
-            raise_if_transient(exc)
-            logger.warning(
-                "notification of %s not updated: %s", training_id, exc.response.get("error")
-            )
+            with slack_call("chat.update"):
+                await client.chat_update(channel=note.channel_id, ts=note.message_ts, **message)
+        except SlackError as exc:
+            if exc.transient:
+                raise
+            logger.warning("notification of %s not updated: %s", training_id, exc.error)
             await self.store.notifications.set_rendered(workspace_id, training_id, key)
             return False
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            raise SlackUnavailable(f"chat.update: {type(exc).__name__}") from exc
         await self.store.notifications.set_rendered(workspace_id, training_id, key)
         return True

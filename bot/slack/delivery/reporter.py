@@ -8,23 +8,21 @@ whose recording was interrupted before posting again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.crypto import SecretBox
-from bot.errors import BotError, StoreUnavailable
+from bot.errors import BotError, SlackError, StoreUnavailable
 from bot.model import Cancellation, Notification, OutcomeKind, ReportState
 from bot.service.cancellation import new_worker_id
 from bot.slack.clients import answering_429s, get_permalink
-from bot.slack.delivery.renderer import NotificationRenderer, SlackUnavailable
-from bot.slack.errors import is_transient, retry_after
+from bot.slack.delivery.renderer import NotificationRenderer
+from bot.slack.errors import PERMANENT_ERRORS, SLACK_FAILURES, slack_call
 from bot.slack.messages.blocks import build_announcement, build_outcome, build_retry_notice
 from bot.store import Store
 from bot.worker import QueueWorker
@@ -34,25 +32,6 @@ logger = logging.getLogger(__name__)
 ClientLookup = Callable[[str], Awaitable[Any]]
 ChannelLookup = Callable[[str], Awaitable[str | None]]
 METADATA_TYPE = "cancel_training_report"
-# Errors that retrying cannot fix: the bot is not in the channel, the message is gone, ...
-PERMANENT_ERRORS = frozenset(
-    {
-        "not_in_channel",
-        "channel_not_found",
-        "is_archived",
-        "message_not_found",
-        "cant_update_message",
-        "restricted_action",
-        "not_authed",
-        "invalid_auth",
-        "account_inactive",
-        "token_revoked",
-        "msg_too_long",
-        "invalid_blocks",
-        "thread_not_found",
-        "no_permission",
-    }
-)
 MAX_REPORT_ATTEMPTS = 8
 # A resumed report looks for its earlier post before posting again; this many failed passes
 # later it posts anyway (a possible duplicate is better than a lost report).
@@ -68,7 +47,7 @@ UNKNOWN_START_SKEW = 300.0
 
 
 class _Transient(Exception):
-    """Slack could not take the report now; try again later.
+    """The report waits in the outbox: Slack could not take it now (a transient SlackError).
 
     `retry_after`: what Slack asked to wait. `looking`: the look-up for an earlier post is what
     failed, so the step stays marked as posting and the next pass looks again before posting.
@@ -78,10 +57,6 @@ class _Transient(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.looking = looking
-
-
-class _Permanent(Exception):
-    """Slack refused the post for a reason retrying cannot fix."""
 
 
 class Reporter:
@@ -270,7 +245,7 @@ class Reporter:
                 ts = await self._post_once(
                     client, row, "audit", channel=audit, thread_ts=None, message=message
                 )
-            except _Permanent as exc:
+            except SlackError as exc:
                 logger.warning("audit channel %s refused the report: %s", audit, exc)
                 ts = None
             await self.store.reports.update(
@@ -299,7 +274,7 @@ class Reporter:
                     thread_ts=thread[1],
                     message=message,
                 )
-            except _Permanent:
+            except SlackError:
                 await self._fallback(row, text)
         else:
             await self._fallback(row, text)
@@ -310,7 +285,7 @@ class Reporter:
     ) -> None:
         try:
             await self.renderer.render(client, row.workspace_id, row.training_id, note=note)
-        except SlackUnavailable as exc:
+        except SlackError as exc:  # the renderer lets only transient ones through
             raise _Transient(str(exc)) from exc
 
     async def _own_thread(self, client: Any, row: Cancellation) -> tuple[str, str] | None:
@@ -327,7 +302,7 @@ class Reporter:
                 thread_ts=None,
                 message=build_announcement(row),
             )
-        except _Permanent:
+        except SlackError:
             await self.store.reports.update(
                 row.id, self.owner, report_channel="-", report_posting=None
             )
@@ -360,7 +335,7 @@ class Reporter:
                 ts = await self._post_once(
                     client, row, "reply", channel=thread[0], thread_ts=thread[1], message=message
                 )
-            except _Permanent as exc:
+            except SlackError as exc:
                 logger.info(
                     "report %s: cannot post in %s (%s); using response_url", row.id, thread[0], exc
                 )
@@ -384,7 +359,10 @@ class Reporter:
         thread_ts: str | None,
         message: dict[str, Any],
     ) -> str | None:
-        """Post a message unless an interrupted earlier attempt already did (found by metadata)."""
+        """Post a message unless an interrupted earlier attempt already did (found by metadata).
+
+        Raises _Transient to wait in the outbox, SlackError when Slack refused the post for good.
+        """
         if row.report_posting == step:
             found = await self._find_earlier_post(client, row, step, channel, thread_ts)
             if found:
@@ -397,18 +375,20 @@ class Reporter:
             "event_payload": {"cancellation_id": row.id, "step": step},
         }
         try:
-            response = await client.chat_postMessage(
-                channel=channel,
-                thread_ts=thread_ts,
-                metadata=metadata,
-                unfurl_links=False,
-                **message,
-            )
-        except SlackApiError as exc:
-            self._raise_if_transient(exc)
-            raise _Permanent(str(exc.response.get("error"))) from exc
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            raise _Transient(f"chat.postMessage: {type(exc).__name__}") from exc
+            with slack_call("chat.postMessage"):
+                response = await client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    metadata=metadata,
+                    unfurl_links=False,
+                    **message,
+                )
+        except SlackError as exc:
+            if exc.transient:
+                raise _Transient(str(exc), retry_after=exc.retry_after) from exc
+            if exc.error not in PERMANENT_ERRORS:
+                logger.warning("Slack error treated as permanent: %s", exc.error)
+            raise
         return str(response.get("ts") or "") or None
 
     async def _find_earlier_post(
@@ -438,33 +418,20 @@ class Reporter:
         lookup = answering_429s(client)
         try:
             if thread_ts:
-                response = await lookup.conversations_replies(
-                    channel=channel, ts=thread_ts, **window
-                )
+                with slack_call("conversations.replies"):
+                    response = await lookup.conversations_replies(
+                        channel=channel, ts=thread_ts, **window
+                    )
             else:
-                response = await lookup.conversations_history(channel=channel, **window)
-        except SlackApiError as exc:
-            if is_transient(exc) and row.report_attempts < LOOKUP_ATTEMPTS:
+                with slack_call("conversations.history"):
+                    response = await lookup.conversations_history(channel=channel, **window)
+        except SlackError as exc:
+            if exc.transient and row.report_attempts < LOOKUP_ATTEMPTS:
                 raise _Transient(
-                    f"looking for an earlier post: {self._describe(exc)}",
-                    retry_after=retry_after(exc.response.headers),
-                    looking=True,
+                    f"looking for an earlier post: {exc}", retry_after=exc.retry_after, looking=True
                 ) from exc
             logger.info(
-                "report %s: could not look for an earlier post (%s); posting",
-                row.id,
-                exc.response.get("error"),
-            )
-            return None
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            if row.report_attempts < LOOKUP_ATTEMPTS:
-                raise _Transient(
-                    f"looking for an earlier post: {type(exc).__name__}", looking=True
-                ) from exc
-            logger.info(
-                "report %s: could not look for an earlier post (%s); posting",
-                row.id,
-                type(exc).__name__,
+                "report %s: could not look for an earlier post (%s); posting", row.id, exc.error
             )
             return None
         for message in response.get("messages") or []:
@@ -477,22 +444,6 @@ class Reporter:
             ):
                 return str(message.get("ts"))
         return None
-
-    @staticmethod
-    def _describe(exc: SlackApiError) -> str:
-        error = str(exc.response.get("error") or "")
-        status = getattr(exc.response, "status_code", 200)
-        return f"Slack answered {status} {error}".strip()
-
-    @classmethod
-    def _raise_if_transient(cls, exc: SlackApiError) -> None:
-        if is_transient(exc):
-            raise _Transient(
-                cls._describe(exc), retry_after=retry_after(exc.response.headers)
-            ) from exc
-        error = str(exc.response.get("error") or "")
-        if error not in PERMANENT_ERRORS:
-            logger.warning("Slack error treated as permanent: %s", error)
 
     def _outcome_text(self, row: Cancellation) -> str:
         return str(build_outcome(row)["text"])
@@ -507,7 +458,7 @@ class Reporter:
             response = await webhook.send(
                 text=text, response_type="ephemeral", replace_original=False
             )
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        except SLACK_FAILURES as exc:
             logger.info("report %s: response_url failed (%s)", row.id, type(exc).__name__)
             return False
         return bool(200 <= response.status_code < 300)

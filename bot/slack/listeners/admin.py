@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
 from bot.slack.context import Deps
+from bot.slack.errors import SLACK_FAILURES
 from bot.slack.messages.blocks import build_admin_change, report_links
 from bot.slack.messages.home import AdminSettings, build_home
 
@@ -68,5 +66,5 @@ async def audit_admin_change(deps: Deps, workspace_id: str, user_id: str, what: 
         return
     try:
         await client.chat_postMessage(channel=channel, **build_admin_change(user_id, what))
-    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except SLACK_FAILURES as exc:
         logger.warning("audit channel: admin change not posted (%s)", type(exc).__name__)

@@ -8,12 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
 from bot.errors import InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.model import Origin
 from bot.slack.context import Deps
+from bot.slack.errors import SLACK_FAILURES
 from bot.slack.messages.blocks import (
     build_error,
     build_invalid_id,
@@ -116,5 +115,5 @@ async def audit_refusal(deps: Deps, req: CancelRequest, reason: str) -> None:
     )
     try:
         await client.chat_postMessage(channel=channel, **message)
-    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except SLACK_FAILURES as exc:
         logger.warning("audit channel: refusal not posted (%s)", type(exc).__name__)

@@ -8,10 +8,10 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.errors import InvalidKey, SecretStorageDisabled
 from bot.slack.context import deps_of
+from bot.slack.errors import SLACK_FAILURES
 from bot.slack.listeners.admin import ADMINS_ONLY, audit_admin_change, is_admin, publish_home
 from bot.slack.messages import home, text
 
@@ -103,7 +103,7 @@ async def handle_group_options(
     typed = str(payload.get("value") or "").lower()
     try:
         response = await context.client.usergroups_list()
-    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except SLACK_FAILURES as exc:
         logger.info("user groups not listed (%s)", type(exc).__name__)
         await ack(options=[])
         return
