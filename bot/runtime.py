@@ -25,6 +25,7 @@ from bot.model import Cancellation
 from bot.modelslab import KeyLimiter, ModelsLabClient
 from bot.service.access import AccessPolicy, GroupMembers
 from bot.service.cancellation import CancellationService
+from bot.service.queries import Queries
 from bot.service.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces, served_warnings
 from bot.slack.app import create_app, single_workspace_authorize
 from bot.slack.clients import SlackClients
@@ -325,8 +326,8 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
             )
 
     deps = Deps(
-        store=store,
         service=service,
+        queries=Queries(store=store, fixed_entries=workspaces.fixed_entries),
         access=access,
         reporter=reporter,
         workspaces=workspaces,

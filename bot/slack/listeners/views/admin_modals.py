@@ -74,7 +74,7 @@ async def handle_allow_submit(
         e for e in users + groups if isinstance(e, str) and e[:1] in ("U", "W", "S") and e.isalnum()
     ]
     fixed = deps.workspaces.fixed_entries(team)
-    current = [e for e in await deps.store.workspaces.allow_list(team) if e not in fixed]
+    current = await deps.queries.editable_entries(team)
     # Only what the editor held can have been unselected: entries beyond its pickers stay.
     held = home.editable_from_metadata(view.get("private_metadata"))
     removable = current if held is None else [e for e in current if e in held]
