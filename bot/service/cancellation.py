@@ -329,31 +329,3 @@ class CancellationService:
             async with self._changed:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=min(0.5, remaining))
-
-
-_HEADLINES = {
-    OutcomeKind.ACCEPTED.value: "cancel accepted",
-    OutcomeKind.STOPPED.value: "stopped (ModelsLab confirmed)",
-    OutcomeKind.PROBABLY_CANCELLED.value: "probably cancelled (not confirmed)",
-    OutcomeKind.DRY_RUN.value: "dry run: ModelsLab was not called, nothing was cancelled",
-    OutcomeKind.REFUSED.value: "refused by ModelsLab",
-    OutcomeKind.NOT_FOUND.value: "not found: ModelsLab has no training with this id",
-    OutcomeKind.BAD_KEY.value: "refused: ModelsLab rejected the API key",
-    OutcomeKind.UNAVAILABLE.value: "failed: ModelsLab could not be reached",
-    OutcomeKind.RATE_LIMITED.value: "rate-limited by ModelsLab; a retry is scheduled",
-    NO_KEY: "refused: no ModelsLab API key is set for this workspace",
-}
-
-
-def headline(row: Cancellation) -> str:
-    """Return the outcome of a cancellation in a few words."""
-    if row.outcome is None:
-        return "being cancelled" if row.state == State.CALLING else "queued"
-    return _HEADLINES.get(row.outcome, row.outcome)
-
-
-def modelslab_said(row: Cancellation) -> str:
-    """Return what ModelsLab answered, quoted, or an empty string."""
-    if not row.reason or row.outcome in (NO_KEY, OutcomeKind.DRY_RUN.value):
-        return ""
-    return f'ModelsLab said: "{row.reason}"'
