@@ -280,9 +280,6 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         limiter=limiter,
     )
 
-    async def wake_reporter(row: Cancellation) -> None:
-        reporter.wake()
-
     async def report(row: Cancellation) -> None:
         metrics.cancellations.labels(outcome=row.outcome or "unknown").inc()
 
@@ -292,7 +289,6 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         keys=workspaces.key_for,
         dry_run=settings.dry_run,
         on_finished=report,
-        on_rescheduled=wake_reporter,
         limiter=limiter,
         reports=reporter,
     )
@@ -329,7 +325,7 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         service=service,
         queries=Queries(store=store, fixed_entries=workspaces.fixed_entries),
         access=access,
-        reporter=reporter,
+        response_urls=reporter.response_urls,
         workspaces=workspaces,
         slack_client=slack_client,
         forget_workspace=forget_workspace,

@@ -33,8 +33,8 @@ class ReportHandover(Protocol):
     def reserve(self) -> tuple[str, float] | None:
         """Hold a slot for a report leased to us as it is written: (owner, lease seconds)."""
 
-    def hand_over(self, row: Cancellation | None, *, lease_until: float | None) -> None:
-        """Take a finished row (ends any reservation): in memory if its report lease is ours."""
+    def hand_over(self, row: Cancellation | None, *, lease_until: float | None = None) -> None:
+        """A row has news to report (claimed, rescheduled, finished); ends any reservation."""
 
 
 STATE_FOR_OUTCOME = {
@@ -90,7 +90,6 @@ class CancellationService:
         concurrency: int = 16,
         worker_id: str | None = None,
         on_finished: FinishedHook | None = None,
-        on_rescheduled: FinishedHook | None = None,
         limiter: KeyLimiter | None = None,
         reports: ReportHandover | None = None,
     ) -> None:
@@ -102,7 +101,6 @@ class CancellationService:
         self.poll_interval = poll_interval
         self.worker_id = worker_id or new_worker_id()
         self.on_finished = on_finished
-        self.on_rescheduled = on_rescheduled
         self.limiter = limiter or KeyLimiter()
         self.reports = reports
         self._changed = asyncio.Condition()
@@ -161,6 +159,8 @@ class CancellationService:
     def _claimed(self, reserved: bool, claim: Claim | None) -> None:
         """Start work on a new claim: in memory if it was leased to us, else through the queue."""
         if claim is not None and claim.created:
+            if self.reports is not None:
+                self.reports.hand_over(claim.cancellation)  # "cancelling…" shows at once
             if reserved:
                 self._worker.submit(claim.cancellation, reserved=True)
             else:
@@ -257,8 +257,8 @@ class CancellationService:
                 reason=outcome.reason,
                 may_have_reached=row.may_have_reached or outcome.may_have_reached,
             )
-            if updated is not None and self.on_rescheduled is not None:
-                await self.on_rescheduled(updated)
+            if updated is not None and self.reports is not None:
+                self.reports.hand_over(updated)  # the new retry time is news to show
             await self._notify_waiters()
             return updated
         final = await self._finish(

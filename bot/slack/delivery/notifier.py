@@ -11,16 +11,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.errors import SlackError, StoreUnavailable
+from bot.errors import SlackError
 from bot.ids import is_v6_id
 from bot.model import Notification, State, TrainingEvent
 from bot.modelslab import KeyLimiter, ModelsLabClient, TrainingStatus
 from bot.service.cancellation import new_worker_id
 from bot.service.workspaces import Workspaces
-from bot.slack.clients import get_permalink
 from bot.slack.delivery.renderer import NotificationRenderer
 from bot.slack.errors import slack_call
-from bot.slack.messages.blocks import build_finished_reply, build_notification
+from bot.slack.messages.blocks import build_finished_reply
 from bot.stages import Stage, normalise, parse_eta
 from bot.store import Store
 from bot.worker import QueueWorker
@@ -32,20 +31,6 @@ POLL_SECONDS = 60.0
 MAX_WATCH_SECONDS = 3 * 24 * 3600.0
 MAX_POLL_FAILURES = 30
 MAX_EVENT_ATTEMPTS = 6
-
-
-async def record_permalink(
-    store: Store, client: Any, workspace_id: str, training_id: str, channel_id: str, ts: str
-) -> None:
-    """Record a posted notification's permalink, once; without one, links fall back to a guess."""
-    link = await get_permalink(client, channel_id, ts)
-    if not link:
-        return
-    try:
-        await store.notifications.set_permalink(workspace_id, training_id, link)
-    except StoreUnavailable as exc:
-        # The notification is posted and recorded; only its exact link is lost.
-        logger.info("training %s: permalink not recorded (%s)", training_id, exc)
 
 
 def _item_key(item: TrainingEvent | Notification) -> tuple[str, ...]:
@@ -233,14 +218,9 @@ class Notifier:
             eta=eta,
             started_at=now if stage and stage.rank >= 2 and not stage.final else None,
         )
-        latest = await self.store.cancellations.latest(event.workspace_id, event.training_id)
         try:
-            with slack_call("chat.postMessage"):
-                response = await client.chat_postMessage(
-                    channel=channel, **build_notification(draft, latest)
-                )
+            await self.renderer.post(client, draft)
         except SlackError as exc:
-            await self.store.notifications.drop_reservation(event.workspace_id, event.training_id)
             if exc.transient:
                 raise
             error = exc.error
@@ -256,13 +236,6 @@ class Notifier:
                 "training %s: notification refused by Slack (%s)", event.training_id, error
             )
             return None
-        channel_id, message_ts = str(response["channel"]), str(response["ts"])
-        await self.store.notifications.posted(
-            event.workspace_id, event.training_id, channel_id=channel_id, message_ts=message_ts
-        )
-        await record_permalink(
-            self.store, client, event.workspace_id, event.training_id, channel_id, message_ts
-        )
         if draft.stage:
             await self.store.notifications.advance_stage(
                 event.workspace_id,

@@ -1,4 +1,7 @@
-"""The one renderer of a training notification: blocks from (stage, cancellation state) in the store."""
+"""The one renderer of a training notification: blocks from (stage, cancellation state) in the store.
+
+It makes the notification's first post and every update after it.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,28 @@ import json
 import logging
 from typing import Any
 
-from bot.errors import SlackError
+from bot.errors import SlackError, StoreUnavailable
 from bot.model import Notification
+from bot.slack.clients import get_permalink
 from bot.slack.errors import slack_call
 from bot.slack.messages.blocks import build_notification
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
+
+
+async def record_permalink(
+    store: Store, client: Any, workspace_id: str, training_id: str, channel_id: str, ts: str
+) -> None:
+    """Record a posted notification's permalink, once; without one, links fall back to a guess."""
+    link = await get_permalink(client, channel_id, ts)
+    if not link:
+        return
+    try:
+        await store.notifications.set_permalink(workspace_id, training_id, link)
+    except StoreUnavailable as exc:
+        # The notification is posted and recorded; only its exact link is lost.
+        logger.info("training %s: permalink not recorded (%s)", training_id, exc)
 
 
 class NotificationRenderer:
@@ -24,6 +42,35 @@ class NotificationRenderer:
         self.store = store
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
+    def _lock(self, workspace_id: str, training_id: str) -> asyncio.Lock:
+        return self._locks.setdefault((workspace_id, training_id), asyncio.Lock())
+
+    async def post(self, client: Any, draft: Notification) -> tuple[str, str]:
+        """Post a reserved notification as the store has it; record where it is: (channel, ts).
+
+        `draft` is the reserved row (its channel, title, owner, first stage). On any failure the
+        reservation is dropped, so a later attempt may post; Slack's refusal is a SlackError.
+        """
+        workspace_id, training_id = draft.workspace_id, draft.training_id
+        async with self._lock(workspace_id, training_id):
+            latest = await self.store.cancellations.latest(workspace_id, training_id)
+            try:
+                with slack_call("chat.postMessage"):
+                    response = await client.chat_postMessage(
+                        channel=draft.channel_id, **build_notification(draft, latest)
+                    )
+            except BaseException:
+                await self.store.notifications.drop_reservation(workspace_id, training_id)
+                raise
+            channel_id, message_ts = str(response["channel"]), str(response["ts"])
+            await self.store.notifications.posted(
+                workspace_id, training_id, channel_id=channel_id, message_ts=message_ts
+            )
+        await record_permalink(
+            self.store, client, workspace_id, training_id, channel_id, message_ts
+        )
+        return channel_id, message_ts
+
     async def render(
         self, client: Any, workspace_id: str, training_id: str, *, note: Notification | None = None
     ) -> None:
@@ -32,8 +79,7 @@ class NotificationRenderer:
         Raises SlackError only when it is transient (a refused update is logged and skipped).
         `note`, when the caller has just read it, saves the first read.
         """
-        lock = self._locks.setdefault((workspace_id, training_id), asyncio.Lock())
-        async with lock:
+        async with self._lock(workspace_id, training_id):
             # Another instance may update the same message between our read and our update; reading
             # again afterwards and updating once more if the store moved on makes the last write win.
             for _ in range(3):

@@ -8,21 +8,19 @@ whose recording was interrupted before posting again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.webhook.async_client import AsyncWebhookClient
-
 from bot.crypto import SecretBox
-from bot.errors import BotError, SlackError, StoreUnavailable
+from bot.errors import SlackError, StoreUnavailable
 from bot.model import Cancellation, Notification, OutcomeKind, ReportState
 from bot.service.cancellation import new_worker_id
 from bot.slack.clients import answering_429s, get_permalink
 from bot.slack.delivery.renderer import NotificationRenderer
-from bot.slack.errors import PERMANENT_ERRORS, SLACK_FAILURES, slack_call
+from bot.slack.delivery.response_urls import ResponseUrls
+from bot.slack.errors import PERMANENT_ERRORS, slack_call
 from bot.slack.messages.blocks import build_announcement, build_outcome, build_retry_notice
 from bot.store import Store
 from bot.worker import QueueWorker
@@ -70,6 +68,7 @@ class Reporter:
         secret_box: SecretBox,
         audit_channel: ChannelLookup,
         session: Any = None,
+        response_urls: ResponseUrls | None = None,
         renderer: NotificationRenderer | None = None,
         lease_seconds: float = 60.0,
         poll_interval: float = 5.0,
@@ -77,9 +76,9 @@ class Reporter:
     ) -> None:
         self.store = store
         self.clients = clients
-        self.secret_box = secret_box
         self.audit_channel = audit_channel
-        self.session = session
+        # The fallback when a thread cannot be posted in (custody of the requester's response_url).
+        self.response_urls = response_urls or ResponseUrls(box=secret_box, session=session)
         self.renderer = renderer or NotificationRenderer(store=store)
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
@@ -93,42 +92,22 @@ class Reporter:
             idle=poll_interval,
             key=lambda row: row.id,
         )
-        # Without BOT_ENCRYPTION_KEY response_urls are never written to the database.
-        self._response_urls: dict[int, str] = {}
-
-    # -- response_url fallback --------------------------------------------------------------------
-
-    def seal_response_url(self, url: str | None) -> str | None:
-        """Return the response_url encrypted for the store, or None when it must stay in memory."""
-        if not url or not self.secret_box.enabled:
-            return None
-        return self.secret_box.encrypt(url)
-
-    def remember_response_url(self, cancellation_id: int, url: str | None) -> None:
-        """Keep a response_url in memory (used when it cannot be stored encrypted)."""
-        if url and not self.secret_box.enabled:
-            self._response_urls[cancellation_id] = url
-
-    def _response_url(self, row: Cancellation) -> str | None:
-        if row.response_url and self.secret_box.enabled:
-            with contextlib.suppress(BotError):
-                return self.secret_box.decrypt(row.response_url)
-        return self._response_urls.get(row.id)
 
     # -- loop ---------------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Tell the reporter there is something to report."""
+        """Nudge the delivery loop (producers call hand_over)."""
         self._worker.wake()
 
     def reserve(self) -> tuple[str, float] | None:
         """Hold a slot for a report leased to this reporter as it is written: (owner, seconds)."""
         return (self.owner, self.lease_seconds) if self._worker.reserve() else None
 
-    def hand_over(self, row: Cancellation | None, *, lease_until: float | None) -> None:
-        """Deliver a finished row now if the store leased its report to us (as reserved).
+    def hand_over(self, row: Cancellation | None, *, lease_until: float | None = None) -> None:
+        """A row has something to report (claimed, rescheduled, finished): the one way in.
 
-        Ends the reservation in every case; a report not taken here is left to the loop.
+        Delivered now if the store leased its report to us as it was written (`lease_until`, as
+        reserved; that ends the reservation in every case), else left to the loop, woken now.
         """
         if lease_until is not None:
             if (
@@ -168,7 +147,7 @@ class Reporter:
                 logger.warning(
                     "report %s undeliverable after %d attempts: %s", row.id, attempts, exc
                 )
-                await self._fallback(row, self._outcome_text(row))
+                await self.response_urls.post(row, self._outcome_text(row))
                 await self.store.reports.finish(
                     row.id,
                     self.owner,
@@ -275,9 +254,9 @@ class Reporter:
                     message=message,
                 )
             except SlackError:
-                await self._fallback(row, text)
+                await self.response_urls.post(row, text)
         else:
-            await self._fallback(row, text)
+            await self.response_urls.post(row, text)
         await self.store.reports.update(row.id, self.owner, rendered=marker, report_posting=None)
 
     async def _render_notification(
@@ -344,7 +323,7 @@ class Reporter:
                     row.id, self.owner, reply_ts=ts or "-", report_posting=None
                 )
                 return
-        delivered = await self._fallback(row, message["text"])
+        delivered = await self.response_urls.post(row, message["text"])
         await self.store.reports.update(
             row.id, self.owner, reply_ts="response_url" if delivered else "-"
         )
@@ -447,18 +426,3 @@ class Reporter:
 
     def _outcome_text(self, row: Cancellation) -> str:
         return str(build_outcome(row)["text"])
-
-    async def _fallback(self, row: Cancellation, text: str) -> bool:
-        """Tell the requester privately through their response_url; True if it was accepted."""
-        url = self._response_url(row)
-        if not url:
-            return False
-        webhook = AsyncWebhookClient(url, session=self.session, timeout=10)
-        try:
-            response = await webhook.send(
-                text=text, response_type="ephemeral", replace_original=False
-            )
-        except SLACK_FAILURES as exc:
-            logger.info("report %s: response_url failed (%s)", row.id, type(exc).__name__)
-            return False
-        return bool(200 <= response.status_code < 300)

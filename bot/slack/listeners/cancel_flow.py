@@ -80,7 +80,7 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
                 requested_by=req.user_id,
                 origin=req.origin,
                 channel_id=req.channel_id,
-                response_url=deps.reporter.seal_response_url(req.response_url),
+                response_url=deps.response_urls.seal(req.response_url),
             )
     except asyncio.TimeoutError:
         logger.warning("cancel path over its deadline; told the user to check history")
@@ -91,8 +91,7 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
         logger.warning("store unavailable on the cancel path")
         return CancelAnswer(build_error(STORE_DOWN))
     if result.created:
-        deps.reporter.remember_response_url(result.cancellation.id, req.response_url)
-        deps.reporter.wake()
+        deps.response_urls.remember(result.cancellation.id, req.response_url)
     return CancelAnswer(
         build_request_ack(
             result.cancellation, created=result.created, notification=result.notification
