@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +17,6 @@ from bot.model import (
     AuditAction,
     AuditEntry,
     AuditRecord,
-    Cancellation,
     audit_hash,
 )
 from bot.service.workspaces import hash_token
@@ -233,23 +231,10 @@ class AuditTrail:
             )
         )
 
-    async def history(
-        self,
-        workspace_id: str,
-        *,
-        training_id: str | None = None,
-        user_id: str | None = None,
-        period: float | None = None,
-        limit: int = 10,
-    ) -> tuple[list[Cancellation], int]:
-        """The newest cancellations matching the filters (newest first), and how many match."""
-        return await self.store.cancellations.search(
-            workspace_id,
-            training_id=training_id,
-            requested_by=user_id,
-            since=time.time() - period if period is not None else None,
-            limit=limit,
-        )
+    async def has_token(self, workspace_id: str) -> bool:
+        """Whether the workspace has issued a GET /audit token (OAuth)."""
+        row = await self.store.workspaces.get(workspace_id)
+        return bool(row is not None and row.audit_token_hash)
 
 
 def _hashes_as(record: AuditRecord, seq: int) -> bool:

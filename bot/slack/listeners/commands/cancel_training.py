@@ -117,20 +117,17 @@ async def answer_history(deps: Deps, workspace_id: str, text: str) -> dict[str, 
     filters = parse_history_filters(text)
     if filters is None:
         return build_usage()
-    rows, total = await deps.audit.history(
+    history = await deps.queries.history(
         workspace_id,
         training_id=filters.training_id,
         user_id=filters.user_id,
         period=filters.seconds,
         limit=HISTORY_LIMIT,
     )
-    posted = await deps.store.notifications.for_trainings(
-        workspace_id, [r.training_id for r in rows]
-    )
     return build_history(
-        rows,
-        report_links(rows, posted),
-        more=total - len(rows),
+        history.rows,
+        report_links(history.rows, history.notifications),
+        more=history.total - len(history.rows),
         training_id=filters.training_id,
         user_id=filters.user_id,
         period=filters.period,
@@ -151,16 +148,7 @@ async def start_watching(
         return build_refusal(decision)
     if not channel_id:
         return build_error("Run this in the channel where the live message should appear.")
-    existing = await deps.store.notifications.get(workspace_id, training_id)
-    await deps.store.training_events.enqueue(
-        workspace_id=workspace_id,
-        training_id=training_id,
-        stage=None,
-        logs=None,
-        source="watch",
-        channel_id=channel_id,
-        owner_id=None,
-    )
+    existing = await deps.queries.watch(workspace_id, training_id, channel_id=channel_id)
     deps.notifier.wake()
     link = notification_link(existing) if existing else None
     return build_watching(training_id, existing_link=link)
@@ -207,7 +195,7 @@ async def handle_cancel_training(
         if not decision.allowed:
             await respond(**build_refusal(decision))
             return
-        notes = await deps.store.notifications.cancellable(workspace_id, limit=10)
+        notes = await deps.queries.cancellable(workspace_id, limit=10)
         await respond(**build_cancellable_list(notes))
     except StoreUnavailable:
         await respond(**build_error(STORE_DOWN))
