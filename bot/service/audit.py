@@ -1,4 +1,4 @@
-"""The audit trail: export, verify, search; plain values (no SQL, no Slack, no HTTP).
+"""The audit trail: export, verify, refusals, GET /audit tokens; plain values (no SQL, no Slack, no HTTP).
 
 Records are written by the store inside the transaction of the change they record; this module
 reads them back, recomputes the chain, and records what changes nothing else (a refusal).
