@@ -284,6 +284,8 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
     async def report(row: Cancellation) -> None:
         metrics.cancellations.labels(outcome=row.outcome or "unknown").inc()
 
+    groups = GroupMembers(clients=fast_client)
+    access = AccessPolicy(entries=workspaces.entries, groups=groups)
     service = CancellationService(
         store=store,
         client=modelslab,
@@ -293,9 +295,9 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         on_rescheduled=wake_reporter,
         limiter=limiter,
         reports=reporter,
+        safety=workspaces.safety,
+        access=access,
     )
-    groups = GroupMembers(clients=fast_client)
-    access = AccessPolicy(entries=workspaces.entries, groups=groups)
 
     async def forget_workspace(enterprise_id: str | None, team_id: str | None) -> None:
         workspace_id = workspace_key(enterprise_id, team_id)

@@ -34,6 +34,16 @@ class Decision:
     code: str = "allowed"  # a bounded label for metrics
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """Which rule decided whether a user may cancel (can-i)."""
+
+    allowed: bool
+    rule: str  # listed | group | not_listed | group_lookup | empty_list | other_workspace
+    group_id: str | None = None
+    detail: str = ""  # the refusal's words, or what went wrong looking a group up
+
+
 class GroupLookupFailed(Exception):
     """A user group's members could not be read from Slack."""
 
@@ -151,6 +161,34 @@ class AccessPolicy:
                 False, f"Your access could not be confirmed: {problems[0]}.", "group_lookup"
             )
         return Decision(False, NOT_LISTED, "not_listed")
+
+    async def explain(self, workspace_id: str, user_id: str) -> Explanation:
+        """Like check, naming the rule that decided: listed by id, member of a group, not listed…"""
+        entries = await self._entries(workspace_id)
+        if entries is None:
+            return Explanation(False, "other_workspace", detail=OTHER_WORKSPACE)
+        if not entries:
+            return Explanation(False, "empty_list", detail=EMPTY_LIST)
+        if user_id in entries:
+            return Explanation(True, "listed")
+        groups = [e for e in entries if e.startswith("S")]
+        results = await asyncio.gather(
+            *(self._groups.members(workspace_id, g, timeout=self._timeout) for g in groups),
+            return_exceptions=True,
+        )
+        failed: Explanation | None = None
+        for group_id, result in zip(groups, results, strict=True):
+            if isinstance(result, GroupLookupFailed):
+                failed = failed or Explanation(False, "group_lookup", group_id, str(result))
+            elif isinstance(result, BaseException):
+                raise result
+            elif user_id in result:
+                return Explanation(True, "group", group_id)
+        return failed or Explanation(False, "not_listed", detail=NOT_LISTED)
+
+    async def allowed_entries(self, workspace_id: str) -> Sequence[str] | None:
+        """The users and groups allowed to cancel (who-can); None: workspace not served."""
+        return await self._entries(workspace_id)
 
 
 def static_entries(workspace_id: str, entries: Sequence[str]) -> EntriesLookup:
