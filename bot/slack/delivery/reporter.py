@@ -20,12 +20,17 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.crypto import SecretBox
 from bot.errors import BotError, StoreUnavailable
-from bot.model import Cancellation, Notification, OutcomeKind, ReportState
+from bot.model import Cancellation, Notification, OutcomeKind, ReportState, State
 from bot.service.cancellation import new_worker_id
 from bot.slack.clients import answering_429s, get_permalink
 from bot.slack.delivery.renderer import NotificationRenderer, SlackUnavailable
 from bot.slack.errors import is_transient, retry_after
-from bot.slack.messages.blocks import build_announcement, build_outcome, build_retry_notice
+from bot.slack.messages.blocks import (
+    build_announcement,
+    build_hold_notice,
+    build_outcome,
+    build_retry_notice,
+)
 from bot.store import Store
 from bot.worker import QueueWorker
 
@@ -34,6 +39,7 @@ logger = logging.getLogger(__name__)
 ClientLookup = Callable[[str], Awaitable[Any]]
 ChannelLookup = Callable[[str], Awaitable[str | None]]
 METADATA_TYPE = "cancel_training_report"
+HELD_MARKER = "held"  # the held notice (Undo / Approve / Deny) is in the thread
 # Errors that retrying cannot fix: the bot is not in the channel, the message is gone, ...
 PERMANENT_ERRORS = frozenset(
     {
@@ -251,6 +257,8 @@ class Reporter:
         if not row.is_final:
             if note is not None:
                 await self._render_notification(client, row, note)
+            if row.state == State.HELD:
+                await self._announce_hold(client, row, thread)
             elif row.outcome == OutcomeKind.RATE_LIMITED:
                 # A notification shows the retry time itself; otherwise say it in the thread.
                 await self._announce_retry(client, row, thread)
@@ -279,6 +287,31 @@ class Reporter:
         if note is None:
             await self._link_own_thread(client, row, thread)
         await self.store.reports.finish(row.id, self.owner, seen=row, state=ReportState.DELIVERED)
+
+    async def _announce_hold(
+        self, client: Any, row: Cancellation, thread: tuple[str, str] | None
+    ) -> None:
+        """Post the held notice (Undo, or Approve / Deny) in the thread, once."""
+        if row.rendered == HELD_MARKER:
+            return
+        message = build_hold_notice(row)
+        if thread is not None:
+            try:
+                await self._post_once(
+                    client,
+                    row,
+                    HELD_MARKER,
+                    channel=thread[0],
+                    thread_ts=thread[1],
+                    message=message,
+                )
+            except _Permanent:
+                await self._fallback(row, str(message["text"]))
+        else:
+            await self._fallback(row, str(message["text"]))
+        await self.store.reports.update(
+            row.id, self.owner, rendered=HELD_MARKER, report_posting=None
+        )
 
     async def _announce_retry(
         self, client: Any, row: Cancellation, thread: tuple[str, str] | None
