@@ -35,13 +35,13 @@ from bot.slack.delivery.reporter import Reporter
 from bot.slack.oauth import (
     CachedInstallationAuthorize,
     EncryptedInstallationStore,
-    add_oauth_routes,
     build_installation_store,
     build_oauth_flow,
     workspace_key,
 )
 from bot.store import Store
 from bot.web import OnlineProbe, TrainingRoutes, create_web_app
+from bot.web.oauth import add_oauth_routes
 
 logger = logging.getLogger("bot")
 
