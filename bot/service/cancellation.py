@@ -17,6 +17,7 @@ from typing import Protocol
 from bot.errors import MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.model import (
+    ACTIVE_STATES,
     Cancellation,
     Claim,
     Hold,
@@ -108,6 +109,8 @@ class Preview:
     stage: str | None = None  # ModelsLab's state word; None: unknown (no answer in time)
     eta: str | None = None
     api: str = "v3"
+    # A cancellation that already holds the claim (held, requested, calling or cancelled).
+    active: Cancellation | None = None
 
 
 class CancellationService:
@@ -208,18 +211,24 @@ class CancellationService:
     async def preview(self, workspace_id: str, training_id: str, *, within: float) -> Preview:
         """Describe a training before anyone cancels it; the status call gets `within` seconds."""
         training_id = validate_training_id(training_id)
+        started = time.monotonic()
         note = await self.store.notifications.get(workspace_id, training_id)
+        latest = await self.store.cancellations.latest(workspace_id, training_id)
+        active = latest if latest is not None and latest.state in ACTIVE_STATES else None
+        known = Preview(training_id, note, active=active)
         key = await self.keys(workspace_id)
-        if not key or within <= 0:
-            return Preview(training_id, note)
+        within -= time.monotonic() - started
+        if not key or within <= 0 or active is not None:
+            return known
         try:
             async with timeout(within), self.limiter.poll(key):
                 status = await self.client.status(training_id, key)
         except asyncio.TimeoutError:
-            return Preview(training_id, note)
+            return known
         if not status.definitive or not status.state:
-            return Preview(training_id, note)
-        return Preview(training_id, note, status.state, parse_eta(status.details), status.api)
+            return known
+        eta = parse_eta(status.details)
+        return Preview(training_id, note, status.state, eta, status.api, active=None)
 
     async def _hold_for(
         self, workspace_id: str, training_id: str, requested_by: str, origin: Origin

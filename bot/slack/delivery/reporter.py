@@ -257,11 +257,11 @@ class Reporter:
         if not row.is_final:
             if note is not None:
                 await self._render_notification(client, row, note)
-            if row.state == State.HELD:
-                await self._announce_hold(client, row, thread)
             elif row.outcome == OutcomeKind.RATE_LIMITED:
                 # A notification shows the retry time itself; otherwise say it in the thread.
                 await self._announce_retry(client, row, thread)
+            if row.state == State.HELD:
+                await self._announce_hold(client, row, thread)
             if note is None:
                 await self._link_own_thread(client, row, thread)
             await self.store.reports.finish(row.id, self.owner, seen=row, state=ReportState.WAITING)

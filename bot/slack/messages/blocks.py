@@ -126,11 +126,14 @@ def build_usage() -> Message:
     """The help text for /cancel-training."""
     arg = escape("<training_id>")
     text = (
-        f"*{COMMAND} {arg}* — cancel a ModelsLab training (ids look like `F5jvdzGnYi` or a UUID)\n"
+        f"*{COMMAND} {arg}* — show what would be cancelled, with a Cancel training button "
+        "(ids look like `F5jvdzGnYi` or a UUID)\n"
         f"*{COMMAND}* — list the trainings you can still cancel, each with a button\n"
         f"*{COMMAND} history* — the last 10 cancellations in this workspace\n"
         f"*{COMMAND} watch {arg}* — post a live status message for a training started elsewhere\n"
-        f"*{COMMAND} cancel {arg}* — cancel an id that happens to be a subcommand word\n"
+        f"*{COMMAND} cancel {arg}* — the same for an id that happens to be a subcommand word\n"
+        f"*{COMMAND} can-i [{arg}]* — whether you may cancel, and which rule decides it\n"
+        f"*{COMMAND} who-can* — the people and user groups allowed to cancel\n"
         f"*{COMMAND} help* — this message"
     )
     return _ephemeral(text)

@@ -16,6 +16,7 @@ from bot.slack.messages.blocks import (
     _context,
     _message,
     _section,
+    build_request_ack,
     cancel_button,
     slack_date,
 )
@@ -65,6 +66,17 @@ def build_preview_card(preview: Preview, *, dry_run: bool = False) -> Message:
             "ModelsLab decides whether it exists._"
         )
     blocks: list[Block] = [_section("\n".join(lines))]
+    if preview.active is not None:
+        # Nothing to press: a second request would only be told the same.
+        told = build_request_ack(preview.active, created=False, notification=note)["text"]
+        blocks.append(_section(told))
+        blocks.append(
+            ActionsBlock(
+                block_id=CARD_BLOCK,
+                elements=[ButtonElement(text="Dismiss", action_id=DISMISS_ACTION, value="dismiss")],
+            )
+        )
+        return {"response_type": "ephemeral", **_message(told, blocks)}
     if dry_run:
         blocks.append(_context(":test_tube: Dry run: nothing will be cancelled."))
     blocks.append(
