@@ -17,7 +17,7 @@ from tests.fakes.slack_requests import (
     form_payload_body,
     slash_command_body,
 )
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env
+from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env, card_button
 from tests.processes import (
     STOP_TIMEOUT,
     buttons,
@@ -30,6 +30,27 @@ from tests.processes import (
     serving,
     wait_until,
 )
+
+
+async def press_card(url: str, slack: FakeSlack, ack: str, name: str) -> dict[str, object]:
+    """Press the Cancel training button of the preview card `ack` answered with, as ALICE."""
+    card = json.loads(ack)
+    assert card["response_type"] == "ephemeral"
+    button = card_button(card)
+    assert button is not None, card
+    payload = block_actions_payload(
+        value=button["value"],
+        action_id=button["action_id"],
+        user_id=ALICE,
+        user_name="alice",
+        channel_name="payload-alerts",
+        ephemeral=True,
+        response_url=slack.response_url(name),
+    )
+    status, text, took = await post_signed(url, form_payload_body(payload))
+    assert status == 200 and took < 2.5, (status, text, took)
+    return (await slack.wait_for_response(name, timeout=10))[0]
+
 
 # --- tests ---------------------------------------------------------------------------------
 
@@ -91,8 +112,8 @@ async def test_slash_command_with_payload_in_channel_name_and_a_refused_user(
         )
         status, text, took = await post_signed(bot.url or "", body)
         assert status == 200 and took < 2.5, (status, text, took)
-        ack = json.loads(text)
-        assert ack["response_type"] == "ephemeral" and "Cancelling training" in ack["text"]
+        ack = await press_card(bot.url or "", slack, text, "card")
+        assert ack["response_type"] == "ephemeral" and "Cancelling training" in str(ack["text"])
 
         await modelslab.wait_for_calls(1, timeout=10)
         parent = (await slack.wait_for("chat.postMessage", timeout=10))[0]
@@ -130,7 +151,9 @@ async def test_sigterm_during_a_hanging_call_exits_0_and_a_restart_completes_it(
     async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
         body = slash_command_body(text=TRAINING, response_url=slack.response_url("cmd"))
         status, text, _ = await post_signed(bot.url or "", body)
-        assert status == 200 and "Cancelling training" in text
+        assert status == 200
+        ack = await press_card(bot.url or "", slack, text, "card")
+        assert "Cancelling training" in str(ack["text"])
         await modelslab.wait_for_calls(1, timeout=10)
         code, took = await bot.terminate()
         assert code == 0 and took < STOP_TIMEOUT, (code, took, bot.describe())
@@ -171,8 +194,9 @@ async def test_a_restart_completes_the_interrupted_call_when_the_real_lease_expi
     modelslab.script(TRAINING, ml.hang())
     async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
         body = slash_command_body(text=TRAINING, response_url=slack.response_url("cmd"))
-        status, _, _ = await post_signed(bot.url or "", body)
+        status, text, _ = await post_signed(bot.url or "", body)
         assert status == 200
+        await press_card(bot.url or "", slack, text, "card")
         await modelslab.wait_for_calls(1, timeout=10)
         code, _ = await bot.terminate()
         assert code == 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackClientError
 
 from bot.errors import StoreUnavailable
 from bot.model import Origin
@@ -15,6 +18,7 @@ from bot.slack.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_ref
 from bot.slack.messages.blocks import RETRY_ACTION, build_error
 from bot.slack.messages.safe import CARD_CANCEL_ACTION
 
+logger = logging.getLogger(__name__)
 ORIGINS = {RETRY_ACTION: Origin.RETRY, CARD_CANCEL_ACTION: Origin.COMMAND}
 
 MISMATCH = "This button does not belong to a training notification of this workspace; nothing was cancelled."
@@ -66,8 +70,12 @@ async def handle_cancel_button(
     answer = await request_cancel(deps, req)
     await ack()
     if req.origin is Origin.COMMAND:
-        # The preview card's click: the card gives way to what became of the request.
-        await respond(**answer.message, replace_original=True)
+        # The preview card's click: the card gives way to what became of the request. Best
+        # effort: the claim stands, and the thread (or the fallback) tells the outcome anyway.
+        try:
+            await respond(**answer.message, replace_original=True)
+        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+            logger.warning("preview card not replaced (%s)", type(exc).__name__)
     # A new claim shows on the notification itself; everything else is said privately.
     elif not answer.created or container.get("is_ephemeral"):
         await respond(**answer.message, replace_original=False)
