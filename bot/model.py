@@ -108,6 +108,10 @@ class Workspace:
     approval_seconds: int = 900
 
 
+# The undo windows offered in App Home (seconds; 0 = off); the CLI takes any up to 300.
+UNDO_CHOICES = (0, 10, 30, 60)
+
+
 @dataclass(frozen=True)
 class Safety:
     """A workspace's safe-cancel settings: the undo window and the two-person rule."""

@@ -325,3 +325,37 @@ async def test_who_can_lists_people_and_groups(bot: Bot) -> None:
     [posted] = await bot.slack.wait_for_response("cmd")
     assert f"<@{ALICE}>" in posted["text"] and f"<@{BOB}>" in posted["text"]
     assert "<!subteam^S0ONCALL1>" in posted["text"]
+
+
+# -- App Home (admins) ------------------------------------------------------------------------
+
+
+async def test_admins_set_the_undo_window_and_two_person_rule_in_app_home(bot: Bot) -> None:
+    from tests.fakes.slack_requests import form_payload_body
+    from tests.listeners.test_home import home_action_payload, open_home
+
+    bot.slack.users[ALICE] = {"is_admin": True}
+    home = await open_home(bot, ALICE)
+    assert "home_undo_window" in home and "home_two_person" in home
+    for action_id, value in (("home_undo_window", "30"), ("home_two_person", "on")):
+        payload = home_action_payload(bot, action_id, ALICE)
+        payload["actions"][0].update(
+            type="static_select",
+            selected_option={"text": {"type": "plain_text", "text": value}, "value": value},
+        )
+        status, _ = await bot.post(form_payload_body(payload), "application/x-www-form-urlencoded")
+        assert status == 200
+    await bot.slack.wait_for(
+        "views.publish", count=3, where=lambda c: c.args.get("user_id") == ALICE
+    )
+    safety = await bot.runtime.deps.workspaces.safety(bot.slack.team_id)
+    assert (safety.undo_seconds, safety.two_person) == (30, True)
+    # Someone who is not an admin changes nothing.
+    payload = home_action_payload(bot, "home_undo_window", BOB)
+    payload["actions"][0].update(
+        type="static_select",
+        selected_option={"text": {"type": "plain_text", "text": "Off"}, "value": "0"},
+    )
+    await bot.post(form_payload_body(payload), "application/x-www-form-urlencoded")
+    await bot.slack.wait_for("views.open")
+    assert (await bot.runtime.deps.workspaces.safety(bot.slack.team_id)).undo_seconds == 30

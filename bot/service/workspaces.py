@@ -55,7 +55,6 @@ async def single_workspace_id(*, store: Store, slack: Any | None) -> str:
 
 MAX_UNDO_SECONDS = 300
 MAX_APPROVAL_MINUTES = 24 * 60
-UNDO_CHOICES = (0, 10, 30, 60)
 
 
 def hash_token(token: str) -> str:

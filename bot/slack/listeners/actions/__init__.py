@@ -11,6 +11,7 @@ from bot.slack.listeners.actions.settings import (
     handle_edit_allow,
     handle_remove_key,
     handle_rotate_webhook,
+    handle_safety_pick,
     handle_set_key,
 )
 from bot.slack.listeners.runner import acks_first
@@ -39,3 +40,5 @@ def register(app: AsyncApp) -> None:
     app.action(home.ROTATE_WEBHOOK)(acks_first(handle_rotate_webhook))
     app.action(home.AUDIT_CHANNEL)(acks_first(handle_channel_pick))
     app.action(home.NOTIFY_CHANNEL)(acks_first(handle_channel_pick))
+    app.action(home.UNDO_WINDOW)(acks_first(handle_safety_pick))
+    app.action(home.TWO_PERSON)(acks_first(handle_safety_pick))
