@@ -25,6 +25,7 @@ from bot.model import Cancellation
 from bot.modelslab import KeyLimiter, ModelsLabClient
 from bot.service.access import AccessPolicy, GroupMembers
 from bot.service.cancellation import CancellationService
+from bot.service.queries import Queries
 from bot.service.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces, served_warnings
 from bot.slack.app import create_app, single_workspace_authorize
 from bot.slack.clients import SlackClients
@@ -39,6 +40,7 @@ from bot.slack.oauth import (
     build_oauth_flow,
     workspace_key,
 )
+from bot.slack.usergroups import SlackGroupMembers
 from bot.store import Store
 from bot.web import OnlineProbe, TrainingRoutes, create_web_app
 from bot.web.oauth import add_oauth_routes
@@ -278,13 +280,10 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         limiter=limiter,
     )
 
-    async def wake_reporter(row: Cancellation) -> None:
-        reporter.wake()
-
     async def report(row: Cancellation) -> None:
         metrics.cancellations.labels(outcome=row.outcome or "unknown").inc()
 
-    groups = GroupMembers(clients=fast_client)
+    groups = GroupMembers(lookup=SlackGroupMembers(clients=fast_client))
     access = AccessPolicy(entries=workspaces.entries, groups=groups)
     service = CancellationService(
         store=store,
@@ -292,7 +291,6 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         keys=workspaces.key_for,
         dry_run=settings.dry_run,
         on_finished=report,
-        on_rescheduled=wake_reporter,
         limiter=limiter,
         reports=reporter,
         safety=workspaces.safety,
@@ -326,10 +324,10 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
             )
 
     deps = Deps(
-        store=store,
         service=service,
+        queries=Queries(store=store, fixed_entries=workspaces.fixed_entries),
         access=access,
-        reporter=reporter,
+        response_urls=reporter.response_urls,
         workspaces=workspaces,
         slack_client=slack_client,
         forget_workspace=forget_workspace,

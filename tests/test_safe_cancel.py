@@ -8,9 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bot.config import async_database_url
 from bot.model import Hold, State
 from bot.slack.messages.blocks import APPROVE_ACTION, DENY_ACTION, HOLD_BLOCK, UNDO_ACTION
 from bot.slack.messages.safe import CARD_CANCEL_ACTION, DISMISS_ACTION
+from bot.store import Store
 from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
@@ -174,14 +176,17 @@ async def test_a_window_that_ended_while_the_bot_was_down_proceeds_once_on_start
         assert "in 60 s" in answer["text"]
         row = await row_of(first)
         assert row.state == State.HELD and row.hold is Hold.UNDO
-        store = first.runtime.store
-        # The window ends while no bot runs.
+    # The window ends while no bot runs.
+    store = Store.from_url(async_database_url(sqlite_url))
+    try:
         async with store.engine.begin() as conn:
             await conn.execute(
                 sa.update(cancellations).values(
                     held_until=time.time() - 1, next_attempt_at=time.time() - 1
                 )
             )
+    finally:
+        await store.close()
     assert modelslab.cancel_calls() == []
     async with running_bot(slack, modelslab, sqlite_url) as second:
         settled = await second.runtime.service.wait_settled(row.id, timeout=10)

@@ -50,7 +50,6 @@ async def handle_hold_button(
     if not answer.done:
         await respond(**build_error(answer.refusal), replace_original=False)
         return
-    deps.reporter.wake()
     message = body.get("message") or {}
     # The held notice in the thread shows the decision; the notification is the renderer's.
     if message.get("thread_ts") and message.get("thread_ts") != message.get("ts"):
