@@ -261,7 +261,9 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         token = await tokens.token_for(team_id)
         return clients.fast_for(token) if token else None
 
-    renderer = NotificationRenderer(store=store)
+    groups = GroupMembers(lookup=SlackGroupMembers(clients=fast_client))
+    access = AccessPolicy(entries=workspaces.entries, groups=groups)
+    renderer = NotificationRenderer(store=store, visible_to=access.visible_users)
     limiter = KeyLimiter()
     reporter = Reporter(
         store=store,
@@ -283,8 +285,6 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
     async def report(row: Cancellation) -> None:
         metrics.cancellations.labels(outcome=row.outcome or "unknown").inc()
 
-    groups = GroupMembers(lookup=SlackGroupMembers(clients=fast_client))
-    access = AccessPolicy(entries=workspaces.entries, groups=groups)
     service = CancellationService(
         store=store,
         client=modelslab,

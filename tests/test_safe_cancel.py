@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -364,3 +365,80 @@ async def test_admins_set_the_undo_window_and_two_person_rule_in_app_home(bot: B
     await bot.post(form_payload_body(payload), "application/x-www-form-urlencoded")
     await bot.slack.wait_for("views.open")
     assert (await bot.runtime.deps.workspaces.safety(bot.slack.team_id)).undo_seconds == 30
+
+
+# -- the Cancel button shows to those who may press it ---------------------------------------
+
+
+def _cancel_buttons(blocks: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [b for b in buttons(blocks or []) if b["action_id"] == "cancel_training"]
+
+
+def test_the_cancel_button_names_its_viewers_up_to_the_cap_then_shows_to_everyone() -> None:
+    from bot.model import Notification
+    from bot.slack.messages import text as policy
+    from bot.slack.messages.blocks import build_notification
+    from tests.fakes.slack_rules import message_problems
+
+    note = Notification("T0A1B2C3D", TRAINING, CHANNEL, "1.2", ALICE, "LoRA run", None, 0.0)
+    few = build_notification(note, None, visible_to=[ALICE, BOB])
+    [button] = _cancel_buttons(few["blocks"])
+    assert button["visible_to_user_ids"] == [ALICE, BOB]
+    many = [f"U0MANY{i:04d}" for i in range(policy.VISIBLE_USERS + 1)]
+    [button] = _cancel_buttons(build_notification(note, None, visible_to=many)["blocks"])
+    assert "visible_to_user_ids" not in button
+    assert message_problems(few) == []
+    # What Slack would be sent beyond the cap is refused by the strict fake.
+    over = json.loads(json.dumps(few))
+    over["blocks"][-1]["elements"][0]["visible_to_user_ids"] = many
+    assert any("visible_to_user_ids" in p for p in message_problems(over))
+
+
+async def test_the_viewers_follow_allow_list_changes(bot: Bot) -> None:
+    from tests.listeners.test_home import submit_allow
+
+    bot.slack.users[ALICE] = {"is_admin": True}
+    ts = await notify(bot)
+    assert await submit_allow(bot, [CAROL]) == (200, "")
+
+    def shows_to(users: list[str]) -> Any:
+        def check(call: Any) -> bool:
+            found = _cancel_buttons(call.args.get("blocks"))
+            return (
+                call.args.get("ts") == ts
+                and bool(found)
+                and (found[0].get("visible_to_user_ids") == users)
+            )
+
+        return check
+
+    await bot.slack.wait_for("chat.update", where=shows_to(sorted([ALICE, BOB, CAROL])))
+    assert await submit_allow(bot, []) == (200, "")
+    await bot.slack.wait_for("chat.update", where=shows_to(sorted([ALICE, BOB])))
+
+
+async def test_groups_count_once_their_membership_is_cached(slack: FakeSlack) -> None:
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.service.access import AccessPolicy, GroupMembers, static_entries
+    from bot.slack.usergroups import SlackGroupMembers
+
+    group = "S0ONCALL1"
+    slack.usergroups[group] = [CAROL, DAVE]
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.base_url, retry_handlers=[])
+
+    async def clients(team_id: str) -> AsyncWebClient:
+        return client
+
+    policy = AccessPolicy(
+        entries=static_entries("T0A1B2C3D", [ALICE, group]),
+        groups=GroupMembers(lookup=SlackGroupMembers(clients=clients)),
+    )
+    # Not cached yet: shown to everyone rather than to a list missing the group's members.
+    assert await policy.visible_users("T0A1B2C3D") is None
+    await slack.wait_for("usergroups.users.list")
+    deadline = time.monotonic() + 5
+    while (shown := await policy.visible_users("T0A1B2C3D")) is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert shown == sorted([ALICE, CAROL, DAVE])

@@ -51,6 +51,9 @@ class GroupDirectory(Protocol):
     async def members(self, workspace_id: str, group_id: str, *, timeout: float) -> frozenset[str]:
         """Return the group's members within `timeout`; raise GroupLookupFailed."""
 
+    def cached(self, workspace_id: str, group_id: str) -> frozenset[str] | None:
+        """The group's members if known now, without waiting; None if not."""
+
 
 class GroupMembers:
     """Caches user-group membership; refreshes it in the background, never on the ack path twice."""
@@ -100,6 +103,17 @@ class GroupMembers:
         members = await self._lookup(*key)
         self._cache[key] = (members, time.monotonic())
         return members
+
+    def cached(self, workspace_id: str, group_id: str) -> frozenset[str] | None:
+        """The group's members if known now (never waits; a missing or stale entry is fetched)."""
+        key = (workspace_id, group_id)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is None or now - cached[1] > self._ttl:
+            self._refresh(key)
+        if cached is None or now - cached[1] > self._max_stale:
+            return None
+        return cached[0]
 
     def warm(self, workspace_id: str, group_ids: Sequence[str]) -> None:
         """Start fetching groups in the background (at start-up)."""
@@ -171,6 +185,19 @@ class AccessPolicy:
             elif user_id in result:
                 return Explanation(True, "group", group_id)
         return failed or Explanation(False, "not_listed", detail=NOT_LISTED)
+
+    async def visible_users(self, workspace_id: str) -> list[str] | None:
+        """Everyone allowed, groups resolved from cached membership; None if not all are known."""
+        entries = await self._entries(workspace_id)
+        if entries is None:
+            return None
+        users = {e for e in entries if not e.startswith("S")}
+        for group_id in (e for e in entries if e.startswith("S")):
+            members = self._groups.cached(workspace_id, group_id)
+            if members is None:
+                return None  # the button shows to everyone; pressing it is still checked
+            users |= members
+        return sorted(users)
 
     async def allowed_entries(self, workspace_id: str) -> Sequence[str] | None:
         """The users and groups allowed to cancel (who-can); None: workspace not served."""

@@ -209,10 +209,16 @@ def build_request_ack(
 
 
 def cancel_button(
-    training_id: str, *, retry: bool = False, action_id: str | None = None
+    training_id: str,
+    *,
+    retry: bool = False,
+    action_id: str | None = None,
+    visible_to: Sequence[str] | None = None,
 ) -> ButtonElement:
-    """The red Cancel (or Retry) button with its confirm dialog."""
+    """The red Cancel (or Retry) button with its confirm dialog (shown to `visible_to` only)."""
+    shown_to = list(visible_to) if visible_to and len(visible_to) <= policy.VISIBLE_USERS else None
     return ButtonElement(
+        visible_to_user_ids=shown_to,
         text="Retry cancel" if retry else "Cancel training",
         action_id=action_id or (RETRY_ACTION if retry else CANCEL_ACTION),
         value=training_id[: policy.BUTTON_VALUE],
@@ -342,8 +348,13 @@ def _stage_line(note: Notification) -> str | None:
     return line
 
 
-def build_notification(note: Notification, latest: Cancellation | None) -> Message:
-    """Render a training notification from its stage and latest cancellation (the one renderer)."""
+def build_notification(
+    note: Notification, latest: Cancellation | None, *, visible_to: Sequence[str] | None = None
+) -> Message:
+    """Render a training notification from its stage and latest cancellation (the one renderer).
+
+    `visible_to`: who may cancel (the Cancel button shows to them only); None: to everyone.
+    """
     shown_title = outside(note.title, TITLE_CHARS)
     title = f" — {shown_title}" if shown_title else ""
     training = outside(note.training_id, 64)
@@ -354,7 +365,9 @@ def build_notification(note: Notification, latest: Cancellation | None) -> Messa
     stage_line = _stage_line(note)
     if stage_line:
         blocks.append(_context(stage_line))
-    button: ButtonElement | None = None if note.finished else cancel_button(note.training_id)
+    button: ButtonElement | None = (
+        None if note.finished else cancel_button(note.training_id, visible_to=visible_to)
+    )
     status = "running"
     # A cancellation through the bot shows whatever stage a late webhook reports.
     if latest is not None and (
@@ -363,12 +376,14 @@ def build_notification(note: Notification, latest: Cancellation | None) -> Messa
         line, retry = _state_line(latest)
         blocks.append(_section(line))
         button = (
-            cancel_button(note.training_id, retry=True) if retry and not note.finished else None
+            cancel_button(note.training_id, retry=True, visible_to=visible_to)
+            if retry and not note.finished
+            else None
         )
         if latest.state == State.HELD:
             blocks.append(hold_buttons(latest))
         elif latest.state == State.WITHDRAWN and not note.finished:
-            button = cancel_button(note.training_id)
+            button = cancel_button(note.training_id, visible_to=visible_to)
         # "queued" and "being cancelled" look the same here: the message changes (one chat.update)
         # when the outcome is known, not when the worker picks the row up.
         in_progress = latest.state in QUEUED_STATES and not latest.outcome
