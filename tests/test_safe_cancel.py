@@ -442,3 +442,22 @@ async def test_groups_count_once_their_membership_is_cached(slack: FakeSlack) ->
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     assert shown == sorted([ALICE, CAROL, DAVE])
+
+
+async def test_the_held_notice_and_its_end_reach_the_audit_channel(bot: Bot) -> None:
+    audit = "C0AUDIT01"
+    await bot.runtime.store.workspaces.update(bot.slack.team_id, audit_channel=audit)
+    bot.runtime.deps.workspaces.forget_cached(bot.slack.team_id)
+    await settings(bot, undo_seconds=60)
+    ts = await notify(bot)
+    await bot.click(message_ts=ts)
+    notice = await held_notice(bot, ts)
+    [held] = await bot.slack.wait_for(
+        "chat.postMessage", where=lambda c: c.args["channel"] == audit
+    )
+    assert "in 60 s" in held.args["text"] and "blocks" not in held.args
+    await press(bot, notice, UNDO_ACTION, ALICE)
+    posts = await bot.slack.wait_for(
+        "chat.postMessage", count=2, where=lambda c: c.args["channel"] == audit
+    )
+    assert f"undone by <@{ALICE}>" in posts[1].args["text"]

@@ -263,6 +263,19 @@ class Reporter:
                 await self.response_urls.post(row, str(message["text"]))
         else:
             await self.response_urls.post(row, str(message["text"]))
+        audit = await self.audit_channel(row.workspace_id)
+        if audit:
+            try:
+                await self._post_once(
+                    client,
+                    row,
+                    "held-audit",
+                    channel=audit,
+                    thread_ts=None,
+                    message={"text": message["text"]},  # a record: no buttons there
+                )
+            except SlackError as exc:
+                logger.warning("audit channel %s refused the held notice: %s", audit, exc)
         await self.store.reports.update(
             row.id, self.owner, rendered=HELD_MARKER, report_posting=None
         )
