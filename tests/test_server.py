@@ -17,7 +17,7 @@ from tests.fakes.slack_requests import (
     form_payload_body,
     slash_command_body,
 )
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env, card_button
+from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env
 from tests.processes import (
     STOP_TIMEOUT,
     buttons,
@@ -25,32 +25,12 @@ from tests.processes import (
     in_thread,
     notify,
     post_signed,
+    press_card,
     rows,
     run_bot_cli,
     serving,
     wait_until,
 )
-
-
-async def press_card(url: str, slack: FakeSlack, ack: str, name: str) -> dict[str, object]:
-    """Press the Cancel training button of the preview card `ack` answered with, as ALICE."""
-    card = json.loads(ack)
-    assert card["response_type"] == "ephemeral"
-    button = card_button(card)
-    assert button is not None, card
-    payload = block_actions_payload(
-        value=button["value"],
-        action_id=button["action_id"],
-        user_id=ALICE,
-        user_name="alice",
-        channel_name="payload-alerts",
-        ephemeral=True,
-        response_url=slack.response_url(name),
-    )
-    status, text, took = await post_signed(url, form_payload_body(payload))
-    assert status == 200 and took < 2.5, (status, text, took)
-    return (await slack.wait_for_response(name, timeout=10))[0]
-
 
 # --- tests ---------------------------------------------------------------------------------
 
