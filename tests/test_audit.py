@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -688,3 +689,59 @@ def test_audit_token_is_read_once_and_check_warns_about_weak_or_ignored_ones(
     )
     assert oauth.audit_token is None
     assert any("AUDIT_TOKEN is ignored" in w for w in oauth.warnings)
+
+
+async def test_held_undone_approved_denied_and_expired_are_one_record_each(store: Store) -> None:
+    from bot.model import Hold
+
+    now = time.time()
+
+    async def held(training_id: str, hold: Hold) -> int:
+        claimed = await store.cancellations.enqueue(
+            workspace_id=TEAM,
+            training_id=training_id,
+            requested_by=ALICE,
+            origin=Origin.BUTTON.value,
+            hold=hold,
+            held_until=now + 60,
+        )
+        return claimed.cancellation.id
+
+    undo = await held("t-undo", Hold.UNDO)
+    await store.cancellations.end_hold(undo, by=BOB, outcome="undone", reason="undone")
+    approve = await held("t-approve", Hold.APPROVAL)
+    await store.cancellations.end_hold(approve, by=BOB, approve=True)
+    deny = await held("t-deny", Hold.APPROVAL)
+    await store.cancellations.end_hold(deny, by=BOB, outcome="denied", reason="denied")
+    expire = await held("t-expire", Hold.APPROVAL)
+    await store.cancellations.end_hold(expire, by=None, outcome="expired", reason="too late")
+    # A decision that comes too late changes nothing and records nothing.
+    assert await store.cancellations.end_hold(expire, by=BOB, approve=True) is None
+
+    log = await records(store)
+    assert [(r.training_id, r.action, r.actor) for r in log] == [
+        ("t-undo", "request", ALICE),
+        ("t-undo", "held", ALICE),
+        ("t-undo", "undone", BOB),
+        ("t-approve", "request", ALICE),
+        ("t-approve", "held", ALICE),
+        ("t-approve", "approved", BOB),
+        ("t-deny", "request", ALICE),
+        ("t-deny", "held", ALICE),
+        ("t-deny", "denied", BOB),
+        ("t-expire", "request", ALICE),
+        ("t-expire", "held", ALICE),
+        ("t-expire", "expired", ALICE),
+    ]
+    assert log[1].detail is not None and log[1].detail.startswith("undo: until ")
+    assert log[4].detail is not None and log[4].detail.startswith("approval: until ")
+    assert (await AuditTrail(store=store).verify()).broken is None
+
+
+async def test_a_policy_change_is_recorded(store: Store, tmp_path: Path) -> None:
+    workspaces = workspaces_service(store, tmp_path)
+    await workspaces.set_safety(TEAM, by=ALICE, undo_seconds=30, two_person=True)
+    [record] = await records(store)
+    assert (record.action, record.actor) == ("policy_set", ALICE)
+    assert record.detail == "undo_seconds=30, two_person=True"
+    assert [e["action"] for e in await store.workspaces.admin_events(TEAM)] == ["set_safety"]

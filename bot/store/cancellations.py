@@ -6,7 +6,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,10 +16,12 @@ from bot.model import (
     ACTIVE_STATES,
     FINAL_STATES,
     QUEUED_STATES,
+    WORKED_STATES,
     AuditAction,
     AuditEntry,
     Cancellation,
     Claim,
+    Hold,
     ReportState,
     State,
 )
@@ -46,7 +48,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
 
     lease = Lease(
         table=cancellations,
-        waiting=_c.state.in_(QUEUED_STATES),
+        waiting=_c.state.in_(WORKED_STATES),
         due_at=_c.next_attempt_at,
         owner=_c.lease_owner,
         expires_at=_c.lease_expires_at,
@@ -92,6 +94,9 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         lease_owner: str | None = None,
         lease_seconds: float = 0.0,
         on_abandoned: Callable[[Claim | None], None] | None = None,
+        hold: Hold | None = None,
+        held_until: float | None = None,
+        owner_id: str | None = None,
     ) -> Claim:
         """Claim: insert a new cancellation unless an active one exists; return either.
 
@@ -100,9 +105,12 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         is withdrawn if its batch has not started, and `on_abandoned` is told what became of it
         (the claim once written, None if nothing was). Claims that arrive together share one
         transaction (one multi-row INSERT): under load a claim waits for the batch in progress,
-        not for every claim before it.
+        not for every claim before it. With `hold`, the row is held (it holds the claim) and
+        becomes due for a worker at `held_until`.
         """
         now = time.time() if now is None else now
+        if hold is not None:
+            lease_owner = None
         values = {
             "lease_owner": lease_owner,
             "lease_expires_at": now + lease_seconds if lease_owner else None,
@@ -110,12 +118,15 @@ class CancellationQueue(LeasedQueue[Cancellation]):
             "training_id": training_id,
             "requested_by": requested_by,
             "origin": origin,
-            "state": State.REQUESTED,
+            "state": State.HELD if hold is not None else State.REQUESTED,
             "dry_run": dry_run,
             "requested_at": now,
             "updated_at": now,
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": held_until if hold is not None and held_until else now,
+            "hold": hold.value if hold is not None else None,
+            "held_until": held_until if hold is not None else None,
+            "owner_id": owner_id,
             "channel_id": channel_id,
             "response_url": response_url,
             # Reported from the start: the notification shows "Cancelling…" while it runs.
@@ -304,12 +315,69 @@ class CancellationQueue(LeasedQueue[Cancellation]):
             report_next_at=time.time(),
         )
 
+    async def end_hold(
+        self,
+        cancellation_id: int,
+        *,
+        by: str | None,
+        approve: bool = False,
+        outcome: str = "",
+        reason: str = "",
+        owner: str | None = None,
+        now: float | None = None,
+    ) -> Cancellation | None:
+        """End a hold: approved (requested now) or withdrawn with `outcome`; None if not held.
+
+        Only a row still held changes, so the first decision wins (an undo against the worker
+        whose window just ended, an approval against expiry). With `owner`, only while that
+        worker holds the row's lease (expiry); a person's decision ends any worker's lease.
+        """
+        now = time.time() if now is None else now
+        c = cancellations.c
+        where = [c.id == cancellation_id, c.state == State.HELD]
+        if owner is not None:
+            where.append(c.lease_owner == owner)
+        common: dict[str, Any] = {
+            "decided_by": by,
+            "updated_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "report_state": ReportState.PENDING,
+            "report_next_at": now,
+        }
+        if approve:
+            where += [c.hold == Hold.APPROVAL, c.held_until > now]
+            values = {**common, "state": State.REQUESTED, "next_attempt_at": now}
+        else:
+            values = {
+                **common,
+                "state": State.WITHDRAWN,
+                "outcome": outcome,
+                "reason": reason,
+                "finished_at": now,
+            }
+        async with self.db.begin(urgent=True) as conn:
+            row = (
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(*where)
+                    .values(**values)
+                    .returning(*cancellations.c)
+                )
+            ).first()
+            if row is None:
+                return None
+            ended = cancellation_from(row)
+            await append_in(conn, self.db, [_hold_entry(ended, by, approve=approve)])
+        return ended
+
     async def _update_leased(
         self,
         cancellation_id: int,
         owner: str,
         *,
         audit: Callable[[Cancellation], AuditEntry],
+        extra_where: tuple[Any, ...] = (),
         **values: Any,
     ) -> Cancellation | None:
         """Update a row this worker holds and append its audit record, in one transaction."""
@@ -321,7 +389,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     .where(
                         c.id == cancellation_id,
                         c.lease_owner == owner,
-                        c.state.in_(QUEUED_STATES),
+                        c.state.in_(WORKED_STATES),
+                        *extra_where,
                     )
                     .values(**values)
                     .returning(*cancellations.c)
@@ -433,6 +502,23 @@ def audit_entry(row: Cancellation, action: AuditAction, detail: str | None = Non
     )
 
 
+# How a hold ended (the service's outcome words) as the audit log's action.
+_HOLD_ENDINGS = {
+    "undone": AuditAction.UNDONE,
+    "denied": AuditAction.DENIED,
+    "expired": AuditAction.EXPIRED,
+}
+
+
+def _hold_entry(row: Cancellation, by: str | None, *, approve: bool) -> AuditEntry:
+    """An approval, undo, denial or expiry: by whoever decided (expiry: the requester's row)."""
+    action = AuditAction.APPROVED if approve else _HOLD_ENDINGS.get(row.outcome or "")
+    entry = audit_entry(
+        row, action or AuditAction.OUTCOME, None if approve else _outcome_detail(row)
+    )
+    return replace(entry, actor=by) if by else entry
+
+
 def _outcome_detail(row: Cancellation) -> str:
     """state, outcome and ModelsLab's answer, e.g. `cancelled: accepted; ModelsLab said: …`."""
     words = f"{row.state.value}: {row.outcome}" + (" (dry run)" if row.dry_run else "")
@@ -466,6 +552,15 @@ def _claim_entries(
                     thread=note.permalink if note is not None else None,
                 )
             )
+            if created and row.state is State.HELD:
+                until = iso(row.held_until) if row.held_until else "unknown"
+                entries.append(
+                    replace(
+                        entries[-1],
+                        action=AuditAction.HELD,
+                        detail=f"{row.hold}: until {until}",
+                    )
+                )
     return entries
 
 

@@ -29,6 +29,7 @@ ADMIN_EVENT_NAMES = {
     AuditAction.NOTIFY_CHANNEL_SET: "set_notification_channel",
     AuditAction.WEBHOOK_TOKEN_ROTATED: "rotate_webhook_token",
     AuditAction.ENV_IMPORTED: "import_env",
+    AuditAction.POLICY_SET: "set_safety",
 }
 AUDIT_ACTION_FOR_EVENT = {name: action for action, name in ADMIN_EVENT_NAMES.items()}
 

@@ -37,6 +37,7 @@ async def admin_settings(
         dry_run=deps.service.dry_run,
         audit_token_set=token_set,
         new_audit_token=new_audit_token,
+        safety=await ws.safety(workspace_id),
     )
 
 
