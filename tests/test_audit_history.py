@@ -119,3 +119,26 @@ async def test_history_is_the_last_10_and_says_how_many_more(bot: Bot) -> None:
     listed = [f"run-{i:02d}" for i in range(15) if f"run-{i:02d}" in text]
     assert listed == [f"run-{i:02d}" for i in range(5, 15)]  # the newest 10
     assert "…and 5 more" in text and "python -m bot audit export" in text
+
+
+async def test_a_refused_request_is_in_the_audit_log_with_its_rule(bot: Bot) -> None:
+    ack = await bot.command("F5jvdzGnYi", user_id=CAROL, user_name="carol")
+    assert "allow-list" in ack["text"]
+
+    from tests.listeners.test_home import eventually
+
+    store, team = bot.runtime.store, bot.slack.team_id
+
+    async def recorded() -> bool:
+        return await store.audit.head(team) is not None
+
+    await eventually(recorded)
+    found = [r async for r in store.audit.records(workspace_id=team)]
+    [record] = found
+    assert (record.action, record.actor, record.training_id, record.origin) == (
+        "refusal",
+        CAROL,
+        "F5jvdzGnYi",
+        "command",
+    )
+    assert record.detail.startswith("not_listed: ")

@@ -173,7 +173,9 @@ async def preview_card(deps: Deps, req: CancelRequest) -> CancelAnswer:
     decision = await deps.access.check(req.workspace_id, req.user_id)
     if not decision.allowed:
         deps.metrics.refusals.labels(reason=decision.code).inc()
-        return CancelAnswer(build_refusal(decision), refused=True, reason=decision.reason)
+        return CancelAnswer(
+            build_refusal(decision), refused=True, reason=decision.reason, rule=decision.code
+        )
     elapsed = time.monotonic() - (req.received_at or time.monotonic())
     within = min(PREVIEW_STATUS_BUDGET, CLAIM_DEADLINE - elapsed - 0.5)
     try:
