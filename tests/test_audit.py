@@ -410,6 +410,8 @@ def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Store]
         if name.startswith(("SLACK_", "MODELSLAB_", "DATABASE_", "AUDIT_", "BOT_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DATABASE_URL", url)
+    # In-process commands would take over the root logger (pytest's capture with it).
+    monkeypatch.setattr("bot.cli.common.setup_logging", lambda **_: None)
     return url, Store.from_url(async_database_url(url))
 
 
