@@ -27,6 +27,7 @@ import aiohttp
 from bot.config import async_database_url
 from bot.model import Cancellation
 from bot.store import Store
+from tests import REPO
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import ApiCall, FakeSlack, Message
 from tests.fakes.slack_requests import (
@@ -35,7 +36,6 @@ from tests.fakes.slack_requests import (
 )
 from tests.harness import ALICE, CHANNEL, SIGNING_SECRET, bot_env
 
-REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0  # a cold interpreter importing Bolt, SQLAlchemy and Alembic, migrating
 STOP_TIMEOUT = 25.0  # design: SIGTERM → exit within 25 s
 CLI_TIMEOUT = 60.0

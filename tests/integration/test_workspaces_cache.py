@@ -19,7 +19,7 @@ from bot.service import workspaces as workspaces_module
 from bot.service.workspaces import Workspaces
 from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
-from tests.test_workspaces import ALICE, BOB, DAVE, TEAM, settings_for, workspaces
+from tests.integration.test_workspaces import ALICE, BOB, DAVE, TEAM, settings_for, workspaces
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:

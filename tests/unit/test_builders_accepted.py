@@ -22,7 +22,7 @@ from bot.slack.messages import blocks, home
 from bot.slack.messages import text as policy
 from bot.stages import V3_STAGES, WORDS
 from tests.fakes.slack_rules import message_problems, options_problems, view_problems
-from tests.test_text_policy import any_text, hostile
+from tests.unit.test_text_policy import any_text, hostile
 
 FAST = settings(max_examples=60, deadline=None)
 LISTS = settings(max_examples=25, deadline=None)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
 from bot.slack.messages.blocks import COMMAND
+from tests import REPO
 
-ROOT = Path(__file__).parent.parent
+ROOT = REPO
 # The project's shared copy when present (kept current), else the copy vendored with the tests
 # (from slackapi/manifest-schema, MIT, see tests/data/manifest.schema.LICENSE).
 SHARED_SCHEMA = ROOT.parent / "shared" / "slack" / "manifest.schema.1.0.0.json"

@@ -9,11 +9,12 @@ must match the code exactly, so it can only shrink as modules move into their ro
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
-BOT = Path(__file__).resolve().parents[1] / "bot"
+from tests import REPO
+
+BOT = REPO / "bot"
 
 # Which top-level packages each layer may import, by path prefix under bot/.
 OWNERS: dict[str, tuple[str, ...]] = {

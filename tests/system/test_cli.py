@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
+from tests import REPO
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.processes import Run, run_bot_cli
@@ -24,7 +25,7 @@ def cli_env(modelslab: FakeModelsLab, database_url: str, store: Store) -> dict[s
         "DATABASE_URL": database_url,
         "MODELSLAB_API_URL": modelslab.base_url,
         "MODELSLAB_API_KEY": "good-key",
-        "PYTHONPATH": str(Path(__file__).parent.parent),
+        "PYTHONPATH": str(REPO),
     }
 
 
@@ -176,13 +177,13 @@ async def test_probably_cancelled_is_not_a_confirmed_success(
 def bare_env() -> dict[str, str]:
     """Nothing configured: for what needs no database."""
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-    return {**keep, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return {**keep, "PYTHONPATH": str(REPO)}
 
 
 async def test_version_comes_from_the_package_metadata(bare_env) -> None:
     from importlib import metadata
 
-    from tests.test_deploy_files import project_field
+    from tests.system.test_deploy_files import project_field
 
     run = await run_cli(bare_env, "--version")
     assert run.code == 0, run

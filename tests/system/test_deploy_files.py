@@ -22,11 +22,11 @@ import pytest
 from packaging.requirements import Requirement
 
 from bot.config import ENV_VARS
+from tests import REPO
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.processes import free_port, process_env, serving
 
-REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 PYPROJECT_TEXT = (REPO / "pyproject.toml").read_text()
 

@@ -25,7 +25,7 @@ from tests.fakes.slack_requests import (
 )
 from tests.fakes.slack_rules import message_problems, problems_for
 from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, bot_env, running_bot
-from tests.listeners.test_home import click_home, eventually, open_home
+from tests.integration.listeners.test_home import click_home, eventually, open_home
 from tests.processes import run_bot_cli
 
 AUDIT = "C0AUDIT01"

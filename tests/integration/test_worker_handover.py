@@ -18,7 +18,7 @@ from bot.service.cancellation import CancellationService, StaticKeys
 from bot.store import Store
 from bot.store.cancellations import _PendingClaim
 from tests.fakes.modelslab import FakeModelsLab
-from tests.test_cancellation import request, settled
+from tests.integration.test_cancellation import request, settled
 
 
 def make_service(store: Store, fake: FakeModelsLab, **kw: Any) -> CancellationService:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests import REPO
 
 
 def test_quick_benchmark_acks_in_time_and_loses_nothing(tmp_path: Path) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from bot.config import ENV_VARS
+from tests import REPO
 
-ROOT = Path(__file__).parent.parent
+ROOT = REPO
 # PORT and DATABASE_URL are set by the platform on Heroku (the PostgreSQL add-on, the router).
 PLATFORM_SET = {"PORT", "DATABASE_URL"}
 

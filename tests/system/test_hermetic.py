@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from bot.store import Store
-from tests import test_admin_cli, test_cli
 from tests.fakes.modelslab import FakeModelsLab
 from tests.processes import run_bot_cli
+from tests.system import test_admin_cli, test_cli
 
 HOSTILE = """\
 # What a developer's .env in the checkout may well say.

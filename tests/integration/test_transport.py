@@ -24,6 +24,7 @@ from cryptography.fernet import Fernet
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 from bot.slack.messages import home
+from tests import REPO
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
@@ -41,7 +42,6 @@ from tests.fakes.slack_requests import (
     slash_command_fields,
 )
 from tests.harness import ALICE, TRAINING, Bot, running_bot
-from tests.test_manifest import ROOT
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 SSL_CHECK = urlencode({"ssl_check": "1", "token": "legacy-token"}).encode()
@@ -316,7 +316,7 @@ def test_the_http_manifest_names_an_options_url_the_bot_serves() -> None:
         if "external_select" in b.get("element", {}).get("type", "")
     ]
     assert selects, "the allow-list modal has no external select any more: revisit the manifest"
-    http = yaml.safe_load((ROOT / "manifest.yml").read_text())["settings"]["interactivity"]
+    http = yaml.safe_load((REPO / "manifest.yml").read_text())["settings"]["interactivity"]
     url = http["message_menu_options_url"]
     assert url.endswith("/slack/events") and url.rsplit("/slack/", 1)[0] in http["request_url"]
 
