@@ -1,15 +1,11 @@
-"""The notification renderer: one chat.update per change people can see, none in between."""
+"""The notification builder: what people see changes only when the cancellation visibly does."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from typing import Any
 
 from bot.model import Cancellation, Notification
-from bot.slack.delivery.renderer import NotificationRenderer
 from bot.slack.messages.blocks import build_notification
-from bot.store import Store
 
 TEAM, TRAINING, CHANNEL, TS = "T1", "F5jvdzGnYi", "C0TRAIN01", "1764201600.000100"
 
@@ -75,40 +71,3 @@ def test_the_outcome_and_a_rate_limit_are_visible_changes() -> None:
     assert build_notification(note(), rate_limited) != shown
     assert build_notification(note(), cancelled) != shown
     assert "Cancel accepted" in str(build_notification(note(), cancelled)["blocks"])
-
-
-class RecordingClient:
-    """Just enough of AsyncWebClient for the renderer: records chat.update calls."""
-
-    def __init__(self) -> None:
-        self.updates: list[dict[str, Any]] = []
-
-    async def chat_update(self, **kwargs: Any) -> dict[str, Any]:
-        self.updates.append(kwargs)
-        return {"ok": True}
-
-
-async def test_the_worker_picking_a_row_up_costs_no_chat_update(store: Store) -> None:
-    await store.notifications.save(
-        workspace_id=TEAM, training_id=TRAINING, channel_id=CHANNEL, message_ts=TS, title="LoRA"
-    )
-    client = RecordingClient()
-    renderer = NotificationRenderer(store=store)
-    claim = await store.cancellations.enqueue(
-        workspace_id=TEAM, training_id=TRAINING, requested_by="U0BOB0001", origin="button"
-    )
-    await renderer.render(client, TEAM, TRAINING)
-    assert len(client.updates) == 1 and "Cancelling" in str(client.updates[0]["blocks"])
-
-    [row] = await store.cancellations.take("w1", lease_seconds=30, now=time.time())
-    assert await store.cancellations.mark_calling(row.id, "w1", lease_seconds=30) is not None
-    await renderer.render(client, TEAM, TRAINING)
-    assert len(client.updates) == 1  # "calling" looks like "requested": nothing to update
-
-    await store.cancellations.finish(
-        claim.cancellation.id, "w1", state="cancelled", outcome="accepted", reason="ok"
-    )
-    await renderer.render(client, TEAM, TRAINING)
-    assert len(client.updates) == 2 and "Cancel accepted" in str(client.updates[1]["blocks"])
-    await renderer.render(client, TEAM, TRAINING)
-    assert len(client.updates) == 2
