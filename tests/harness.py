@@ -10,11 +10,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
-from aiohttp import web
 
 from bot.config import Purpose, Settings, load_settings
 from bot.runtime import Runtime, build_runtime
 from bot.store import Store
+from tests.fakes.base import serve_on_loopback
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
@@ -127,11 +127,7 @@ async def running_bot(
     store = Store.from_url(settings.database_url)
     await store.migrate()
     runtime = await build_runtime(settings, store)
-    runner = web.AppRunner(runtime.web_app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_on_loopback(runtime.web_app)
     runtime.start_workers()
     try:
         async with aiohttp.ClientSession() as session:
