@@ -12,7 +12,9 @@ from urllib.parse import parse_qsl
 import aiohttp
 
 from bot.config import Purpose, Settings, load_settings
+from bot.model import Notification
 from bot.runtime import Runtime, build_runtime
+from bot.slack.messages.blocks import build_notification
 from bot.store import Store
 from tests.fakes.base import serve_on_loopback
 from tests.fakes.modelslab import FakeModelsLab
@@ -90,6 +92,25 @@ class Bot:
         payload = block_actions_payload(value=value, user_id=user_id, **kw)
         status, _ = await self.post(form_payload_body(payload), "application/x-www-form-urlencoded")
         return status
+
+
+async def post_notification(
+    bot: Bot, training: str = TRAINING, *, channel: str = CHANNEL, owner: str | None = ALICE
+) -> str:
+    """Post a training notification the way `python -m bot notify` does; return its ts."""
+    draft = Notification(bot.slack.team_id, training, channel, "", owner, "LoRA run", None, 0.0)
+    client = bot.runtime.clients.reporter_for(bot.slack.bot_token)
+    response = await client.chat_postMessage(channel=channel, **build_notification(draft, None))
+    ts = str(response["ts"])
+    await bot.runtime.store.notifications.save(
+        workspace_id=bot.slack.team_id,
+        training_id=training,
+        channel_id=channel,
+        message_ts=ts,
+        owner_id=owner,
+        title="LoRA run",
+    )
+    return ts
 
 
 def sent_request(body: bytes, content_type: str) -> dict[str, Any]:

@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 
-from bot.model import Cancellation, Notification
+from bot.model import Cancellation
 from bot.modelslab import ModelsLabClient
-from bot.slack.messages.blocks import build_notification
 from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
-from tests.harness import ALICE, BOB, CHANNEL, TRAINING, Bot, running_bot
+from tests.harness import BOB, CHANNEL, TRAINING, Bot, post_notification, running_bot
 from tests.processes import free_port, wait_until
 
 # The documented bounds (README "How a cancellation works", design §4).
@@ -52,32 +51,6 @@ FAST_BUDGET = 2.0
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-async def post_notification(bot: Bot, training: str = TRAINING) -> str:
-    """Post a training notification as `python -m bot notify` does; return its ts."""
-    draft = Notification(
-        workspace_id=bot.slack.team_id,
-        training_id=training,
-        channel_id=CHANNEL,
-        message_ts="",
-        owner_id=ALICE,
-        title="LoRA run",
-        stage=None,
-        created_at=time.time(),
-    )
-    client = bot.runtime.clients.reporter_for(bot.slack.bot_token)
-    response = await client.chat_postMessage(channel=CHANNEL, **build_notification(draft, None))
-    ts = str(response["ts"])
-    await bot.runtime.store.notifications.save(
-        workspace_id=bot.slack.team_id,
-        training_id=training,
-        channel_id=CHANNEL,
-        message_ts=ts,
-        owner_id=ALICE,
-        title="LoRA run",
-    )
-    return ts
 
 
 def replies_in(bot: Bot, ts: str) -> list[str]:

@@ -24,46 +24,19 @@ import time
 import pytest
 from slack_sdk.errors import SlackClientError
 
-from bot.model import Cancellation, Notification
+from bot.model import Cancellation
 from bot.slack.clients import FAST_TIMEOUT
-from bot.slack.messages.blocks import build_notification
 from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes import slack as fs
 from tests.fakes.slack_requests import slash_command_body
-from tests.harness import ALICE, BOB, CHANNEL, TRAINING, Bot
+from tests.harness import BOB, CHANNEL, TRAINING, Bot, post_notification
 from tests.processes import wait_until
 
 CLICK = f"click-{BOB}"  # the response_url name Bot.click gives BOB's clicks
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-async def post_notification(bot: Bot, training: str = TRAINING, *, channel: str = CHANNEL) -> str:
-    """Post a training notification as `python -m bot notify` does; return its ts."""
-    draft = Notification(
-        workspace_id=bot.slack.team_id,
-        training_id=training,
-        channel_id=channel,
-        message_ts="",
-        owner_id=ALICE,
-        title="LoRA run",
-        stage=None,
-        created_at=time.time(),
-    )
-    client = bot.runtime.clients.reporter_for(bot.slack.bot_token)
-    response = await client.chat_postMessage(channel=channel, **build_notification(draft, None))
-    ts = str(response["ts"])
-    await bot.runtime.store.notifications.save(
-        workspace_id=bot.slack.team_id,
-        training_id=training,
-        channel_id=channel,
-        message_ts=ts,
-        owner_id=ALICE,
-        title="LoRA run",
-    )
-    return ts
 
 
 async def row_of(bot: Bot, training: str = TRAINING) -> Cancellation:

@@ -25,7 +25,7 @@ async def claim(
     )
 
 
-async def post_notification(
+async def record_notification(
     store: Store, training: str, *, team: str = "T1", ts: str | None = "1764201600.000100"
 ) -> None:
     """Reserve a training's notification as the notifier does; record its ts once 'posted'."""
@@ -145,9 +145,9 @@ async def test_duplicates_across_workspaces_and_dry_run_are_separate_claims(stor
 
 
 async def test_a_claim_carries_the_trainings_posted_notification(store: Store) -> None:
-    await post_notification(store, "noted", ts="1764201600.000200")
-    await post_notification(store, "reserved", ts=None)  # being posted: no ts yet
-    await post_notification(store, "elsewhere", team="T2")
+    await record_notification(store, "noted", ts="1764201600.000200")
+    await record_notification(store, "reserved", ts=None)  # being posted: no ts yet
+    await record_notification(store, "elsewhere", team="T2")
     noted, reserved, bare, elsewhere = await asyncio.gather(
         claim(store, "noted"),
         claim(store, "reserved"),

@@ -7,26 +7,7 @@ import json
 
 from bot.slack.messages.blocks import CANCEL_ACTION, RETRY_ACTION
 from tests.fakes import modelslab as ml
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot
-
-
-async def notify(bot: Bot, training: str = TRAINING, owner: str | None = ALICE) -> str:
-    """Post a notification the way `python -m bot notify` does; return its ts."""
-    from bot.model import Notification
-    from bot.slack.messages.blocks import build_notification
-
-    draft = Notification(bot.slack.team_id, training, CHANNEL, "", owner, "LoRA run", None, 0.0)
-    client = bot.runtime.clients.reporter_for(bot.slack.bot_token)
-    response = await client.chat_postMessage(channel=CHANNEL, **build_notification(draft, None))
-    await bot.runtime.store.notifications.save(
-        workspace_id=bot.slack.team_id,
-        training_id=training,
-        channel_id=CHANNEL,
-        message_ts=response["ts"],
-        owner_id=owner,
-        title="LoRA run",
-    )
-    return str(response["ts"])
+from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, post_notification
 
 
 def buttons(blocks: list[dict]) -> list[dict]:
@@ -34,7 +15,7 @@ def buttons(blocks: list[dict]) -> list[dict]:
 
 
 async def test_notification_has_a_red_button_with_a_confirm_dialog(bot: Bot) -> None:
-    ts = await notify(bot)
+    ts = await post_notification(bot)
     [button] = buttons(bot.slack.find_message(CHANNEL, ts).blocks)
     assert (
         button["action_id"] == CANCEL_ACTION
@@ -48,7 +29,7 @@ async def test_notification_has_a_red_button_with_a_confirm_dialog(bot: Bot) -> 
 
 
 async def test_click_updates_the_notification_and_replies_in_its_thread(bot: Bot) -> None:
-    ts = await notify(bot)
+    ts = await post_notification(bot)
     assert await bot.click(message_ts=ts) == 200
     [reply] = await bot.slack.wait_for(
         "chat.postMessage", where=lambda c: c.args.get("thread_ts") == ts
@@ -69,7 +50,7 @@ async def test_click_updates_the_notification_and_replies_in_its_thread(bot: Bot
 
 
 async def test_twenty_clicks_make_one_call_and_the_others_are_told_privately(bot: Bot) -> None:
-    ts = await notify(bot)
+    ts = await post_notification(bot)
     users = [f"U0USER{i:03d}" for i in range(20)]
 
     async def lookup(team_id: str):
@@ -89,7 +70,7 @@ async def test_twenty_clicks_make_one_call_and_the_others_are_told_privately(bot
 
 
 async def test_refused_click_is_ephemeral_and_calls_nothing(bot: Bot) -> None:
-    ts = await notify(bot)
+    ts = await post_notification(bot)
     await bot.click(message_ts=ts, user_id=CAROL)
     [posted] = await bot.slack.wait_for_response(f"click-{CAROL}")
     assert posted["response_type"] == "ephemeral" and "allow-list" in posted["text"]
@@ -100,7 +81,7 @@ async def test_failure_shows_the_reason_and_a_retry_button_that_works(bot: Bot) 
     bot.modelslab.script(
         TRAINING, ml.server_error(500), ml.server_error(500), ml.server_error(500), ml.ok()
     )
-    ts = await notify(bot)
+    ts = await post_notification(bot)
     await bot.click(message_ts=ts)
     await bot.slack.wait_for("chat.postMessage", where=lambda c: c.args.get("thread_ts") == ts)
     await bot.slack.wait_for(
@@ -117,7 +98,7 @@ async def test_failure_shows_the_reason_and_a_retry_button_that_works(bot: Bot) 
 
 
 async def test_click_from_another_workspace_uses_nothing_of_this_one(bot: Bot) -> None:
-    ts = await notify(bot)
+    ts = await post_notification(bot)
     await bot.click(message_ts=ts, team_id="T0OTHER01")
     [posted] = await bot.slack.wait_for_response(f"click-{BOB}")
     assert "nothing was cancelled" in posted["text"] or "not set up" in posted["text"]
@@ -125,7 +106,7 @@ async def test_click_from_another_workspace_uses_nothing_of_this_one(bot: Bot) -
 
 
 async def test_tampered_value_is_refused(bot: Bot) -> None:
-    ts = await notify(bot)
+    ts = await post_notification(bot)
     await bot.click(value="someOtherRun", message_ts=ts)
     [posted] = await bot.slack.wait_for_response(f"click-{BOB}")
     assert "does not belong" in posted["text"]
