@@ -31,6 +31,7 @@ SIGNING_SECRET = "8f742231b10e8888abcd99aaabbb85a5"
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
 TRAINING = "F5jvdzGnYi"
 CHANNEL = "C0TRAIN01"
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 def bot_env(
@@ -64,6 +65,13 @@ class Bot:
     @property
     def secret(self) -> str:
         return str(self.settings.slack_signing_secret)
+
+    async def send(self, data: Any, headers: dict[str, str]) -> tuple[int, str]:
+        """POST to /slack/events with exactly these headers (no signing added): status, body text."""
+        async with self.session.post(
+            f"{self.url}/slack/events", data=data, headers=headers, timeout=HTTP_TIMEOUT
+        ) as resp:
+            return resp.status, await resp.text()
 
     async def post(self, body: bytes, content_type: str, **headers: str) -> tuple[int, str]:
         """Send ``body`` signed as Slack does; Slack renders the answer, so it is checked too."""

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 import pytest
 import yaml
 from aiohttp import web
@@ -41,17 +40,9 @@ from tests.fakes.slack_requests import (
     slash_command_body,
     slash_command_fields,
 )
-from tests.harness import ALICE, TRAINING, Bot, running_bot
+from tests.harness import ALICE, HTTP_TIMEOUT, TRAINING, Bot, running_bot
 
-TIMEOUT = aiohttp.ClientTimeout(total=10)
 SSL_CHECK = urlencode({"ssl_check": "1", "token": "legacy-token"}).encode()
-
-
-async def send(bot: Bot, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-    async with bot.session.post(
-        f"{bot.url}/slack/events", data=body, headers=headers, timeout=TIMEOUT
-    ) as resp:
-        return resp.status, await resp.text()
 
 
 async def assert_nothing_happened(bot: Bot) -> None:
@@ -69,13 +60,13 @@ async def assert_nothing_happened(bot: Bot) -> None:
 
 
 async def test_unsigned_ssl_check_is_answered_200_with_nothing_else(bot: Bot) -> None:
-    status, text = await send(bot, SSL_CHECK, {"Content-Type": FORM})
+    status, text = await bot.send(SSL_CHECK, {"Content-Type": FORM})
     assert (status, text) == (200, "")
     await assert_nothing_happened(bot)
 
 
 async def test_a_signed_ssl_check_is_answered_200_too(bot: Bot) -> None:
-    status, text = await send(bot, SSL_CHECK, signed(SSL_CHECK, bot.secret, content_type=FORM))
+    status, text = await bot.send(SSL_CHECK, signed(SSL_CHECK, bot.secret, content_type=FORM))
     assert (status, text) == (200, "")
     await assert_nothing_happened(bot)
 
@@ -97,17 +88,17 @@ async def test_a_signed_ssl_check_is_answered_200_too(bot: Bot) -> None:
     ],
 )
 async def test_every_other_unsigned_request_is_still_401(bot: Bot, body: bytes) -> None:
-    status, _ = await send(bot, body, {"Content-Type": FORM})
+    status, _ = await bot.send(body, {"Content-Type": FORM})
     assert status == 401
     forged = {"Content-Type": FORM, **sign(body, "0123456789abcdef0123456789abcdef")}
-    status, _ = await send(bot, body, forged)
+    status, _ = await bot.send(body, forged)
     assert status == 401
     await assert_nothing_happened(bot)
 
 
 async def test_an_unsigned_ssl_check_as_json_is_401(bot: Bot) -> None:
     body = json.dumps({"ssl_check": "1"}).encode()
-    status, _ = await send(bot, body, {"Content-Type": JSON})
+    status, _ = await bot.send(body, {"Content-Type": JSON})
     assert status == 401
 
 
@@ -188,7 +179,7 @@ async def test_what_the_bot_does_not_handle_gets_200_and_a_debug_line(
     bot: Bot, body: bytes, content_type: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG):
-        status, text = await send(bot, body, signed(body, bot.secret, content_type=content_type))
+        status, text = await bot.send(body, signed(body, bot.secret, content_type=content_type))
     assert (status, text) == (200, "")
     await assert_nothing_happened(bot)
     mine = [r for r in caplog.records if "no listener" in r.getMessage()]
@@ -211,7 +202,7 @@ def _request_for(path: str, method: str, secret: str) -> tuple[dict[str, str], b
 
 
 async def _content_types(bot: Bot, method: str, path: str, **kw: Any) -> list[str]:
-    async with bot.session.request(method, f"{bot.url}{path}", timeout=TIMEOUT, **kw) as resp:
+    async with bot.session.request(method, f"{bot.url}{path}", timeout=HTTP_TIMEOUT, **kw) as resp:
         await resp.read()
         return resp.headers.getall("Content-Type", [])
 
@@ -265,7 +256,7 @@ async def test_every_route_sends_one_content_type_oauth(
         seen = await _assert_one_content_type_everywhere(bot)
         assert {"/slack/install", "/slack/oauth_redirect"} <= seen
         # The install page itself: HTML, once, with its state cookie.
-        async with bot.session.get(f"{bot.url}/slack/install", timeout=TIMEOUT) as resp:
+        async with bot.session.get(f"{bot.url}/slack/install", timeout=HTTP_TIMEOUT) as resp:
             assert resp.status == 200
             assert resp.headers.getall("Content-Type") == ["text/html; charset=utf-8"]
             assert resp.headers.getall("Set-Cookie")

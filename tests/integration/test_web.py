@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlencode
 
-import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,11 +36,10 @@ from tests.fakes.slack_requests import (
     slash_command_body,
     url_verification_body,
 )
-from tests.harness import ALICE, CHANNEL, TRAINING, Bot, running_bot
+from tests.harness import ALICE, CHANNEL, HTTP_TIMEOUT, TRAINING, Bot, running_bot
 
 T = TypeVar("T")
 HeaderBuilder = Callable[[bytes, str], dict[str, str]]  # (body, signing secret) -> headers
-TIMEOUT = aiohttp.ClientTimeout(total=10)
 NOTIFICATION_TS = "1764201600.000100"  # block_actions_payload's default message_ts
 
 
@@ -53,21 +51,13 @@ def alice_cancels() -> bytes:
     return slash_command_body(text=TRAINING, user_id=ALICE)
 
 
-async def send(bot: Bot, data: Any, headers: dict[str, str]) -> tuple[int, str]:
-    """POST to /slack/events with exactly these headers (no signing added): status, body text."""
-    async with bot.session.post(
-        f"{bot.url}/slack/events", data=data, headers=headers, timeout=TIMEOUT
-    ) as resp:
-        return resp.status, await resp.text()
-
-
 async def post_signed(bot: Bot, body: bytes, content_type: str) -> tuple[int, str]:
     """POST ``body`` signed correctly, as Slack would."""
-    return await send(bot, body, signed(body, bot.secret, content_type=content_type))
+    return await bot.send(body, signed(body, bot.secret, content_type=content_type))
 
 
 async def assert_healthy(bot: Bot) -> None:
-    async with bot.session.get(f"{bot.url}/healthz", timeout=TIMEOUT) as resp:
+    async with bot.session.get(f"{bot.url}/healthz", timeout=HTTP_TIMEOUT) as resp:
         assert resp.status == 200
         assert (await resp.json())["status"] == "ok"
 
@@ -169,7 +159,7 @@ def _headers_signature(value: str) -> HeaderBuilder:
 async def test_bad_signatures_are_refused_with_401(bot: Bot, make_headers: HeaderBuilder) -> None:
     body = alice_cancels()
     headers = {"Content-Type": FORM, **make_headers(body, bot.secret)}
-    status, _ = await send(bot, body, headers)
+    status, _ = await bot.send(body, headers)
     assert status == 401
     await assert_untouched(bot)
 
@@ -178,7 +168,7 @@ async def test_a_request_replayed_after_five_minutes_is_refused(bot: Bot) -> Non
     body = alice_cancels()
     captured = signed(body, bot.secret, content_type=FORM, timestamp=int(time.time()) - 301)
     for _ in range(2):  # the same bytes, twice, as a replaying attacker sends them
-        status, _ = await send(bot, body, captured)
+        status, _ = await bot.send(body, captured)
         assert status == 401
         await assert_untouched(bot)
 
@@ -186,13 +176,13 @@ async def test_a_request_replayed_after_five_minutes_is_refused(bot: Bot) -> Non
 async def test_the_signature_covers_the_whole_body(bot: Bot) -> None:
     body = alice_cancels()
     headers = signed(body, bot.secret, content_type=FORM)
-    status, _ = await send(bot, body + b"&extra=1", headers)
+    status, _ = await bot.send(body + b"&extra=1", headers)
     assert status == 401
     await assert_untouched(bot)
 
 
 async def test_unsigned_url_verification_is_refused(bot: Bot) -> None:
-    status, _ = await send(bot, url_verification_body(), {"Content-Type": JSON})
+    status, _ = await bot.send(url_verification_body(), {"Content-Type": JSON})
     assert status == 401
     await assert_healthy(bot)
 
@@ -222,7 +212,7 @@ async def test_body_over_1_mib_with_content_length_is_413(bot: Bot) -> None:
 async def test_body_over_1_mib_chunked_is_413(bot: Bot) -> None:
     body = _oversized_command()
     headers = signed(body, bot.secret, content_type=FORM)
-    status, _ = await send(bot, _chunks(body), headers)  # no Content-Length: chunked encoding
+    status, _ = await bot.send(_chunks(body), headers)  # no Content-Length: chunked encoding
     assert status == 413
     await assert_untouched(bot)
 
@@ -234,7 +224,7 @@ async def test_endless_chunked_body_is_cut_off_with_413(bot: Bot) -> None:
             await asyncio.sleep(0)
 
     headers = signed(b"", bot.secret, content_type=FORM)
-    status, _ = await send(bot, endless(), headers)
+    status, _ = await bot.send(endless(), headers)
     assert status == 413
     await assert_untouched(bot)
 
@@ -246,7 +236,7 @@ async def test_compressed_body_over_1_mib_when_inflated_is_413(bot: Bot) -> None
         **signed(body, bot.secret, content_type=FORM),
         "Content-Encoding": "gzip",
     }
-    status, _ = await send(bot, packed, headers)
+    status, _ = await bot.send(packed, headers)
     assert status == 413
     await assert_untouched(bot)
 
@@ -257,7 +247,7 @@ async def test_body_of_exactly_1_mib_in_small_chunks_is_read_whole(bot: Bot) -> 
     body += b"p" * (MAX_BODY - len(body))
     assert len(body) == MAX_BODY
     headers = signed(body, bot.secret, content_type=FORM)
-    status, text = await send(bot, _chunks(body, size=4096), headers)
+    status, text = await bot.send(_chunks(body, size=4096), headers)
     assert status == 200, (status, text[:200])
     assert "/cancel-training history" in json.loads(text)["text"]
 
@@ -479,13 +469,13 @@ async def test_events_are_acked(bot: Bot) -> None:
 
 async def test_healthz_and_readyz_answer_json(bot: Bot) -> None:
     for path, expected in (("/healthz", "ok"), ("/readyz", "ready")):
-        async with bot.session.get(f"{bot.url}{path}", timeout=TIMEOUT) as resp:
+        async with bot.session.get(f"{bot.url}{path}", timeout=HTTP_TIMEOUT) as resp:
             assert resp.status == 200 and resp.content_type == "application/json"
             assert (await resp.json())["status"] == expected
 
 
 async def test_get_on_the_events_route_is_405(bot: Bot) -> None:
-    async with bot.session.get(f"{bot.url}/slack/events", timeout=TIMEOUT) as resp:
+    async with bot.session.get(f"{bot.url}/slack/events", timeout=HTTP_TIMEOUT) as resp:
         assert resp.status == 405
     await assert_untouched(bot)
 
