@@ -75,9 +75,7 @@ class Bot:
 
     async def post(self, body: bytes, content_type: str, **headers: str) -> tuple[int, str]:
         """Send ``body`` signed as Slack does; Slack renders the answer, so it is checked too."""
-        request = sent_request(body, content_type)
-        if isinstance(request.get("trigger_id"), str):
-            self.slack.issue_trigger_id(request["trigger_id"])
+        request = slack_sends(self.slack, body, content_type)
         all_headers = {**signed(body, self.secret, content_type=content_type), **headers}
         async with self.session.post(
             f"{self.url}/slack/events", data=body, headers=all_headers
@@ -119,6 +117,14 @@ async def post_notification(
         title="LoRA run",
     )
     return ts
+
+
+def slack_sends(slack: FakeSlack, body: bytes, content_type: str) -> dict[str, Any]:
+    """The payload in ``body``, its trigger_id issued on ``slack`` as Slack issues one per request."""
+    request = sent_request(body, content_type)
+    if isinstance(request.get("trigger_id"), str):
+        slack.issue_trigger_id(request["trigger_id"])
+    return request
 
 
 def sent_request(body: bytes, content_type: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from tests.fakes.slack_requests import (
     FORM,
     signed,
 )
-from tests.harness import ALICE, CHANNEL, SIGNING_SECRET, bot_env
+from tests.harness import ALICE, CHANNEL, SIGNING_SECRET, bot_env, check_ack, slack_sends
 
 START_TIMEOUT = 30.0  # a cold interpreter importing Bolt, SQLAlchemy and Alembic, migrating
 STOP_TIMEOUT = 25.0  # design: SIGTERM → exit within 25 s
@@ -236,8 +236,15 @@ async def serving(
         yield bot
 
 
-async def post_signed(url: str, body: bytes, *, timeout: float = 5.0) -> tuple[int, str, float]:
-    """POST a body to /slack/events signed as Slack signs it; return status, text, seconds."""
+async def post_signed(
+    slack: FakeSlack, url: str, body: bytes, *, timeout: float = 5.0
+) -> tuple[int, str, float]:
+    """POST a body to /slack/events signed as Slack signs it; return status, text, seconds.
+
+    Slack renders the answer, so, as the harness's ``Bot.post`` does, an ack Slack would refuse
+    or misrender is recorded on ``slack`` and fails the test at teardown.
+    """
+    request = slack_sends(slack, body, FORM)
     started = time.monotonic()
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
@@ -247,7 +254,11 @@ async def post_signed(url: str, body: bytes, *, timeout: float = 5.0) -> tuple[i
             headers=signed(body, SIGNING_SECRET, content_type=FORM),
         ) as resp,
     ):
-        return resp.status, await resp.text(), time.monotonic() - started
+        status, text = resp.status, await resp.text()
+        took = time.monotonic() - started
+    if status == 200:
+        check_ack(slack, request, text)
+    return status, text, took
 
 
 def buttons(message: Message | dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
 import aiohttp
 import pytest
+from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
@@ -19,6 +19,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from tests.fakes.base import serve_on_loopback
 from tests.fakes.slack import FakeSlack, error, hang, rate_limited, server_error
 from tests.fakes.slack_requests import (
     FORM,
@@ -34,18 +35,13 @@ from tests.fakes.slack_requests import (
     view_submission_payload,
 )
 from tests.harness import check_ack, sent_request
+from tests.processes import post_signed
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0TRAIN01"
 METADATA = {"event_type": "training_alert", "event_payload": {"training_id": "F5jvdzGnYi"}}
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "Training *F5jvdzGnYi*"}}]
 MODAL = {"type": "modal", "title": {"type": "plain_text", "text": "Settings"}, "blocks": BLOCKS}
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
 
 
 def web_client(fake: FakeSlack, token: str | None = None) -> AsyncWebClient:
@@ -669,3 +665,24 @@ async def test_the_harness_checks_http_answers(slack: FakeSlack) -> None:
         slack, submission, json.dumps({"response_action": "update", "view": {"type": "modal"}})
     )
     assert [r.where for r in slack.rejections] == ["ack slash_command", "ack view_submission"]
+
+
+async def test_the_process_helper_checks_acks_as_the_harness_does(slack: FakeSlack) -> None:
+    """``processes.post_signed`` (the subprocess tests' Slack) records an ack Slack would refuse."""
+    answers = iter(['{"text": "usage: /cancel-training &lt;training_id&gt;"}', '{"text": "a <b"}'])
+
+    async def events(_: web.Request) -> web.Response:
+        return web.Response(text=next(answers), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/slack/events", events)
+    runner, port = await serve_on_loopback(app)
+    try:
+        slack.expect_rejections()
+        url, body = f"http://127.0.0.1:{port}", slash_command_body(text="junk")
+        assert (await post_signed(slack, url, body))[0] == 200
+        assert slack.rejections == []
+        assert (await post_signed(slack, url, body))[0] == 200
+        assert [r.where for r in slack.rejections] == ["ack slash_command"]
+    finally:
+        await runner.cleanup()

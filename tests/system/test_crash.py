@@ -59,7 +59,7 @@ async def crash_mid_call(
     modelslab.script(TRAINING, ml.hang())
     async with serving(slack, modelslab, pg_url, tmp_path) as bot:
         body = slash_command_body(text=TRAINING, response_url=slack.response_url("cmd"))
-        status, text, took = await post_signed(bot.url or "", body)
+        status, text, took = await post_signed(slack, bot.url or "", body)
         assert status == 200 and "Cancelling training" in text and took < 2.5, (text, took)
         await modelslab.wait_for_calls(1, timeout=10)
 

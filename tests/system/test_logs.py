@@ -64,12 +64,12 @@ async def test_a_full_flow_at_debug_logs_no_secret(
             message_ts=note.ts,
             response_url="https://hooks.slack.com/actions/T0A1B2C3D/9/secret",
         )
-        assert (await post_signed(url, form_payload_body(payload)))[0] == 200
+        assert (await post_signed(slack, url, form_payload_body(payload)))[0] == 200
         await slack.wait_for("chat.postMessage", where=lambda c: c.args.get("thread_ts") == note.ts)
         command = slash_command_body(
             text="other1", response_url="https://hooks.slack.com/commands/T0A1B2C3D/9/s2"
         )
-        assert (await post_signed(url, command))[0] == 200
+        assert (await post_signed(slack, url, command))[0] == 200
         await slack.wait_for("chat.postMessage", count=3)
     logs = bot.err + bot.out
     assert "DEBUG" in logs or '"level": "DEBUG"' in logs  # the test really ran at DEBUG

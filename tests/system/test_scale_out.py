@@ -112,7 +112,7 @@ async def test_two_servers_one_database_one_call_and_the_truth_for_everyone(
 
         async def send(one: Sent) -> None:
             one.status, one.ack, one.seconds = await post_signed(
-                urls[one.server], body_for(one, slack, stamps)
+                slack, urls[one.server], body_for(one, slack, stamps)
             )
 
         started = time.monotonic()

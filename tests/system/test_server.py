@@ -54,7 +54,7 @@ async def test_notify_then_button_click_cancels_once_and_reports_in_the_thread(
             text=note.text,
             response_url=slack.response_url("click"),
         )
-        status, _, took = await post_signed(bot.url or "", form_payload_body(payload))
+        status, _, took = await post_signed(slack, bot.url or "", form_payload_body(payload))
         assert status == 200 and took < 2.5, (status, took)
 
         await modelslab.wait_for_calls(1, timeout=10)
@@ -89,7 +89,7 @@ async def test_slash_command_with_payload_in_channel_name_and_a_refused_user(
             channel_name="payload-alerts",
             response_url=slack.response_url("cmd"),
         )
-        status, text, took = await post_signed(bot.url or "", body)
+        status, text, took = await post_signed(slack, bot.url or "", body)
         assert status == 200 and took < 2.5, (status, text, took)
         ack = json.loads(text)
         assert ack["response_type"] == "ephemeral" and "Cancelling training" in ack["text"]
@@ -113,7 +113,7 @@ async def test_slash_command_with_payload_in_channel_name_and_a_refused_user(
             channel_name="payload-alerts",
             response_url=slack.response_url("carol"),
         )
-        status, text, _ = await post_signed(bot.url or "", body)
+        status, text, _ = await post_signed(slack, bot.url or "", body)
         assert status == 200, (status, text)
         refusal = json.loads(text)
         assert refusal["response_type"] == "ephemeral" and "Cancelling" not in refusal["text"]
@@ -129,7 +129,7 @@ async def test_sigterm_during_a_hanging_call_exits_0_and_a_restart_completes_it(
     modelslab.script(TRAINING, ml.hang())
     async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
         body = slash_command_body(text=TRAINING, response_url=slack.response_url("cmd"))
-        status, text, _ = await post_signed(bot.url or "", body)
+        status, text, _ = await post_signed(slack, bot.url or "", body)
         assert status == 200 and "Cancelling training" in text
         await modelslab.wait_for_calls(1, timeout=10)
         code, took = await bot.terminate()
@@ -171,7 +171,7 @@ async def test_a_restart_completes_the_interrupted_call_when_the_real_lease_expi
     modelslab.script(TRAINING, ml.hang())
     async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
         body = slash_command_body(text=TRAINING, response_url=slack.response_url("cmd"))
-        status, _, _ = await post_signed(bot.url or "", body)
+        status, _, _ = await post_signed(slack, bot.url or "", body)
         assert status == 200
         await modelslab.wait_for_calls(1, timeout=10)
         code, _ = await bot.terminate()
