@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import html
 import json
-from collections.abc import AsyncIterator
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import aiohttp
 
@@ -119,6 +124,30 @@ async def post_notification(
     return ts
 
 
+async def install(bot: Bot, code: str) -> dict[str, list[str]]:
+    """Install as a browser does: the install page, then Slack's redirect back with the code.
+
+    Returns the query of the "Add to Slack" link.
+    """
+    async with bot.session.get(f"{bot.url}/slack/install") as resp:
+        page = await resp.text()
+        assert resp.status == 200, page
+        # The state cookie is Secure, so the client would not send it back over http by itself.
+        cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
+    link = re.search(r'href="(https://slack\.com/oauth/v2/authorize\?[^"]+)"', page)
+    assert link is not None, page
+    query = parse_qs(urlsplit(html.unescape(link.group(1))).query, keep_blank_values=True)
+    async with bot.session.get(
+        f"{bot.url}/slack/oauth_redirect",
+        params={"code": code, "state": query["state"][0]},
+        headers={"Cookie": cookie},
+    ) as resp:
+        body = await resp.text()
+        assert resp.status == 200, body
+        assert "Thank you" in body, body
+    return query
+
+
 def slack_sends(slack: FakeSlack, body: bytes, content_type: str) -> dict[str, Any]:
     """The payload in ``body``, its trigger_id issued on ``slack`` as Slack issues one per request."""
     request = sent_request(body, content_type)
@@ -170,3 +199,29 @@ async def running_bot(
     finally:
         await runner.cleanup()
         await runtime.close()
+
+
+# --- waiting and ports ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> None:
+    """Poll a (sync or async) predicate until it is true, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)

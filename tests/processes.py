@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -34,7 +33,15 @@ from tests.fakes.slack_requests import (
     FORM,
     signed,
 )
-from tests.harness import ALICE, CHANNEL, SIGNING_SECRET, bot_env, check_ack, slack_sends
+from tests.harness import (  # free_port and wait_until are also every system test's
+    ALICE,
+    CHANNEL,
+    SIGNING_SECRET,
+    bot_env,
+    check_ack,
+    free_port,
+    slack_sends,
+)
 
 START_TIMEOUT = 30.0  # a cold interpreter importing Bolt, SQLAlchemy and Alembic, migrating
 STOP_TIMEOUT = 25.0  # design: SIGTERM → exit within 25 s
@@ -51,13 +58,6 @@ class Run:
     code: int
     out: str
     err: str
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def process_env(env: dict[str, str]) -> dict[str, str]:
@@ -97,22 +97,6 @@ async def run_bot_cli(
             raise AssertionError(f"python -m bot {' '.join(args)} did not finish") from None
     assert proc.returncode is not None
     return Run(proc.returncode, out.decode(), err.decode())
-
-
-async def wait_until(
-    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
-) -> None:
-    """Poll a (sync or async) predicate until it is true, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
 
 
 class BotProcess:

@@ -69,8 +69,13 @@ class FakeServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Stop the fake."""
+        """Stop the fake; if the test passed so far, fail it on what the fake should not have seen."""
         await self.stop()
+        if exc_type is None:
+            self.verify()
+
+    def verify(self) -> None:
+        """Raise if the fake saw something the real service would refuse (nothing, by default)."""
 
     @property
     def port(self) -> int:

@@ -28,7 +28,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -309,16 +308,9 @@ class FakeSlack(FakeServer):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sock.ws.close(code=1001, message=b"server stopping"), 0.5)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the fake; fail if it saw payloads Slack refuses or misrenders (unless expected)."""
-        await self.stop()
-        if exc_type is None:
-            self.check_rejections()
+    def verify(self) -> None:
+        """Fail on payloads Slack refuses or misrenders (unless the test expected them)."""
+        self.check_rejections()
 
     @property
     def base_url(self) -> str:

@@ -37,8 +37,16 @@ from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
-from tests.harness import BOB, CHANNEL, TRAINING, Bot, post_notification, running_bot
-from tests.processes import free_port, wait_until
+from tests.harness import (
+    BOB,
+    CHANNEL,
+    TRAINING,
+    Bot,
+    free_port,
+    post_notification,
+    running_bot,
+    wait_until,
+)
 
 # The documented bounds (README "How a cancellation works", design §4).
 MAX_ATTEMPTS = 3

@@ -30,8 +30,7 @@ from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes import slack as fs
 from tests.fakes.slack_requests import slash_command_body
-from tests.harness import BOB, CHANNEL, TRAINING, Bot, post_notification
-from tests.processes import wait_until
+from tests.harness import BOB, CHANNEL, TRAINING, Bot, post_notification, wait_until
 
 CLICK = f"click-{BOB}"  # the response_url name Bot.click gives BOB's clicks
 

@@ -20,8 +20,7 @@ from tests.fakes import modelslab as ml
 from tests.fakes import slack as fake_slack
 from tests.fakes.modelslab import FakeModelsLab, Reply
 from tests.fakes.slack import ApiCall, FakeSlack, Message
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, running_bot
-from tests.processes import wait_until
+from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, running_bot, wait_until
 
 WEBHOOK_TOKEN = "whk-9QeYt3Lr0bWm5sKx2Nc7Vd"
 NOTIFY = "C0NOTIFY1"

@@ -24,8 +24,7 @@ from bot.store.schema import cancellations
 from tests.fakes import slack as fake_slack
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import ApiCall, FakeSlack, Message
-from tests.harness import ALICE, CHANNEL, Bot, running_bot
-from tests.processes import wait_until
+from tests.harness import ALICE, CHANNEL, Bot, running_bot, wait_until
 
 SLACK_CAP = 15
 # When the interrupted attempt started posting, on the fake's clock (its ts are from 2025-11-27).

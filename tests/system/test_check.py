@@ -21,8 +21,8 @@ from bot.service.workspaces import TEAM_ID_META
 from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
-from tests.harness import bot_env
-from tests.processes import free_port, run_bot_cli
+from tests.harness import bot_env, free_port
+from tests.processes import run_bot_cli
 
 FERNET_KEY = Fernet.generate_key().decode()
 SIGNING_SECRET = "8f742231b10e8888abcd99aaabbb85a5"
@@ -730,7 +730,8 @@ START_CASES = [
 
 async def start_verdict(env: dict[str, str], args: tuple[str, ...], cwd: Path) -> tuple[bool, str]:
     """Start the bot; True once it says it is ready, False if it exits first (then its stderr)."""
-    from tests.processes import bot_process, wait_until
+    from tests.harness import wait_until
+    from tests.processes import bot_process
 
     port = free_port()
     async with bot_process({**env, "PORT": str(port)}, *args, cwd=cwd, port=None) as bot:

@@ -269,7 +269,7 @@ async def test_waiting_for_an_unreachable_postgresql_says_so(
     import bot.cli.common as cli
     from bot.config import Purpose, load_settings
     from bot.errors import StoreUnavailable
-    from tests.processes import free_port
+    from tests.harness import free_port
 
     # Design §3: up to 30 s, said every 5 s; shortened here to keep the test quick.
     assert (cli.DB_WAIT_SECONDS, cli.DB_PROGRESS_SECONDS) == (30.0, 5.0)

@@ -21,8 +21,8 @@ from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FIRST_TS, FakeSlack
 from tests.fakes.slack_requests import slash_command_body
-from tests.harness import ALICE, CHANNEL, TRAINING
-from tests.processes import in_thread, post_signed, rows, serving, wait_until
+from tests.harness import ALICE, CHANNEL, TRAINING, wait_until
+from tests.processes import in_thread, post_signed, rows, serving
 
 
 async def set_columns(database_url: str, row_id: int, **values: object) -> None:

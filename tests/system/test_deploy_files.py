@@ -25,7 +25,8 @@ from bot.config import ENV_VARS
 from tests import REPO
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
-from tests.processes import free_port, process_env, serving
+from tests.harness import free_port
+from tests.processes import process_env, serving
 
 DOCKERFILE = REPO / "Dockerfile"
 PYPROJECT_TEXT = (REPO / "pyproject.toml").read_text()
@@ -420,8 +421,8 @@ async def test_the_container_started_with_env_example_passes_its_own_healthcheck
     """`docker run --env-file .env` with `.env` made from `.env.example` (which has `PORT=`):
     the HEALTHCHECK must find the server the image's CMD starts. No Docker daemon here: the same
     environment, command and health command, run directly."""
-    from tests.harness import ALICE, SIGNING_SECRET
-    from tests.processes import bot_process, wait_until
+    from tests.harness import ALICE, SIGNING_SECRET, wait_until
+    from tests.processes import bot_process
 
     env = {**image_env(), **docker_env_file(REPO / ".env.example")}
     assert env.get("PORT") == "", "the case this test is about: .env.example's empty PORT="

@@ -24,8 +24,8 @@ from tests.fakes import slack as fake_slack
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import JSON, event_body
-from tests.harness import ALICE, BOB, CHANNEL, TRAINING, Bot, bot_env, running_bot
-from tests.processes import run_bot_cli, wait_until
+from tests.harness import ALICE, BOB, CHANNEL, TRAINING, Bot, bot_env, running_bot, wait_until
+from tests.processes import run_bot_cli
 
 WEBHOOK_TOKEN = "whk-links-9QeYt3Lr0bWm5sKx"
 OTHER = "Lnk0ther01"

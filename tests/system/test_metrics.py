@@ -19,8 +19,8 @@ from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import TEAM_ID, slash_command_fields
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, bot_env, running_bot
-from tests.processes import bot_process, free_port
+from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, bot_env, free_port, running_bot
+from tests.processes import bot_process
 
 METRICS_TOKEN = "metrics-token-7Hq2xVb9"
 RETRIED = "Retry5xx01"

@@ -8,16 +8,14 @@ fake ModelsLab, on SQLite and (when TEST_DATABASE_URL is set) PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -42,7 +40,7 @@ from tests.fakes.slack_requests import (
     users_value,
     view_submission_payload,
 )
-from tests.harness import ALICE, Bot, running_bot
+from tests.harness import ALICE, Bot, install, running_bot, wait_until
 
 CLIENT_ID, CLIENT_SECRET = "111.222", "sec"
 TEAM_A, TEAM_B = "T0TEAMA01", "T0TEAMB02"
@@ -110,30 +108,6 @@ async def oauth_bot(
 # --- helpers -----------------------------------------------------------------------------
 
 
-async def install(bot: Bot, code: str) -> dict[str, list[str]]:
-    """Install as a browser does: the install page, then Slack's redirect back with the code.
-
-    Returns the query of the "Add to Slack" link.
-    """
-    async with bot.session.get(f"{bot.url}/slack/install") as resp:
-        page = await resp.text()
-        assert resp.status == 200, page
-        # The state cookie is Secure, so the client would not send it back over http by itself.
-        cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
-    link = re.search(r'href="(https://slack\.com/oauth/v2/authorize\?[^"]+)"', page)
-    assert link is not None, page
-    query = parse_qs(urlsplit(html.unescape(link.group(1))).query, keep_blank_values=True)
-    async with bot.session.get(
-        f"{bot.url}/slack/oauth_redirect",
-        params={"code": code, "state": query["state"][0]},
-        headers={"Cookie": cookie},
-    ) as resp:
-        body = await resp.text()
-        assert resp.status == 200, body
-        assert "Thank you" in body, body
-    return query
-
-
 async def command(
     bot: Bot, text: str, *, team: str, user: str, channel: str, name: str
 ) -> dict[str, Any]:
@@ -172,15 +146,6 @@ async def raw_rows(database_url: str) -> dict[str, list[dict[str, Any]]]:
             return out
     finally:
         await engine.dispose()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Wait until an asynchronous condition holds (work that runs after an ack)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def rows_of(rows: list[dict[str, Any]], team: str) -> list[dict[str, Any]]:
@@ -242,7 +207,7 @@ async def test_two_workspaces_install_and_stay_apart(
     workspaces = bot.runtime.deps.workspaces
     assert await workspaces.set_key(TEAM_B, KEY_B, by=ADMIN_B) == KEY_B[-4:]
     await workspaces.allow(TEAM_B, [USER_B], by=ADMIN_B)
-    await eventually(lambda: _allowed(bot, TEAM_A, USER_A))
+    await wait_until(lambda: _allowed(bot, TEAM_A, USER_A), timeout=5.0)
     # Each admin change republished the admin's Home (with A's token; checked below).
     await bot.slack.wait_for("views.publish", count=2)
 
@@ -345,8 +310,8 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
             rows["slack_bots"], TEAM_A
         )
 
-    await eventually(a_forgotten)
-    await eventually(lambda: _uninstalled(store, TEAM_A))
+    await wait_until(a_forgotten, timeout=5.0)
+    await wait_until(lambda: _uninstalled(store, TEAM_A), timeout=5.0)
     row = await store.workspaces.get(TEAM_A)
     assert row is not None
     assert (row.key_ciphertext, row.key_hint, row.audit_channel) == (None, None, None)
@@ -447,7 +412,7 @@ async def test_revoked_user_tokens_delete_only_those(
         rows = await raw_rows(database_url)
         return USER_B not in [r["user_id"] for r in rows_of(rows["slack_installations"], TEAM_B)]
 
-    await eventually(user_row_gone)
+    await wait_until(user_row_gone, timeout=5.0)
     after = await raw_rows(database_url)
     assert [r["user_id"] for r in rows_of(after["slack_installations"], TEAM_B)] == [ADMIN_B]
     assert len(rows_of(after["slack_bots"], TEAM_B)) == len(rows_of(before["slack_bots"], TEAM_B))
@@ -471,8 +436,8 @@ async def test_revoked_user_tokens_delete_only_those(
         rows = await raw_rows(database_url)
         return not rows_of(rows["slack_bots"], TEAM_B)
 
-    await eventually(b_forgotten)
-    await eventually(lambda: _uninstalled(bot.runtime.store, TEAM_B))
+    await wait_until(b_forgotten, timeout=5.0)
+    await wait_until(lambda: _uninstalled(bot.runtime.store, TEAM_B), timeout=5.0)
     assert await bot.runtime.deps.workspaces.key_for(TEAM_B) is None
     assert await bot.runtime.store.workspaces.allow_list(TEAM_B) == []
 
@@ -573,8 +538,8 @@ async def test_a_real_oauth_process_installs_into_its_database_not_home_files(
     slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, tmp_path: Path
 ) -> None:
     """`python -m bot serve` in OAuth mode, end to end: install, stored in the bot's database."""
-    from tests.harness import bot_env
-    from tests.processes import bot_process, free_port
+    from tests.harness import bot_env, free_port
+    from tests.processes import bot_process
 
     home = tmp_path / "home"
     home.mkdir()

@@ -21,8 +21,8 @@ from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import block_actions_payload, form_payload_body, slash_command_body
-from tests.harness import ALICE, CHANNEL
-from tests.processes import in_thread, post_signed, rows, serving, wait_until
+from tests.harness import ALICE, CHANNEL, wait_until
+from tests.processes import in_thread, post_signed, rows, serving
 
 TRAININGS = [f"Scale{i}run" for i in range(5)]
 PEOPLE = [f"U0USER{i:03d}" for i in range(8)]

@@ -17,18 +17,16 @@ from tests.fakes.slack_requests import (
     form_payload_body,
     slash_command_body,
 )
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env
+from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env, free_port, wait_until
 from tests.processes import (
     STOP_TIMEOUT,
     buttons,
-    free_port,
     in_thread,
     notify,
     post_signed,
     rows,
     run_bot_cli,
     serving,
-    wait_until,
 )
 
 # --- tests ---------------------------------------------------------------------------------

@@ -14,16 +14,8 @@ import aiohttp
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import block_actions_payload, slash_command_fields
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env
-from tests.processes import (
-    bot_process,
-    buttons,
-    free_port,
-    in_thread,
-    notify,
-    rows,
-    wait_until,
-)
+from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, bot_env, free_port, wait_until
+from tests.processes import bot_process, buttons, in_thread, notify, rows
 
 BUTTON_TRAINING = "LoRAbtn001"
 AFTER_RECONNECT = "Recon00001"

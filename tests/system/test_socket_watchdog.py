@@ -21,8 +21,8 @@ import aiohttp
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import slash_command_fields
-from tests.harness import bot_env
-from tests.processes import BotProcess, bot_process, free_port
+from tests.harness import bot_env, free_port
+from tests.processes import BotProcess, bot_process
 
 # How long a stale session may go unnoticed before this counts as a defect.
 DETECTION_LIMIT = 45.0

@@ -24,8 +24,18 @@ from tests.fakes.slack_requests import (
     view_submission_payload,
 )
 from tests.fakes.slack_rules import message_problems, problems_for
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, bot_env, running_bot
-from tests.integration.listeners.test_home import click_home, eventually, open_home
+from tests.harness import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHANNEL,
+    TRAINING,
+    Bot,
+    bot_env,
+    running_bot,
+    wait_until,
+)
+from tests.integration.listeners.test_home import click_home, open_home
 from tests.processes import run_bot_cli
 
 AUDIT = "C0AUDIT01"
@@ -174,7 +184,7 @@ async def test_home_and_the_editor_work_with_a_thousand_entry_allow_list(bot: Bo
         stored = await store.workspaces.allow_list(team)
         return shown[0] not in stored and len(stored) == len(people) + len(groups) - 1
 
-    await eventually(removed_only_the_unselected, timeout=10)
+    await wait_until(removed_only_the_unselected, timeout=10)
     await bot.slack.wait_for("views.publish", count=3)
     assert_slack_accepted_everything(bot.slack)
 

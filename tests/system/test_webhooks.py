@@ -8,15 +8,12 @@ the one notification of a training is; `python -m bot notify --url` goes through
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -29,8 +26,8 @@ from bot.web import webhooks as webhooks_module
 from bot.web.webhooks import MAX_WEBHOOK_BODY
 from tests.fakes.modelslab import FakeModelsLab, Reply
 from tests.fakes.slack import FakeSlack, Message
-from tests.harness import ALICE, CHANNEL, TRAINING, Bot, bot_env, running_bot
-from tests.processes import buttons, run_bot_cli, wait_until
+from tests.harness import ALICE, CHANNEL, TRAINING, Bot, bot_env, install, running_bot, wait_until
+from tests.processes import buttons, run_bot_cli
 
 WEBHOOK_TOKEN = "whk-9QeYt3Lr0bWm5sKx2Nc7Vd"
 NOTIFY = "C0NOTIFY1"
@@ -428,23 +425,6 @@ TEAM_A, TOKEN_A, ADMIN_A, CHANNEL_A = (
 )
 
 
-async def _install(bot: Bot, code: str) -> None:
-    """Install through the bot's install page and Slack's redirect, as a browser does."""
-    async with bot.session.get(f"{bot.url}/slack/install") as resp:
-        page = await resp.text()
-        assert resp.status == 200, page
-        cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
-    link = re.search(r'href="(https://slack\.com/oauth/v2/authorize\?[^"]+)"', page)
-    assert link is not None, page
-    state = parse_qs(urlsplit(html.unescape(link.group(1))).query)["state"][0]
-    async with bot.session.get(
-        f"{bot.url}/slack/oauth_redirect",
-        params={"code": code, "state": state},
-        headers={"Cookie": cookie},
-    ) as resp:
-        assert resp.status == 200, await resp.text()
-
-
 async def test_oauth_webhook_uses_the_workspace_token_and_rotation_retires_the_old_one(
     slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -466,7 +446,7 @@ async def test_oauth_webhook_uses_the_workspace_token_and_rotation_retires_the_o
         "MODELSLAB_WEBHOOK_TOKEN": WEBHOOK_TOKEN,  # single-workspace setting: not a key to anything here
     }
     async with running_bot(slack, modelslab, sqlite_url, **env) as bot:
-        await _install(bot, "code-a")
+        await install(bot, "code-a")
         workspaces = bot.runtime.deps.workspaces
         await bot.runtime.store.workspaces.update(TEAM_A, notify_channel=CHANNEL_A)
         old = await workspaces.rotate_webhook_token(TEAM_A, by=ADMIN_A)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from tests.fakes.slack_requests import (
     users_value,
     view_submission_payload,
 )
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, running_bot
+from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, running_bot, wait_until
 
 DAVE = "U0DAVE001"
 AUDIT = "C0AUDIT01"
@@ -152,14 +152,6 @@ async def submit_allow(bot: Bot, users: list[str], user: str = ALICE) -> tuple[i
         team_id=team(bot),
     )
     return await bot.post(form_payload_body(payload), FORM)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def snapshot(bot: Bot) -> tuple[Workspace | None, list[str], list[dict[str, Any]]]:
@@ -303,7 +295,7 @@ async def test_allow_modal_replaces_the_stored_list(bot: Bot) -> None:
     async def replaced() -> bool:
         return await store.workspaces.allow_list(team(bot)) == [CAROL]
 
-    await eventually(replaced)
+    await wait_until(replaced, timeout=5.0)
     assert list(await ws.entries(team(bot)) or ()) == [ALICE, BOB, CAROL]
     # CAROL may cancel now; DAVE may not any more.
     ack = await bot.command(TRAINING, user_id=CAROL, user_name="carol")
@@ -353,7 +345,7 @@ async def test_every_admin_change_is_recorded_and_posted_to_the_audit_channel(bo
     async def all_recorded() -> bool:
         return len(await events()) >= 7
 
-    await eventually(all_recorded)
+    await wait_until(all_recorded, timeout=5.0)
     assert await events() == [
         "set_audit_channel",
         "set_key",
