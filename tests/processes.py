@@ -59,6 +59,11 @@ class Run:
     out: str
     err: str
 
+    @property
+    def text(self) -> str:
+        """Both streams, for what must appear (or not) in either."""
+        return self.out + self.err
+
 
 def process_env(env: dict[str, str]) -> dict[str, str]:
     """A clean environment for `python -m bot`: the bot's variables plus what Python needs."""

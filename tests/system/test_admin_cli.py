@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from bot.config import Purpose, async_database_url, load_settings
 from bot.crypto import SecretBox
 from bot.service.workspaces import Workspaces
 from bot.store import Store
+from tests import REPO
 from tests.fakes.modelslab import FakeModelsLab
 from tests.processes import run_bot_cli
 
@@ -29,17 +29,6 @@ SINGLE_MODE_COUNT_DEFECT = (
     "single-workspace mode Workspaces.entries(team) returns None and the command prints "
     "'the list now has 0 entries' right after adding someone"
 )
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
 
 
 @pytest.fixture
@@ -58,7 +47,7 @@ def operator_env(
         "DATABASE_URL": database_url,
         "MODELSLAB_API_URL": modelslab.base_url,
         "BOT_ENCRYPTION_KEY": encryption_key,
-        "PYTHONPATH": str(Path(__file__).parent.parent),
+        "PYTHONPATH": str(REPO),
     }
 
 
@@ -89,14 +78,6 @@ def local_env(
     return operator_env(modelslab, sqlite_url, encryption_key)
 
 
-async def run_cli(
-    env: dict[str, str], *args: str, stdin: str | None = None, cwd: Path | None = None
-) -> Run:
-    """`python -m bot ARGS`, by default in an empty directory (no developer's `.env` is read)."""
-    run = await run_bot_cli(env, *args, cwd=cwd, stdin=stdin)
-    return Run(run.code, run.out, run.err)
-
-
 def workspaces_for(env: dict[str, str], store: Store) -> Workspaces:
     """Read the store as the bot does with this environment."""
     settings = load_settings(Purpose.ADMIN, env)
@@ -110,7 +91,7 @@ async def test_set_key_reads_stdin_works_before_install_and_never_prints_the_key
     cli_env: dict[str, str], store: Store, modelslab: FakeModelsLab, tmp_path: Path
 ) -> None:
     oauth = {**cli_env, "SLACK_CLIENT_ID": "111.222", "SLACK_CLIENT_SECRET": "sec"}
-    run = await run_cli(oauth, "set-key", "--team", TEAM, stdin=KEY + "\n", cwd=tmp_path)
+    run = await run_bot_cli(oauth, "set-key", "--team", TEAM, stdin=KEY + "\n", cwd=tmp_path)
     assert run.code == 0, run
     assert TEAM in run.out and "…4Rb9" in run.out
     assert KEY not in run.text and "SECRET" not in run.text and "Traceback" not in run.err
@@ -126,7 +107,7 @@ async def test_set_key_reads_stdin_works_before_install_and_never_prints_the_key
     assert KEY not in str(event)
 
     # The workspace list shows it: not installed yet, key set (hint only), nobody allowed.
-    listed = await run_cli(oauth, "workspaces", cwd=tmp_path)
+    listed = await run_bot_cli(oauth, "workspaces", cwd=tmp_path)
     assert listed.code == 0, listed
     [line] = [ln for ln in listed.out.splitlines() if ln.startswith(TEAM)]
     assert line.split()[-3:] == ["no", "…4Rb9", "0"]
@@ -140,7 +121,7 @@ async def test_set_key_reads_stdin_works_before_install_and_never_prints_the_key
 async def test_set_key_refuses_an_invalid_key_with_exit_1(
     local_env: dict[str, str], local_store: Store, tmp_path: Path
 ) -> None:
-    run = await run_cli(
+    run = await run_bot_cli(
         local_env, "set-key", "--team", TEAM, stdin="wrong-SECRET-key\n", cwd=tmp_path
     )
     assert run.code == 1, run
@@ -149,7 +130,7 @@ async def test_set_key_refuses_an_invalid_key_with_exit_1(
     row = await local_store.workspaces.get(TEAM)
     assert row is None or row.key_ciphertext is None
     # Empty input is refused too, before anything is asked.
-    empty = await run_cli(local_env, "set-key", "--team", TEAM, stdin="\n", cwd=tmp_path)
+    empty = await run_bot_cli(local_env, "set-key", "--team", TEAM, stdin="\n", cwd=tmp_path)
     assert empty.code == 1 and "Not stored" in empty.err, empty
 
 
@@ -157,7 +138,7 @@ async def test_set_key_without_an_encryption_key_exits_2_and_stores_nothing(
     local_env: dict[str, str], local_store: Store, modelslab: FakeModelsLab, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in local_env.items() if k != "BOT_ENCRYPTION_KEY"}
-    run = await run_cli(env, "set-key", "--team", TEAM, stdin=KEY + "\n", cwd=tmp_path)
+    run = await run_bot_cli(env, "set-key", "--team", TEAM, stdin=KEY + "\n", cwd=tmp_path)
     assert run.code == 2, run
     assert "BOT_ENCRYPTION_KEY" in run.err and "Traceback" not in run.err
     assert KEY not in run.text
@@ -169,7 +150,7 @@ async def test_set_key_without_an_encryption_key_exits_2_and_stores_nothing(
 async def test_set_key_needs_a_team_when_the_workspace_is_unknown(
     local_env: dict[str, str], tmp_path: Path
 ) -> None:
-    run = await run_cli(local_env, "set-key", stdin=KEY + "\n", cwd=tmp_path)
+    run = await run_bot_cli(local_env, "set-key", stdin=KEY + "\n", cwd=tmp_path)
     assert run.code == 2 and "--team" in run.err, run
     assert KEY not in run.text
 
@@ -180,12 +161,12 @@ async def test_set_key_needs_a_team_when_the_workspace_is_unknown(
 async def test_allow_and_deny_change_the_list(
     cli_env: dict[str, str], store: Store, tmp_path: Path
 ) -> None:
-    run = await run_cli(cli_env, "allow", "--team", TEAM, DAVE, GROUP, cwd=tmp_path)
+    run = await run_bot_cli(cli_env, "allow", "--team", TEAM, DAVE, GROUP, cwd=tmp_path)
     assert run.code == 0, run
     assert DAVE in run.out and GROUP in run.out and TEAM in run.out
     assert sorted(await store.workspaces.allow_list(TEAM)) == [GROUP, DAVE]
 
-    run = await run_cli(cli_env, "deny", "--team", TEAM, DAVE, cwd=tmp_path)
+    run = await run_bot_cli(cli_env, "deny", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0 and "Removed" in run.out and DAVE in run.out, run
     assert await store.workspaces.allow_list(TEAM) == [GROUP]
 
@@ -201,13 +182,13 @@ async def test_allow_and_deny_reject_malformed_ids(
 ) -> None:
     await local_store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
     # One bad id refuses the whole command; each bad id is named.
-    run = await run_cli(
+    run = await run_bot_cli(
         local_env, "allow", "--team", TEAM, ERIN, "alice", "C0CHANNEL", "@dave", cwd=tmp_path
     )
     assert run.code == 2, run
     assert "Not a Slack user" in run.err and "Traceback" not in run.err
     assert "alice" in run.err and "C0CHANNEL" in run.err and ERIN not in run.err
-    run = await run_cli(local_env, "deny", "--team", TEAM, DAVE, "U0DAVE001;DROP", cwd=tmp_path)
+    run = await run_bot_cli(local_env, "deny", "--team", TEAM, DAVE, "U0DAVE001;DROP", cwd=tmp_path)
     assert run.code == 2 and "Not a Slack user" in run.err, run
     assert await local_store.workspaces.allow_list(TEAM) == [DAVE]
     assert await local_store.workspaces.admin_events(TEAM) == []
@@ -218,7 +199,7 @@ async def test_allowing_an_id_already_listed_says_nothing_new(
 ) -> None:
     oauth = {**cli_env, "SLACK_CLIENT_ID": "111.222", "SLACK_CLIENT_SECRET": "sec"}
     await store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
-    run = await run_cli(oauth, "allow", "--team", TEAM, DAVE, cwd=tmp_path)
+    run = await run_bot_cli(oauth, "allow", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0, run
     assert "nothing new" in run.out and "1 entries" in run.out, run
     assert await store.workspaces.admin_events(TEAM) == []
@@ -228,7 +209,7 @@ async def test_allow_in_single_workspace_mode_reports_the_list_size(
     local_env: dict[str, str], local_store: Store, tmp_path: Path
 ) -> None:
     env = {**local_env, "CANCEL_ALLOWED_USERS": ERIN}
-    run = await run_cli(env, "allow", "--team", TEAM, DAVE, cwd=tmp_path)
+    run = await run_bot_cli(env, "allow", "--team", TEAM, DAVE, cwd=tmp_path)
     assert run.code == 0 and DAVE in run.out, run
     assert await local_store.workspaces.allow_list(TEAM) == [DAVE]
     # ERIN (the operator's, always in force) and DAVE: the operator must not read "0 entries".
@@ -241,7 +222,7 @@ async def test_allow_in_single_workspace_mode_reports_the_list_size(
 async def test_workspaces_lists_key_state_and_list_size_never_the_key(
     cli_env: dict[str, str], store: Store, tmp_path: Path
 ) -> None:
-    empty = await run_cli(cli_env, "workspaces", cwd=tmp_path)
+    empty = await run_bot_cli(cli_env, "workspaces", cwd=tmp_path)
     assert empty.code == 0 and "No workspaces yet" in empty.out, empty
 
     ws = workspaces_for(cli_env, store)
@@ -249,7 +230,7 @@ async def test_workspaces_lists_key_state_and_list_size_never_the_key(
     await ws.set_key(TEAM, KEY, by="cli:ops")  # no ModelsLab client: stored without a check
     await ws.allow(TEAM, [DAVE, GROUP], by="cli:ops")
     await store.workspaces.ensure(OTHER, name="Old Team", installed=False)
-    run = await run_cli(cli_env, "workspaces", cwd=tmp_path)
+    run = await run_bot_cli(cli_env, "workspaces", cwd=tmp_path)
     assert run.code == 0, run
     lines = {ln.split()[0]: ln for ln in run.out.splitlines()[1:]}
     assert lines[TEAM].split()[-3:] == ["yes", "…4Rb9", "2"] and "New Team" in lines[TEAM]
@@ -270,7 +251,7 @@ async def test_rotate_keys_re_encrypts_so_the_old_key_can_go(
 
     new = Fernet.generate_key().decode()
     both = {**cli_env, "BOT_ENCRYPTION_KEY": f"{new},{old}"}
-    run = await run_cli(both, "rotate-keys", cwd=tmp_path)
+    run = await run_bot_cli(both, "rotate-keys", cwd=tmp_path)
     assert run.code == 0, run
     assert "Re-encrypted 2" in run.out
     assert KEY not in run.text and webhook not in run.text and new not in run.text
@@ -284,7 +265,7 @@ async def test_rotate_keys_re_encrypts_so_the_old_key_can_go(
         Fernet(old.encode()).decrypt((row.key_ciphertext or "").encode())
 
     unset = {k: v for k, v in cli_env.items() if k != "BOT_ENCRYPTION_KEY"}
-    run = await run_cli(unset, "rotate-keys", cwd=tmp_path)
+    run = await run_bot_cli(unset, "rotate-keys", cwd=tmp_path)
     assert run.code == 2 and "BOT_ENCRYPTION_KEY" in run.err, run
 
 
@@ -293,7 +274,7 @@ async def test_rotate_keys_with_a_key_that_cannot_read_the_data_fails_readably(
 ) -> None:
     await workspaces_for(local_env, local_store).set_key(TEAM, KEY, by="cli:ops")
     wrong = {**local_env, "BOT_ENCRYPTION_KEY": Fernet.generate_key().decode()}
-    run = await run_cli(wrong, "rotate-keys", cwd=tmp_path)
+    run = await run_bot_cli(wrong, "rotate-keys", cwd=tmp_path)
     # Nothing was rewritten: the data still reads with the right key.
     assert await workspaces_for(local_env, local_store).key_for(TEAM) == KEY
     assert "Traceback" not in run.err, run.err
@@ -315,7 +296,7 @@ async def test_allow_counts_an_id_in_cancel_allowed_users_once(
 ) -> None:
     await serves(local_store)
     env = {**local_env, "CANCEL_ALLOWED_USERS": f"{ERIN},{GROUP}"}
-    run = await run_cli(env, "allow", ERIN, DAVE, cwd=tmp_path)
+    run = await run_bot_cli(env, "allow", ERIN, DAVE, cwd=tmp_path)
     assert run.code == 0, run
     # ERIN and GROUP from the environment, DAVE added: three, not four.
     assert "now has 3 entries" in run.out, run
@@ -328,15 +309,15 @@ async def test_deny_of_someone_allowed_through_the_environment_says_they_stay_al
     await serves(local_store)
     await local_store.workspaces.allow(TEAM, [DAVE], by="cli:ops")
     env = {**local_env, "CANCEL_ALLOWED_USERS": ERIN}
-    run = await run_cli(env, "deny", ERIN, cwd=tmp_path)
+    run = await run_bot_cli(env, "deny", ERIN, cwd=tmp_path)
     assert run.code == 1, run
     assert "Removed" not in run.out, run
     assert "Still allowed" in run.err and ERIN in run.err and "CANCEL_ALLOWED_USERS" in run.err
     # A stored entry is removed as asked, and the one from the environment is still named.
-    run = await run_cli(env, "deny", DAVE, ERIN, cwd=tmp_path)
+    run = await run_bot_cli(env, "deny", DAVE, ERIN, cwd=tmp_path)
     assert run.code == 1 and f"Removed {DAVE}" in run.out and ERIN in run.err, run
     assert await local_store.workspaces.allow_list(TEAM) == []
-    run = await run_cli(env, "deny", DAVE, cwd=tmp_path)
+    run = await run_bot_cli(env, "deny", DAVE, cwd=tmp_path)
     assert run.code == 0 and "not on it" in run.out and "Removed" not in run.out, run
 
 
@@ -350,14 +331,18 @@ async def test_a_workspace_this_bot_does_not_serve_is_refused_naming_the_served_
 ) -> None:
     await serves(local_store)
     args = [DAVE] if command != "set-key" else []
-    run = await run_cli(local_env, command, "--team", OTHER, *args, stdin=KEY + "\n", cwd=tmp_path)
+    run = await run_bot_cli(
+        local_env, command, "--team", OTHER, *args, stdin=KEY + "\n", cwd=tmp_path
+    )
     assert run.code == 2, run
     assert TEAM in run.err and OTHER in run.err and "single-workspace" in run.err, run
     assert "Traceback" not in run.err and KEY not in run.text
     assert await local_store.workspaces.get(OTHER) is None
     assert modelslab.calls == []
     # The served one, named or not, works.
-    ok = await run_cli(local_env, command, "--team", TEAM, *args, stdin=KEY + "\n", cwd=tmp_path)
+    ok = await run_bot_cli(
+        local_env, command, "--team", TEAM, *args, stdin=KEY + "\n", cwd=tmp_path
+    )
     assert ok.code == 0, ok
 
 
@@ -366,11 +351,11 @@ async def test_workspaces_shows_the_served_workspace_with_its_key_state(
 ) -> None:
     env = {**local_env, "MODELSLAB_API_KEY": KEY, "CANCEL_ALLOWED_USERS": f"{ERIN},{GROUP}"}
     # Before the first start: the bot cannot know which workspace it serves, and says so.
-    run = await run_cli(env, "workspaces", cwd=tmp_path)
+    run = await run_bot_cli(env, "workspaces", cwd=tmp_path)
     assert run.code == 0 and "not known yet" in run.out, run
 
     await serves(local_store)
-    run = await run_cli(env, "workspaces", cwd=tmp_path)
+    run = await run_bot_cli(env, "workspaces", cwd=tmp_path)
     assert run.code == 0, run
     rows = {ln.split()[0]: ln.split() for ln in run.out.splitlines()[1:] if ln.startswith("T")}
     # workspace, name, served, installed, key, allowed
@@ -382,7 +367,7 @@ async def test_workspaces_shows_the_served_workspace_with_its_key_state(
     await ws.set_key(TEAM, KEY, by="cli:ops")
     await ws.allow(TEAM, [ERIN, DAVE], by="cli:ops")
     await local_store.workspaces.ensure(OTHER, name="Old Team", installed=False)
-    run = await run_cli(env, "workspaces", cwd=tmp_path)
+    run = await run_bot_cli(env, "workspaces", cwd=tmp_path)
     rows = {ln.split()[0]: ln.split() for ln in run.out.splitlines()[1:] if ln.startswith("T")}
     assert rows[TEAM][2] == "yes" and rows[TEAM][-2:] == ["…4Rb9", "3"], run.out
     assert rows[OTHER][-5:] == ["no", "no", "not", "set", "0"], run.out  # served, installed, …

@@ -2,58 +2,49 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from bot.store import Store
-from tests import REPO
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
-from tests.processes import Run, run_bot_cli
+from tests.processes import run_bot_cli
 
 V6_ID = "9b2c3d4e-1111-4222-8333-444455556666"
 
 
 @pytest.fixture
 def cli_env(modelslab: FakeModelsLab, database_url: str, store: Store) -> dict[str, str]:
-    """Environment for the subprocess; depending on `store` gives it a migrated, empty database."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    """The bot's variables for the subprocess (run_bot_cli adds what Python needs); depending on
+    `store` gives it a migrated, empty database."""
     return {
-        **keep,
         "DATABASE_URL": database_url,
         "MODELSLAB_API_URL": modelslab.base_url,
         "MODELSLAB_API_KEY": "good-key",
-        "PYTHONPATH": str(REPO),
     }
-
-
-async def run_cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> Run:
-    """`python -m bot ARGS`, by default in an empty directory (no developer's `.env` is read)."""
-    return await run_bot_cli(env, *args, cwd=cwd)
 
 
 async def test_cancel_accepted_prints_one_line_and_exits_0(
     cli_env, modelslab: FakeModelsLab
 ) -> None:
-    run = await run_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T0A1B2C3D")
+    run = await run_bot_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T0A1B2C3D")
     assert run.code == 0, run
     assert "F5jvdzGnYi" in run.out and "cancel accepted" in run.out
     assert len(run.out.strip().splitlines()) == 1 and run.err == ""
     assert [c.path for c in modelslab.cancel_calls()] == ["/api/v3/cancle_training/F5jvdzGnYi"]
     # Asking again is answered from the store: already cancelled, no second call.
-    again = await run_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T0A1B2C3D")
+    again = await run_bot_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T0A1B2C3D")
     assert again.code == 0 and "already cancelled" in again.out
     assert len(modelslab.cancel_calls()) == 1
 
 
 async def test_other_spelling_and_v6(cli_env, modelslab: FakeModelsLab) -> None:
     modelslab.routes = {"cancel_training"}
-    run = await run_cli(cli_env, "cancel", "abc123", "--team", "T1")
+    run = await run_bot_cli(cli_env, "cancel", "abc123", "--team", "T1")
     assert run.code == 0 and "cancel accepted" in run.out, run
     assert modelslab.cancel_calls()[-1].path == "/api/v3/cancel_training/abc123"
-    v6 = await run_cli(cli_env, "cancel", V6_ID, "--team", "T1")
+    v6 = await run_bot_cli(cli_env, "cancel", V6_ID, "--team", "T1")
     assert v6.code == 0 and "stopped" in v6.out, v6
     assert modelslab.cancel_calls()[-1].path == "/api/v6/trainer/stop"
     assert modelslab.cancel_calls()[-1].json == {"key": "good-key", "training_id": V6_ID}
@@ -72,7 +63,7 @@ async def test_failures_say_why_in_one_line(
     cli_env, modelslab: FakeModelsLab, reply, code: int, words: str
 ) -> None:
     modelslab.script("F5jvdzGnYi", reply)
-    run = await run_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T1")
+    run = await run_bot_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T1")
     assert run.code == code, run
     assert words in run.out + run.err
     assert "Traceback" not in run.err and "good-key" not in run.out + run.err
@@ -82,7 +73,7 @@ async def test_html_error_pages_fail_cleanly(cli_env, modelslab: FakeModelsLab) 
     modelslab.script("F5jvdzGnYi", ml.html(502))
     env = {**cli_env, "MODELSLAB_API_KEY": "secret-key-123"}
     modelslab.valid_keys.add("secret-key-123")
-    run = await run_cli(env, "cancel", "F5jvdzGnYi", "--team", "T1")
+    run = await run_bot_cli(env, "cancel", "F5jvdzGnYi", "--team", "T1")
     assert run.code == 1 and "failed" in run.out, run
     assert "Traceback" not in run.err and "secret-key-123" not in run.out + run.err
 
@@ -91,35 +82,35 @@ async def test_html_error_pages_fail_cleanly(cli_env, modelslab: FakeModelsLab) 
 async def test_malformed_ids_exit_2_without_a_call(
     cli_env, modelslab: FakeModelsLab, bad: str
 ) -> None:
-    run = await run_cli(cli_env, "cancel", bad, "--team", "T1")
+    run = await run_bot_cli(cli_env, "cancel", bad, "--team", "T1")
     assert run.code == 2 and "Not a training id" in run.err and "Traceback" not in run.err
     assert modelslab.calls == []
 
 
 async def test_missing_key_and_unreachable_modelslab(cli_env, modelslab: FakeModelsLab) -> None:
     no_key = {k: v for k, v in cli_env.items() if k != "MODELSLAB_API_KEY"}
-    run = await run_cli(no_key, "cancel", "F5jvdzGnYi", "--team", "T1")
+    run = await run_bot_cli(no_key, "cancel", "F5jvdzGnYi", "--team", "T1")
     assert run.code == 2 and "MODELSLAB_API_KEY" in run.err
     down = {**cli_env, "MODELSLAB_API_URL": "http://127.0.0.1:9/api/v3"}
-    run = await run_cli(down, "cancel", "F5jvdzGnYi", "--team", "T1")
+    run = await run_bot_cli(down, "cancel", "F5jvdzGnYi", "--team", "T1")
     assert run.code == 1 and "could not be reached" in run.out and "Traceback" not in run.err
 
 
 async def test_dry_run_touches_nothing(cli_env, modelslab: FakeModelsLab) -> None:
-    run = await run_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T1", "--dry-run")
+    run = await run_bot_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T1", "--dry-run")
     assert run.code == 0 and "dry run" in run.out, run
     assert modelslab.calls == []
 
 
 async def test_bad_configuration_is_a_list_not_a_traceback(cli_env) -> None:
     env = {**cli_env, "DATABASE_URL": "mysql://x/y", "LOG_LEVEL": "LOUD"}
-    run = await run_cli(env, "cancel", "F5jvdzGnYi", "--team", "T1")
+    run = await run_bot_cli(env, "cancel", "F5jvdzGnYi", "--team", "T1")
     assert run.code == 2 and "DATABASE_URL" in run.err and "LOG_LEVEL" in run.err
     assert "Traceback" not in run.err
 
 
 async def test_help_lists_the_commands(cli_env) -> None:
-    run = await run_cli(cli_env, "--help")
+    run = await run_bot_cli(cli_env, "--help")
     assert run.code == 0
     for command in ("serve", "socket", "check", "notify", "cancel"):
         assert command in run.out
@@ -149,7 +140,7 @@ async def test_terminal_cancel_is_reported_in_the_thread_and_audit_channel(
             "SLACK_API_URL": slack.base_url,
             "AUDIT_CHANNEL": "C0AUDIT01",
         }
-        run = await run_cli(env, "cancel", "F5jvdzGnYi")
+        run = await run_bot_cli(env, "cancel", "F5jvdzGnYi")
         assert run.code == 0, run
         posts = slack.calls_to("chat.postMessage")
         reply = [p for p in posts if p.args.get("thread_ts") == note.ts]
@@ -165,7 +156,7 @@ async def test_probably_cancelled_is_not_a_confirmed_success(
     cli_env, modelslab: FakeModelsLab
 ) -> None:
     modelslab.script("F5jvdzGnYi", ml.server_error(502), ml.error("Training already finished"))
-    run = await run_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T1")
+    run = await run_bot_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T1")
     assert run.code == 1, run
     assert "probably cancelled (not confirmed)" in run.out
 
@@ -175,9 +166,8 @@ async def test_probably_cancelled_is_not_a_confirmed_success(
 
 @pytest.fixture
 def bare_env() -> dict[str, str]:
-    """Nothing configured: for what needs no database."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-    return {**keep, "PYTHONPATH": str(REPO)}
+    """Nothing configured: for what needs no database (run_bot_cli adds what Python needs)."""
+    return {}
 
 
 async def test_version_comes_from_the_package_metadata(bare_env) -> None:
@@ -185,7 +175,7 @@ async def test_version_comes_from_the_package_metadata(bare_env) -> None:
 
     from tests.system.test_deploy_files import project_field
 
-    run = await run_cli(bare_env, "--version")
+    run = await run_bot_cli(bare_env, "--version")
     assert run.code == 0, run
     assert run.out.strip() == f"cancel-training-bot {project_field('version')}"
     assert project_field("version") == metadata.version("cancel-training-bot")
@@ -197,7 +187,7 @@ async def test_version_comes_from_the_package_metadata(bare_env) -> None:
     ids=["typo", "pasted-secret", "unknown-option"],
 )
 async def test_an_unknown_command_names_the_valid_ones(bare_env, args, shown) -> None:
-    run = await run_cli(bare_env, *args)
+    run = await run_bot_cli(bare_env, *args)
     assert run.code == 2, run
     [message] = [ln for ln in run.err.splitlines() if "error:" in ln]
     for command in ("serve", "socket", "check", "notify", "cancel", "set-key", "workspaces"):
@@ -220,24 +210,24 @@ async def test_cancel_exits_2_on_a_configuration_error(
     from tests.fakes.slack import FakeSlack
 
     # Single workspace, no --team and nothing to learn it from: a configuration problem.
-    run = await run_cli(cli_env, "cancel", "F5jvdzGnYi")
+    run = await run_bot_cli(cli_env, "cancel", "F5jvdzGnYi")
     assert run.code == 2, run
     assert "--team" in run.err and "Traceback" not in run.err
     # OAuth mode serves many workspaces: --team is needed.
     oauth = {**cli_env, "SLACK_CLIENT_ID": "1.2", "SLACK_CLIENT_SECRET": "s3"}
     oauth["BOT_ENCRYPTION_KEY"] = "Wk7OyqGqKZWXtN0Aj8T_cvbfHhcWhQRkfQ8bK3EV0dE="
-    run = await run_cli(oauth, "cancel", "F5jvdzGnYi")
+    run = await run_bot_cli(oauth, "cancel", "F5jvdzGnYi")
     assert run.code == 2 and "--team" in run.err, run
     async with FakeSlack() as slack:
         env = {**cli_env, "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_API_URL": slack.base_url}
         # A workspace this bot does not serve (it serves slack.team_id).
-        run = await run_cli(env, "cancel", "F5jvdzGnYi", "--team", "T0SOMEONE")
+        run = await run_bot_cli(env, "cancel", "F5jvdzGnYi", "--team", "T0SOMEONE")
         assert run.code == 2, run
         assert slack.team_id in run.err and "T0SOMEONE" in run.err
         # A token Slack refuses (a database that has not learned the workspace yet).
         other = {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
         slack.revoke(slack.bot_token)
-        run = await run_cli(other, "cancel", "F5jvdzGnYi")
+        run = await run_bot_cli(other, "cancel", "F5jvdzGnYi")
         assert run.code == 2 and "token_revoked" in run.err, run
         assert slack.bot_token not in run.out + run.err
     assert modelslab.cancel_calls() == []

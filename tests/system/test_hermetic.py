@@ -15,7 +15,6 @@ import pytest
 from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
 from tests.processes import run_bot_cli
-from tests.system import test_admin_cli, test_cli
 
 HOSTILE = """\
 # What a developer's .env in the checkout may well say.
@@ -48,12 +47,12 @@ async def test_the_cli_tests_ignore_a_dotenv_in_the_working_directory(
         "MODELSLAB_API_KEY": "good-key",
     }
     # What test_cli's tests do: a real cancel, not a dry run, with the key they gave.
-    run = await test_cli.run_cli(env, "cancel", "F5jvdzGnYi", "--team", "T1")
+    run = await run_bot_cli(env, "cancel", "F5jvdzGnYi", "--team", "T1")
     assert run.code == 0 and "cancel accepted" in run.out and "dry run" not in run.out, run
     assert [c.json for c in modelslab.cancel_calls()] == [{"key": "good-key"}]
     # And without a key they say so, rather than finding one in the .env.
     no_key = {k: v for k, v in env.items() if k != "MODELSLAB_API_KEY"}
-    run = await test_cli.run_cli(no_key, "cancel", "Other00001", "--team", "T1")
+    run = await run_bot_cli(no_key, "cancel", "Other00001", "--team", "T1")
     assert run.code == 2 and "MODELSLAB_API_KEY" in run.err, run
     assert "LOG_LEVEL" not in run.err
 
@@ -62,7 +61,7 @@ async def test_the_operator_cli_tests_ignore_a_dotenv_in_the_working_directory(
     hostile_cwd: Path, modelslab: FakeModelsLab, database_url: str, store: Store
 ) -> None:
     env = {"DATABASE_URL": database_url, "MODELSLAB_API_URL": modelslab.base_url}
-    run = await test_admin_cli.run_cli(env, "workspaces")
+    run = await run_bot_cli(env, "workspaces")
     # Single-workspace mode (no OAuth variables given) and a valid configuration.
     assert run.code == 0, run
     assert "LOG_LEVEL" not in run.text and "OAuth" not in run.text

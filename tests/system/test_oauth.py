@@ -28,6 +28,7 @@ from bot.crypto import SecretBox
 from bot.errors import ConfigError
 from bot.slack.oauth import BOT_SCOPES, build_installation_store
 from bot.store import Store
+from tests import REPO
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
@@ -454,7 +455,7 @@ async def test_oauth_mode_without_an_encryption_key_refuses_to_start(
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env = {
         **keep,
-        "PYTHONPATH": str(Path(__file__).parent.parent),
+        "PYTHONPATH": str(REPO),
         "DATABASE_URL": sqlite_url,
         "SLACK_SIGNING_SECRET": "8f742231b10e8888abcd99aaabbb85a5",
         "SLACK_CLIENT_ID": CLIENT_ID,
