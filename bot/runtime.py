@@ -25,6 +25,7 @@ from bot.model import Cancellation
 from bot.modelslab import KeyLimiter, ModelsLabClient
 from bot.service.access import AccessPolicy, GroupMembers
 from bot.service.cancellation import CancellationService
+from bot.service.queries import Queries
 from bot.service.workspaces import ENV_IMPORTED_META, TEAM_ID_META, Workspaces, served_warnings
 from bot.slack.app import create_app, single_workspace_authorize
 from bot.slack.clients import SlackClients
@@ -35,13 +36,14 @@ from bot.slack.delivery.reporter import Reporter
 from bot.slack.oauth import (
     CachedInstallationAuthorize,
     EncryptedInstallationStore,
-    add_oauth_routes,
     build_installation_store,
     build_oauth_flow,
     workspace_key,
 )
+from bot.slack.usergroups import SlackGroupMembers
 from bot.store import Store
 from bot.web import OnlineProbe, TrainingRoutes, create_web_app
+from bot.web.oauth import add_oauth_routes
 
 logger = logging.getLogger("bot")
 
@@ -278,9 +280,6 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         limiter=limiter,
     )
 
-    async def wake_reporter(row: Cancellation) -> None:
-        reporter.wake()
-
     async def report(row: Cancellation) -> None:
         metrics.cancellations.labels(outcome=row.outcome or "unknown").inc()
 
@@ -290,11 +289,10 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         keys=workspaces.key_for,
         dry_run=settings.dry_run,
         on_finished=report,
-        on_rescheduled=wake_reporter,
         limiter=limiter,
         reports=reporter,
     )
-    groups = GroupMembers(clients=fast_client)
+    groups = GroupMembers(lookup=SlackGroupMembers(clients=fast_client))
     access = AccessPolicy(entries=workspaces.entries, groups=groups)
 
     async def forget_workspace(enterprise_id: str | None, team_id: str | None) -> None:
@@ -324,10 +322,10 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
             )
 
     deps = Deps(
-        store=store,
         service=service,
+        queries=Queries(store=store, fixed_entries=workspaces.fixed_entries),
         access=access,
-        reporter=reporter,
+        response_urls=reporter.response_urls,
         workspaces=workspaces,
         slack_client=slack_client,
         forget_workspace=forget_workspace,

@@ -23,7 +23,8 @@ from bot.config import Mode, Purpose, Settings
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.model import Cancellation, Origin, OutcomeKind, State
 from bot.modelslab import ModelsLabClient
-from bot.service.cancellation import CancellationService, headline, modelslab_said
+from bot.service.cancellation import CancellationService
+from bot.slack.messages.outcomes import headline, modelslab_said
 from bot.store import Store
 
 logger = logging.getLogger("bot")

@@ -20,7 +20,7 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     from bot.model import Notification
     from bot.runtime import identify_workspace
     from bot.slack.clients import SlackClients
-    from bot.slack.delivery.notifier import record_permalink
+    from bot.slack.delivery.renderer import record_permalink
     from bot.slack.messages.blocks import build_notification
 
     settings = _settings(Purpose.ADMIN if args.url else Purpose.NOTIFY)

@@ -29,7 +29,8 @@ from slack_sdk.models.views import View as ViewModel
 from bot.model import Cancellation
 from bot.service.access import Decision
 from bot.slack.messages import text as policy
-from bot.slack.messages.blocks import LINE_CHARS, REASON_CHARS, outcome_words, slack_date, who
+from bot.slack.messages.blocks import LINE_CHARS, slack_date, who
+from bot.slack.messages.outcomes import REASON_CHARS, outcome_words
 from bot.slack.messages.text import escape, outside, truncate
 
 SET_KEY = "home_set_key"
