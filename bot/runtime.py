@@ -261,7 +261,9 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         token = await tokens.token_for(team_id)
         return clients.fast_for(token) if token else None
 
-    renderer = NotificationRenderer(store=store)
+    groups = GroupMembers(lookup=SlackGroupMembers(clients=fast_client))
+    access = AccessPolicy(entries=workspaces.entries, groups=groups)
+    renderer = NotificationRenderer(store=store, visible_to=access.visible_users)
     limiter = KeyLimiter()
     reporter = Reporter(
         store=store,
@@ -291,9 +293,9 @@ async def _build_runtime(settings: Settings, store: Store, clients: SlackClients
         on_finished=report,
         limiter=limiter,
         reports=reporter,
+        safety=workspaces.safety,
+        access=access,
     )
-    groups = GroupMembers(lookup=SlackGroupMembers(clients=fast_client))
-    access = AccessPolicy(entries=workspaces.entries, groups=groups)
 
     async def forget_workspace(enterprise_id: str | None, team_id: str | None) -> None:
         workspace_id = workspace_key(enterprise_id, team_id)

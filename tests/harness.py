@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import itertools
 import json
 import re
 import socket
@@ -37,6 +38,9 @@ ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
 TRAINING = "F5jvdzGnYi"
 CHANNEL = "C0TRAIN01"
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
+# Fields a slash command and a click on the card it answered with have in common.
+_SHARED_FIELDS = ("team_id", "user_id", "user_name", "channel_id", "channel_name")
+_cards = itertools.count(1)
 
 
 def bot_env(
@@ -66,6 +70,7 @@ class Bot:
     slack: FakeSlack
     modelslab: FakeModelsLab
     settings: Settings
+    last_card: str = ""
 
     @property
     def secret(self) -> str:
@@ -96,6 +101,34 @@ class Bot:
         status, text_body = await self.post(body, "application/x-www-form-urlencoded")
         assert status == 200, (status, text_body)
         return json.loads(text_body) if text_body else {}
+
+    async def cancel(
+        self, text: str = TRAINING, *, response_name: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Type `/cancel-training <id>` and press the preview card's Cancel training button.
+
+        Returns what replaced the card (the request's answer), or the command's ack when it
+        was no card (a refusal, a bad id). Later private posts for the request (the response_url
+        fallback) land in `response_name`, by default "card-<n>" (see `last_card`).
+        """
+        card = await self.command(text, **fields)
+        button = card_button(card)
+        if button is None:
+            return card
+        name = response_name or f"card-{next(_cards)}"
+        self.last_card = name
+        shared = {k: v for k, v in fields.items() if k in _SHARED_FIELDS}
+        shared.setdefault("user_id", ALICE)
+        shared.setdefault("user_name", "alice")
+        status = await self.click(
+            value=button["value"],
+            action_id=button["action_id"],
+            ephemeral=True,
+            response_url=self.slack.response_url(name),
+            **shared,
+        )
+        assert status == 200, status
+        return (await self.slack.wait_for_response(name))[0]
 
     async def click(self, value: str = TRAINING, *, user_id: str = BOB, **kw: Any) -> int:
         """Click a button on a message; return the HTTP status."""
@@ -154,6 +187,15 @@ def slack_sends(slack: FakeSlack, body: bytes, content_type: str) -> dict[str, A
     if isinstance(request.get("trigger_id"), str):
         slack.issue_trigger_id(request["trigger_id"])
     return request
+
+
+def card_button(answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The preview card's Cancel training button, if `answer` is a card."""
+    for block in answer.get("blocks") or ():
+        for element in block.get("elements") or ():
+            if element.get("action_id") == "cancel_from_card":
+                return dict(element)
+    return None
 
 
 def sent_request(body: bytes, content_type: str) -> dict[str, Any]:
