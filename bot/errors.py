@@ -9,6 +9,7 @@
     ├── InvalidKey             ModelsLab refused a key being saved
     ├── SecretStorageDisabled  a secret would be written without BOT_ENCRYPTION_KEY
     ├── StoreUnavailable       the database cannot be reached
+    ├── SlackUnreachable       Slack could not be asked who a token belongs to
     └── ModelsLabError         a ModelsLab answer that is not an outcome
         └── ModelsLabUnavailable   transport failure, 5xx, non-JSON, missing route
 
@@ -54,6 +55,15 @@ class SecretStorageDisabled(BotError):
 
 class StoreUnavailable(BotError):
     """The database could not be reached."""
+
+
+class SlackUnreachable(BotError):
+    """Slack could not be reached to identify the bot (the transport failed, not Slack's answer)."""
+
+    def __init__(self, cause: BaseException, purpose: str = "") -> None:
+        self.cause_name = type(cause).__name__
+        purpose = f" {purpose}" if purpose else ""
+        super().__init__(f"Slack could not be reached{purpose} ({self.cause_name})")
 
 
 class ModelsLabError(BotError):

@@ -14,8 +14,9 @@ from bot.config import Mode, Purpose, Settings, load_settings
 from bot.crypto import SecretBox
 from bot.errors import BotError, InvalidKey, SecretStorageDisabled
 from bot.modelslab import ModelsLabClient
-from bot.runtime import import_environment
 from bot.service.workspaces import TEAM_ID_META, Workspaces, hash_token
+from bot.slack.identity import user_info
+from bot.slack.messages.home import key_wording
 from bot.slack.oauth import build_installation_store
 from bot.store import Store
 from tests.fakes.modelslab import FakeModelsLab
@@ -51,7 +52,13 @@ def workspaces(
 ) -> Workspaces:
     box = SecretBox(settings.encryption_keys if keys is None else keys)
     return Workspaces(
-        store=store, box=box, settings=settings, modelslab=client, single_workspace_id=single_id
+        store=store,
+        box=box,
+        settings=settings,
+        modelslab=client,
+        single_workspace_id=single_id,
+        key_wording=key_wording,
+        user_info=user_info,
     )
 
 
@@ -277,7 +284,7 @@ async def test_the_environment_is_imported_once_into_the_existing_workspace(
         CANCEL_ALLOWED_USERS=f"{ALICE},{BOB}",
     )
     ws = workspaces(store, settings, None)
-    await import_environment(settings, store, ws)
+    await ws.import_environment()
     assert await ws.key_for(TEAM) == "env-key-Zz11"
     row = await store.workspaces.get(TEAM)
     assert (
@@ -287,7 +294,7 @@ async def test_the_environment_is_imported_once_into_the_existing_workspace(
     assert await ws.key_for(OTHER) is None and await store.workspaces.allow_list(OTHER) == []
     # Once: an admin's later change is not undone by the next start.
     await ws.deny(TEAM, [BOB], by=ALICE)
-    await import_environment(settings, store, ws)
+    await ws.import_environment()
     assert await store.workspaces.allow_list(TEAM) == [ALICE]
 
 

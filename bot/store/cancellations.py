@@ -31,6 +31,7 @@ from bot.store.schema import (
     notification_from,
     notifications,
 )
+from bot.store.wakeups import Work, announce
 
 # Claims written together in one transaction, at most.
 CLAIM_BATCH = 100
@@ -171,6 +172,9 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     found[tuple(row._mapping[k] for k in key_columns)] = Claim(
                         cancellation_from(row), created=True
                     )
+                if any(claim.cancellation.lease_owner is None for claim in found.values()):
+                    # Not leased to a worker of this process: wake every process's (at commit).
+                    await announce(conn, Work.CANCELLATIONS)
                 missing = [key for key in waiting if key not in found]
                 if missing:
                     existing = await conn.execute(
@@ -264,6 +268,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
             lease_expires_at=None,
             report_state=ReportState.PENDING,
             report_next_at=now,
+            # No reporter of this process took the report: any process's may.
+            wake=Work.REPORTS if not lease else None,
             **lease,
         )
 
@@ -294,7 +300,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         )
 
     async def _update_leased(
-        self, cancellation_id: int, owner: str, **values: Any
+        self, cancellation_id: int, owner: str, *, wake: Work | None = None, **values: Any
     ) -> Cancellation | None:
         c = cancellations.c
         async with self.db.begin() as conn:
@@ -310,6 +316,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     .returning(*cancellations.c)
                 )
             ).first()
+            if row is not None and wake is not None:
+                await announce(conn, wake)
         return cancellation_from(row) if row is not None else None
 
     async def get(self, cancellation_id: int) -> Cancellation | None:
