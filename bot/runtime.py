@@ -405,7 +405,7 @@ async def announce(settings: Settings, runtime: Runtime, how: str) -> None:
         workspaces=workspaces,
         workspace_id=workspaces.single_workspace_id,
     )
-    for warning in [*settings.warnings, *served]:
+    for warning in [*settings.warnings, *served, *_split_warnings(runtime)]:
         logger.warning("%s", warning)
     dry = " DRY RUN: ModelsLab's cancel is never called." if settings.dry_run else ""
     roles = {
@@ -422,6 +422,17 @@ async def announce(settings: Settings, runtime: Runtime, how: str) -> None:
         roles.get(runtime.role, ""),
         dry,
     )
+
+
+def _split_warnings(runtime: Runtime) -> list[str]:
+    """A web or worker process on SQLite: no process wakes another, so work waits for a poll."""
+    if runtime.role in (Role.WEB, Role.WORKER) and runtime.store.dialect == "sqlite":
+        return [
+            "SQLite means one process: a web or worker process is not woken by the others, so "
+            "outcomes wait for the next poll (up to 5 s); run plain `serve`/`socket`, or use "
+            "PostgreSQL (DATABASE_URL) to split."
+        ]
+    return []
 
 
 async def serve(

@@ -21,6 +21,8 @@ from bot.store.engine import Database
 logger = logging.getLogger(__name__)
 
 CHANNEL = "cancel_bot_work"
+# How the LISTEN connection shows in pg_stat_activity.
+APPLICATION_NAME = "cancel-bot-wakeups"
 # Reconnecting after a database restart: quickly at first, then at most this often.
 MAX_RECONNECT_SECONDS = 5.0
 # A backend that vanished without a word (a dead host) is noticed by TCP keepalives.
@@ -50,7 +52,7 @@ async def announce(conn: Any, work: Work) -> None:
 def _conninfo(url: str | sa.URL) -> str:
     """The libpq connection string for an SQLAlchemy postgresql+psycopg URL."""
     uri = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    return make_conninfo(uri, connect_timeout=10, **KEEPALIVES)
+    return make_conninfo(uri, connect_timeout=10, application_name=APPLICATION_NAME, **KEEPALIVES)
 
 
 class WakeListener:
