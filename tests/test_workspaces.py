@@ -12,13 +12,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Mode, Purpose, Settings, load_settings
 from bot.crypto import SecretBox
-from bot.errors import BotError, InvalidKey, SecretStorageDisabled
+from bot.errors import BotError, ConfigError, InvalidKey, SecretStorageDisabled
 from bot.modelslab import ModelsLabClient
 from bot.service.workspaces import TEAM_ID_META, Workspaces, hash_token
-from bot.slack.identity import user_info
+from bot.slack.identity import BotTokenIdentity, user_info
 from bot.slack.messages.home import key_wording
 from bot.slack.oauth import build_installation_store
 from bot.store import Store
+from bot.store.schema import bot_meta
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 
@@ -358,3 +359,37 @@ async def test_is_admin_follows_users_info_and_bot_admins(
     # Slack refusing the lookup fails closed.
     broken = AsyncWebClient(token="xoxb-revoked", base_url=slack.base_url)
     assert not await ws.is_admin(team, "U0NEWUSER", broken)
+
+
+async def test_identify_asks_slack_at_a_start_and_the_cache_from_a_terminal(
+    store: Store, modelslab: FakeModelsLab, database_url: str, slack: FakeSlack
+) -> None:
+
+    settings = settings_for(modelslab, database_url)
+    identity = BotTokenIdentity.standalone(token=slack.bot_token, base_url=slack.base_url)
+    ws = Workspaces(store=store, box=SecretBox(()), settings=settings, ask_team_id=identity)
+    # A start asks Slack, caches the id, and serves it.
+    assert await ws.identify(fresh=True) == slack.team_id
+    assert await store.meta.get(TEAM_ID_META) == slack.team_id
+    assert ws.single_workspace_id == slack.team_id
+    assert identity.last is not None and identity.last.team_id == slack.team_id
+    calls = len(slack.calls_to("auth.test"))
+    # A terminal command reads the cache first: no second call.
+    assert await ws.identify(fresh=False) == slack.team_id
+    assert len(slack.calls_to("auth.test")) == calls
+
+    # Slack unreachable: a start falls back to the cached id; a terminal without one is told.
+    unreachable = BotTokenIdentity.standalone(token=slack.bot_token, base_url="http://127.0.0.1:9/")
+    ws.ask_team_id = unreachable
+    assert await ws.identify(fresh=True) == slack.team_id
+    async with store.engine.begin() as conn:
+        await conn.execute(bot_meta.delete())
+    with pytest.raises(BotError, match="pass --team"):
+        await ws.identify(fresh=False)
+    assert await ws.identify(fresh=False, required=False) is None
+    with pytest.raises(BotError, match="identify the workspace"):
+        await ws.identify(fresh=True)
+    # A refused token is a configuration problem, named as such.
+    ws.ask_team_id = BotTokenIdentity.standalone(token="xoxb-revoked", base_url=slack.base_url)
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN was refused"):
+        await ws.identify(fresh=True)
