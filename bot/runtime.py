@@ -21,7 +21,6 @@ from bot.background import Background
 from bot.config import Mode, Settings
 from bot.crypto import SecretBox
 from bot.errors import StoreUnavailable
-from bot.ids import workspace_key
 from bot.metrics import Metrics
 from bot.model import Cancellation
 from bot.modelslab import KeyLimiter, ModelsLabClient
@@ -224,9 +223,7 @@ async def _build(settings: Settings, store: Store, clients: SlackClients, role: 
         installations=installations, authorize=cached_authorize, tokens=tokens
     )
     if installations is not None:
-        installations.on_saved.append(
-            lambda enterprise_id, team_id: tokens.forget(workspace_key(enterprise_id, team_id))
-        )
+        installations.on_saved.append(tokens.forget_installation)
         if cached_authorize is not None:
             installations.on_saved.append(cached_authorize.forget)
     if role is not Role.TERMINAL:

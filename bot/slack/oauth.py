@@ -303,6 +303,10 @@ class TokenDirectory:
         """Drop a cached token."""
         self._cache.pop(workspace_id, None)
 
+    def forget_installation(self, enterprise_id: str | None, team_id: str | None) -> None:
+        """Drop the cached token of an installation that was just saved (reinstalled)."""
+        self.forget(workspace_key(enterprise_id, team_id))
+
     async def reporter_client(self, workspace_id: str) -> Any:
         """The reporter's (retrying) Slack client for a workspace; None when it is not installed."""
         token = await self.token_for(workspace_id)
@@ -337,7 +341,7 @@ class InstallationTokens:
             await self.installations.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
         if self.authorize is not None:
             self.authorize.forget(enterprise_id, team_id)
-        self.tokens.forget(workspace_key(enterprise_id, team_id))
+        self.tokens.forget_installation(enterprise_id, team_id)
 
     async def forget_user_tokens(
         self, enterprise_id: str | None, team_id: str | None, users: list[str]
