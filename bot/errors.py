@@ -9,6 +9,8 @@
     ├── InvalidKey             ModelsLab refused a key being saved
     ├── SecretStorageDisabled  a secret would be written without BOT_ENCRYPTION_KEY
     ├── StoreUnavailable       the database cannot be reached
+    ├── GroupLookupFailed      a user group's members could not be read (the user is refused)
+    ├── SlackError             a Slack Web API call failed: transient (retry later) or permanent
     ├── SlackUnreachable       Slack could not be asked who a token belongs to
     └── ModelsLabError         a ModelsLab answer that is not an outcome
         └── ModelsLabUnavailable   transport failure, 5xx, non-JSON, missing route
@@ -64,6 +66,35 @@ class SlackUnreachable(BotError):
         self.cause_name = type(cause).__name__
         purpose = f" {purpose}" if purpose else ""
         super().__init__(f"Slack could not be reached{purpose} ({self.cause_name})")
+
+
+class GroupLookupFailed(BotError):
+    """A user group's members could not be read from Slack (the reason says why, in plain words)."""
+
+
+class SlackError(BotError):
+    """A Slack call failed: Slack's error code (or the transport's failure) and whether to retry.
+
+    `status` is None when Slack never answered; `retry_after` is what Slack asked to wait.
+    Raised only by bot.slack.errors, the one place that reads slack_sdk's exceptions.
+    """
+
+    def __init__(
+        self,
+        call: str,
+        *,
+        error: str,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.call = call
+        self.error = error
+        self.transient = transient
+        self.status = status
+        self.retry_after = retry_after
+        answered = f"Slack answered {status} {error}".strip() if status is not None else error
+        super().__init__(f"{call}: {answered}")
 
 
 class ModelsLabError(BotError):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import functools
 import logging
 import signal
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from bot.config import Mode, Settings
 from bot.crypto import SecretBox
 from bot.errors import StoreUnavailable
 from bot.metrics import Metrics
-from bot.model import Cancellation
 from bot.modelslab import KeyLimiter, ModelsLabClient
 from bot.service.access import AccessPolicy, GroupMembers
 from bot.service.cancellation import CancellationService
+from bot.service.queries import Queries
 from bot.service.workspaces import Workspaces, served_warnings
 from bot.slack.app import create_app, single_workspace_authorize
 from bot.slack.clients import SlackClients
@@ -40,13 +39,14 @@ from bot.slack.oauth import (
     EncryptedInstallationStore,
     InstallationTokens,
     TokenDirectory,
-    add_oauth_routes,
     build_installation_store,
     build_oauth_flow,
 )
+from bot.slack.usergroups import SlackGroupMembers
 from bot.store import Store
 from bot.store.wakeups import WakeListener, Work
 from bot.web import OnlineProbe, TrainingRoutes, create_web_app
+from bot.web.oauth import add_oauth_routes
 
 logger = logging.getLogger("bot")
 
@@ -255,17 +255,16 @@ async def _build(settings: Settings, store: Store, clients: SlackClients, role: 
         keys=workspaces.key_for,
         dry_run=settings.dry_run,
         on_finished=metrics.count_cancellation,
-        on_rescheduled=functools.partial(_wake_reporter, reporter),
         limiter=limiter,
         # A terminal command delivers its own report (deliver_now): nothing is handed over.
         reports=reporter if role is not Role.TERMINAL else None,
     )
-    groups = GroupMembers(clients=tokens.fast_client)
+    groups = GroupMembers(lookup=SlackGroupMembers(clients=tokens.fast_client))
     deps = Deps(
-        store=store,
         service=service,
+        queries=Queries(store=store, fixed_entries=workspaces.fixed_entries),
         access=AccessPolicy(entries=workspaces.entries, groups=groups),
-        reporter=reporter,
+        response_urls=reporter.response_urls,
         workspaces=workspaces,
         slack_client=tokens.reporter_client,
         forget_workspace=workspaces.uninstall,
@@ -351,10 +350,6 @@ async def _build(settings: Settings, store: Store, clients: SlackClients, role: 
         if single_id is not None:
             groups.warm(single_id, [e for e in settings.allowed_entries if e.startswith("S")])
     return runtime
-
-
-async def _wake_reporter(reporter: Reporter, row: Cancellation) -> None:
-    reporter.wake()
 
 
 def _authorize_result(

@@ -24,7 +24,7 @@ from bot.cli.common import (
 from bot.config import Purpose
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.model import Cancellation, Origin, OutcomeKind, State
-from bot.service.cancellation import headline, modelslab_said
+from bot.slack.messages.outcomes import headline, modelslab_said
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime

@@ -26,7 +26,7 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     """Post a training notification with a Cancel button and record it in the store."""
     from bot.ids import validate_training_id
     from bot.model import Notification
-    from bot.slack.delivery.notifier import record_permalink
+    from bot.slack.delivery.renderer import record_permalink
     from bot.slack.messages.blocks import build_notification
 
     settings = _settings(Purpose.ADMIN if args.url else Purpose.NOTIFY)

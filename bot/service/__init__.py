@@ -1,1 +1,2 @@
-"""The service layer: cancellations, access policy and workspaces, in plain values (no Slack, SQL or HTTP)."""
+"""The service layer: cancellations, access policy, workspaces and the listeners' queries, in plain
+values (no Slack, SQL or HTTP)."""

@@ -7,15 +7,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from slack_sdk.errors import SlackApiError, SlackClientError
+from bot.errors import GroupLookupFailed
 
 logger = logging.getLogger(__name__)
 
 # None: this deployment does not serve that workspace.
 EntriesLookup = Callable[[str], Awaitable[Sequence[str] | None]]
-ClientLookup = Callable[[str], Awaitable[Any]]
+# (workspace_id, group_id) -> the group's members; raises GroupLookupFailed (bot.slack.usergroups).
+MembersLookup = Callable[[str, str], Awaitable[frozenset[str]]]
 
 NOT_LISTED = "You are not on this workspace's cancel allow-list; ask an admin to add you."
 OTHER_WORKSPACE = "This bot is not set up for your workspace, so it cannot cancel anything for you."
@@ -34,17 +35,20 @@ class Decision:
     code: str = "allowed"  # a bounded label for metrics
 
 
-class GroupLookupFailed(Exception):
-    """A user group's members could not be read from Slack."""
+class GroupDirectory(Protocol):
+    """Where the policy learns a user group's members."""
+
+    async def members(self, workspace_id: str, group_id: str, *, timeout: float) -> frozenset[str]:
+        """Return the group's members within `timeout`; raise GroupLookupFailed."""
 
 
 class GroupMembers:
     """Caches user-group membership; refreshes it in the background, never on the ack path twice."""
 
     def __init__(
-        self, *, clients: ClientLookup, ttl: float = 300.0, max_stale: float = 3600.0
+        self, *, lookup: MembersLookup, ttl: float = 300.0, max_stale: float = 3600.0
     ) -> None:
-        self._clients = clients
+        self._lookup = lookup
         self._ttl = ttl
         self._max_stale = max_stale
         self._cache: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
@@ -83,25 +87,7 @@ class GroupMembers:
             logger.warning("user group %s: %s", key[1], task.exception())
 
     async def _fetch(self, key: tuple[str, str]) -> frozenset[str]:
-        workspace_id, group_id = key
-        client = await self._clients(workspace_id)
-        try:
-            response = await client.usergroups_users_list(usergroup=group_id)
-        except SlackApiError as exc:
-            error = exc.response.get("error")
-            if error == "plan_upgrade_required":
-                raise GroupLookupFailed(
-                    f"user group {group_id} cannot be checked: Slack user groups need a paid plan; "
-                    "ask an admin to list people individually"
-                ) from exc
-            raise GroupLookupFailed(
-                f"Slack refused to list user group {group_id} ({error})"
-            ) from exc
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            raise GroupLookupFailed(
-                f"Slack could not be reached to list user group {group_id}"
-            ) from exc
-        members = frozenset(response.get("users") or ())
+        members = await self._lookup(*key)
         self._cache[key] = (members, time.monotonic())
         return members
 
@@ -115,7 +101,7 @@ class AccessPolicy:
     """Decides whether a user may cancel in a workspace."""
 
     def __init__(
-        self, *, entries: EntriesLookup, groups: GroupMembers, timeout: float = 1.5
+        self, *, entries: EntriesLookup, groups: GroupDirectory, timeout: float = 1.5
     ) -> None:
         self._entries = entries
         self._groups = groups

@@ -33,8 +33,8 @@ class ReportHandover(Protocol):
     def reserve(self) -> tuple[str, float] | None:
         """Hold a slot for a report leased to us as it is written: (owner, lease seconds)."""
 
-    def hand_over(self, row: Cancellation | None, *, lease_until: float | None) -> None:
-        """Take a finished row (ends any reservation): in memory if its report lease is ours."""
+    def hand_over(self, row: Cancellation | None, *, lease_until: float | None = None) -> None:
+        """A row has news to report (claimed, rescheduled, finished); ends any reservation."""
 
 
 STATE_FOR_OUTCOME = {
@@ -90,7 +90,6 @@ class CancellationService:
         concurrency: int = 16,
         worker_id: str | None = None,
         on_finished: FinishedHook | None = None,
-        on_rescheduled: FinishedHook | None = None,
         limiter: KeyLimiter | None = None,
         reports: ReportHandover | None = None,
     ) -> None:
@@ -102,7 +101,6 @@ class CancellationService:
         self.poll_interval = poll_interval
         self.worker_id = worker_id or new_worker_id()
         self.on_finished = on_finished
-        self.on_rescheduled = on_rescheduled
         self.limiter = limiter or KeyLimiter()
         self.reports = reports
         self._changed = asyncio.Condition()
@@ -161,6 +159,8 @@ class CancellationService:
     def _claimed(self, reserved: bool, claim: Claim | None) -> None:
         """Start work on a new claim: in memory if it was leased to us, else through the queue."""
         if claim is not None and claim.created:
+            if self.reports is not None:
+                self.reports.hand_over(claim.cancellation)  # "cancelling…" shows at once
             if reserved:
                 self._worker.submit(claim.cancellation, reserved=True)
             else:
@@ -257,8 +257,8 @@ class CancellationService:
                 reason=outcome.reason,
                 may_have_reached=row.may_have_reached or outcome.may_have_reached,
             )
-            if updated is not None and self.on_rescheduled is not None:
-                await self.on_rescheduled(updated)
+            if updated is not None and self.reports is not None:
+                self.reports.hand_over(updated)  # the new retry time is news to show
             await self._notify_waiters()
             return updated
         final = await self._finish(
@@ -329,31 +329,3 @@ class CancellationService:
             async with self._changed:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=min(0.5, remaining))
-
-
-_HEADLINES = {
-    OutcomeKind.ACCEPTED.value: "cancel accepted",
-    OutcomeKind.STOPPED.value: "stopped (ModelsLab confirmed)",
-    OutcomeKind.PROBABLY_CANCELLED.value: "probably cancelled (not confirmed)",
-    OutcomeKind.DRY_RUN.value: "dry run: ModelsLab was not called, nothing was cancelled",
-    OutcomeKind.REFUSED.value: "refused by ModelsLab",
-    OutcomeKind.NOT_FOUND.value: "not found: ModelsLab has no training with this id",
-    OutcomeKind.BAD_KEY.value: "refused: ModelsLab rejected the API key",
-    OutcomeKind.UNAVAILABLE.value: "failed: ModelsLab could not be reached",
-    OutcomeKind.RATE_LIMITED.value: "rate-limited by ModelsLab; a retry is scheduled",
-    NO_KEY: "refused: no ModelsLab API key is set for this workspace",
-}
-
-
-def headline(row: Cancellation) -> str:
-    """Return the outcome of a cancellation in a few words."""
-    if row.outcome is None:
-        return "being cancelled" if row.state == State.CALLING else "queued"
-    return _HEADLINES.get(row.outcome, row.outcome)
-
-
-def modelslab_said(row: Cancellation) -> str:
-    """Return what ModelsLab answered, quoted, or an empty string."""
-    if not row.reason or row.outcome in (NO_KEY, OutcomeKind.DRY_RUN.value):
-        return ""
-    return f'ModelsLab said: "{row.reason}"'

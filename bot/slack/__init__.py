@@ -1,1 +1,2 @@
-"""Everything that knows Slack: the Bolt app, listeners, messages, delivery, clients and identity."""
+"""Everything that knows Slack: the Bolt app, listeners, messages, delivery, clients, user groups,
+identity, and the one classification of Slack failures (errors.py)."""

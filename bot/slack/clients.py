@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -16,6 +14,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.errors import SLACK_FAILURES
 from bot.timeouts import timeout
 
 logger = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ async def get_permalink(client: Any, channel: str, ts: str) -> str | None:
             response = await answering_429s(client).chat_getPermalink(
                 channel=channel, message_ts=ts
             )
-    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except SLACK_FAILURES as exc:
         logger.info("no permalink for message %s in %s (%s)", ts, channel, type(exc).__name__)
         return None
     link = response.get("permalink")

@@ -13,10 +13,10 @@ from bot.background import Background
 from bot.metrics import Metrics
 from bot.service.access import AccessPolicy
 from bot.service.cancellation import CancellationService
+from bot.service.queries import Queries
 from bot.service.workspaces import Workspaces
 from bot.slack.delivery.notifier import Notifier
-from bot.slack.delivery.reporter import Reporter
-from bot.store import Store
+from bot.slack.delivery.response_urls import ResponseUrls
 
 DEPS_KEY = "cancel_bot_deps"
 RECEIVED_AT = "cancel_bot_received_at"  # time.monotonic() when the web layer got the request
@@ -26,10 +26,12 @@ RECEIVED_AT = "cancel_bot_received_at"  # time.monotonic() when the web layer go
 class Deps:
     """Everything a listener may call; handed in by create_app, never imported globally."""
 
-    store: Store
     service: CancellationService
+    # Every store look-up a listener makes (listeners never touch the store themselves).
+    queries: Queries
     access: AccessPolicy
-    reporter: Reporter
+    # Custody of the requester's response_url (sealed for the store, or kept in memory).
+    response_urls: ResponseUrls
     workspaces: Workspaces
     # The reporter's (retrying) Slack client for a workspace, None when it is not installed.
     slack_client: Callable[[str], Awaitable[Any]]

@@ -4,15 +4,15 @@ refused the token) or SlackUnreachable (it could not be asked)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ConfigError, SlackUnreachable
+from bot.slack.errors import SLACK_FAILURES
 
 IDENTITY_TIMEOUT = 10
 BOT_REFUSED_TEXT = (
@@ -53,7 +53,7 @@ class BotTokenIdentity:
         except SlackApiError as exc:
             error = exc.response.get("error")
             raise ConfigError([BOT_REFUSED_TEXT.format(error=error)]) from exc
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+        except SLACK_FAILURES as exc:
             raise SlackUnreachable(exc) from exc
         self.last = BotIdentity(
             team_id=str(auth["team_id"]),
@@ -76,7 +76,7 @@ async def verify_app_token(*, app_token: str, base_url: str, session: Any | None
     except SlackApiError as exc:
         error = exc.response.get("error")
         raise ConfigError([APP_REFUSED_TEXT.format(error=error)]) from exc
-    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except SLACK_FAILURES as exc:
         raise SlackUnreachable(exc, "to open Socket Mode") from exc
 
 
@@ -84,6 +84,6 @@ async def user_info(client: Any, user_id: str) -> Mapping[str, Any] | None:
     """users.info with a request's client; None when Slack could not say (refused or unreachable)."""
     try:
         response = await client.users_info(user=user_id)
-    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError):
+    except SLACK_FAILURES:
         return None
     return dict(response.data) if hasattr(response, "data") else dict(response)

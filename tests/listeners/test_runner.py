@@ -22,7 +22,7 @@ FAILURE_START = ":warning: Something went wrong"
 async def test_the_ack_is_answered_before_the_work_after_it_is_done(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = bot.runtime.deps.store
+    store = bot.runtime.store
     real = store.cancellations.recent
     reading = asyncio.Event()
     release = asyncio.Event()
@@ -53,7 +53,7 @@ async def test_an_error_after_the_ack_is_logged_and_the_user_is_told(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("history query blew up")
 
-    monkeypatch.setattr(bot.runtime.deps.store.cancellations, "recent", broken)
+    monkeypatch.setattr(bot.runtime.store.cancellations, "recent", broken)
     assert await bot.command("history") == {}
     [posted] = await bot.slack.wait_for_response("cmd")
     assert posted["text"] == SORRY and posted["text"].startswith(FAILURE_START)

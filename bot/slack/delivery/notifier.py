@@ -6,23 +6,20 @@ with ModelsLab's status call first; a check that fails leaves the message as it 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
-from bot.errors import StoreUnavailable
+from bot.errors import SlackError
 from bot.ids import is_v6_id
 from bot.model import Notification, State, TrainingEvent
 from bot.modelslab import KeyLimiter, ModelsLabClient, TrainingStatus
 from bot.service.cancellation import new_worker_id
 from bot.service.workspaces import Workspaces
-from bot.slack.clients import get_permalink
-from bot.slack.delivery.renderer import NotificationRenderer, SlackUnavailable, raise_if_transient
-from bot.slack.messages.blocks import build_finished_reply, build_notification
+from bot.slack.delivery.renderer import NotificationRenderer
+from bot.slack.errors import slack_call
+from bot.slack.messages.blocks import build_finished_reply
 from bot.stages import Stage, normalise, parse_eta
 from bot.store import Store
 from bot.worker import QueueWorker
@@ -34,20 +31,6 @@ POLL_SECONDS = 60.0
 MAX_WATCH_SECONDS = 3 * 24 * 3600.0
 MAX_POLL_FAILURES = 30
 MAX_EVENT_ATTEMPTS = 6
-
-
-async def record_permalink(
-    store: Store, client: Any, workspace_id: str, training_id: str, channel_id: str, ts: str
-) -> None:
-    """Record a posted notification's permalink, once; without one, links fall back to a guess."""
-    link = await get_permalink(client, channel_id, ts)
-    if not link:
-        return
-    try:
-        await store.notifications.set_permalink(workspace_id, training_id, link)
-    except StoreUnavailable as exc:
-        # The notification is posted and recorded; only its exact link is lost.
-        logger.info("training %s: permalink not recorded (%s)", training_id, exc)
 
 
 def _item_key(item: TrainingEvent | Notification) -> tuple[str, ...]:
@@ -146,7 +129,7 @@ class Notifier:
     async def _guarded_event(self, event: TrainingEvent) -> None:
         try:
             done = await self.handle_event(event)
-        except SlackUnavailable as exc:
+        except SlackError as exc:
             logger.info("training %s: Slack unavailable (%s); retrying", event.training_id, exc)
             done = False
         except Exception:
@@ -235,15 +218,12 @@ class Notifier:
             eta=eta,
             started_at=now if stage and stage.rank >= 2 and not stage.final else None,
         )
-        latest = await self.store.cancellations.latest(event.workspace_id, event.training_id)
         try:
-            response = await client.chat_postMessage(
-                channel=channel, **build_notification(draft, latest)
-            )
-        except SlackApiError as exc:
-            await self.store.notifications.drop_reservation(event.workspace_id, event.training_id)
-            raise_if_transient(exc)
-            error = exc.response.get("error")
+            await self.renderer.post(client, draft)
+        except SlackError as exc:
+            if exc.transient:
+                raise
+            error = exc.error
             hint = (
                 " (invite the bot with /invite)"
                 if error in ("not_in_channel", "channel_not_found")
@@ -253,21 +233,9 @@ class Notifier:
                 event.id, f"Slack refused the message: {error}{hint}"
             )
             logger.warning(
-                "training %s: notification refused by Slack (%s)",
-                event.training_id,
-                exc.response.get("error"),
+                "training %s: notification refused by Slack (%s)", event.training_id, error
             )
             return None
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            await self.store.notifications.drop_reservation(event.workspace_id, event.training_id)
-            raise SlackUnavailable(type(exc).__name__) from exc
-        channel_id, message_ts = str(response["channel"]), str(response["ts"])
-        await self.store.notifications.posted(
-            event.workspace_id, event.training_id, channel_id=channel_id, message_ts=message_ts
-        )
-        await record_permalink(
-            self.store, client, event.workspace_id, event.training_id, channel_id, message_ts
-        )
         if draft.stage:
             await self.store.notifications.advance_stage(
                 event.workspace_id,
@@ -319,22 +287,25 @@ class Notifier:
         if latest is not None and latest.state == State.CANCELLED:
             return  # the cancellation's own reply already closed the thread
         try:
-            await client.chat_postMessage(
-                channel=fresh.channel_id, thread_ts=fresh.message_ts, **build_finished_reply(fresh)
-            )
-        except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            # Not announced after all: let the retry of this event post it.
+            with slack_call("chat.postMessage (finished reply)"):
+                await client.chat_postMessage(
+                    channel=fresh.channel_id,
+                    thread_ts=fresh.message_ts,
+                    **build_finished_reply(fresh),
+                )
+        except SlackError:
+            # Not announced after all (refused or not): let the retry of this event post it.
             await self.store.notifications.mark_final_reported(
                 note.workspace_id, note.training_id, reported=False
             )
-            raise SlackUnavailable(f"finished reply: {type(exc).__name__}") from exc
+            raise
 
     # -- watching -----------------------------------------------------------------------------------
 
     async def _guarded_poll(self, note: Notification) -> None:
         try:
             await self.poll(note)
-        except SlackUnavailable as exc:
+        except SlackError as exc:
             logger.info("training %s: Slack unavailable while polling (%s)", note.training_id, exc)
         except Exception:
             logger.exception("poll of training %s failed", note.training_id)

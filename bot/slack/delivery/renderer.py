@@ -1,4 +1,7 @@
-"""The one renderer of a training notification: blocks from (stage, cancellation state) in the store."""
+"""The one renderer of a training notification: blocks from (stage, cancellation state) in the store.
+
+It makes the notification's first post and every update after it.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +11,28 @@ import json
 import logging
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
+from bot.errors import SlackError, StoreUnavailable
 from bot.model import Notification
-from bot.slack.errors import is_transient
+from bot.slack.clients import get_permalink
+from bot.slack.errors import slack_call
 from bot.slack.messages.blocks import build_notification
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
 
 
-class SlackUnavailable(Exception):
-    """Slack could not take a call now; the caller retries later."""
-
-
-def raise_if_transient(exc: SlackApiError) -> None:
-    """Turn Slack's "try again later" answers (429, 5xx, …) into SlackUnavailable."""
-    if is_transient(exc):
-        error = str(exc.response.get("error") or "")
-        status = getattr(exc.response, "status_code", 200)
-        raise SlackUnavailable(f"Slack answered {status} {error}".strip()) from exc
+async def record_permalink(
+    store: Store, client: Any, workspace_id: str, training_id: str, channel_id: str, ts: str
+) -> None:
+    """Record a posted notification's permalink, once; without one, links fall back to a guess."""
+    link = await get_permalink(client, channel_id, ts)
+    if not link:
+        return
+    try:
+        await store.notifications.set_permalink(workspace_id, training_id, link)
+    except StoreUnavailable as exc:
+        # The notification is posted and recorded; only its exact link is lost.
+        logger.info("training %s: permalink not recorded (%s)", training_id, exc)
 
 
 class NotificationRenderer:
@@ -37,15 +42,44 @@ class NotificationRenderer:
         self.store = store
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
+    def _lock(self, workspace_id: str, training_id: str) -> asyncio.Lock:
+        return self._locks.setdefault((workspace_id, training_id), asyncio.Lock())
+
+    async def post(self, client: Any, draft: Notification) -> tuple[str, str]:
+        """Post a reserved notification as the store has it; record where it is: (channel, ts).
+
+        `draft` is the reserved row (its channel, title, owner, first stage). On any failure the
+        reservation is dropped, so a later attempt may post; Slack's refusal is a SlackError.
+        """
+        workspace_id, training_id = draft.workspace_id, draft.training_id
+        async with self._lock(workspace_id, training_id):
+            latest = await self.store.cancellations.latest(workspace_id, training_id)
+            try:
+                with slack_call("chat.postMessage"):
+                    response = await client.chat_postMessage(
+                        channel=draft.channel_id, **build_notification(draft, latest)
+                    )
+            except BaseException:
+                await self.store.notifications.drop_reservation(workspace_id, training_id)
+                raise
+            channel_id, message_ts = str(response["channel"]), str(response["ts"])
+            await self.store.notifications.posted(
+                workspace_id, training_id, channel_id=channel_id, message_ts=message_ts
+            )
+        await record_permalink(
+            self.store, client, workspace_id, training_id, channel_id, message_ts
+        )
+        return channel_id, message_ts
+
     async def render(
         self, client: Any, workspace_id: str, training_id: str, *, note: Notification | None = None
     ) -> None:
         """Bring the notification message in line with the store (no call when it already is).
 
+        Raises SlackError only when it is transient (a refused update is logged and skipped).
         `note`, when the caller has just read it, saves the first read.
         """
-        lock = self._locks.setdefault((workspace_id, training_id), asyncio.Lock())
-        async with lock:
+        async with self._lock(workspace_id, training_id):
             # Another instance may update the same message between our read and our update; reading
             # again afterwards and updating once more if the store moved on makes the last write win.
             for _ in range(3):
@@ -68,15 +102,13 @@ class NotificationRenderer:
         if note.rendered == key:
             return False
         try:
-            await client.chat_update(channel=note.channel_id, ts=note.message_ts, **message)
-        except SlackApiError as exc:
-            raise_if_transient(exc)
-            logger.warning(
-                "notification of %s not updated: %s", training_id, exc.response.get("error")
-            )
+            with slack_call("chat.update"):
+                await client.chat_update(channel=note.channel_id, ts=note.message_ts, **message)
+        except SlackError as exc:
+            if exc.transient:
+                raise
+            logger.warning("notification of %s not updated: %s", training_id, exc.error)
             await self.store.notifications.set_rendered(workspace_id, training_id, key)
             return False
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            raise SlackUnavailable(f"chat.update: {type(exc).__name__}") from exc
         await self.store.notifications.set_rendered(workspace_id, training_id, key)
         return True

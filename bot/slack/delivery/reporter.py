@@ -8,23 +8,19 @@ whose recording was interrupted before posting again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.webhook.async_client import AsyncWebhookClient
-
 from bot.crypto import SecretBox
-from bot.errors import BotError, StoreUnavailable
+from bot.errors import SlackError, StoreUnavailable
 from bot.model import Cancellation, Notification, OutcomeKind, ReportState
 from bot.service.cancellation import new_worker_id
 from bot.slack.clients import answering_429s, get_permalink
-from bot.slack.delivery.renderer import NotificationRenderer, SlackUnavailable
-from bot.slack.errors import is_transient, retry_after
+from bot.slack.delivery.renderer import NotificationRenderer
+from bot.slack.delivery.response_urls import ResponseUrls
+from bot.slack.errors import PERMANENT_ERRORS, slack_call
 from bot.slack.messages.blocks import build_announcement, build_outcome, build_retry_notice
 from bot.store import Store
 from bot.worker import QueueWorker
@@ -34,25 +30,6 @@ logger = logging.getLogger(__name__)
 ClientLookup = Callable[[str], Awaitable[Any]]
 ChannelLookup = Callable[[str], Awaitable[str | None]]
 METADATA_TYPE = "cancel_training_report"
-# Errors that retrying cannot fix: the bot is not in the channel, the message is gone, ...
-PERMANENT_ERRORS = frozenset(
-    {
-        "not_in_channel",
-        "channel_not_found",
-        "is_archived",
-        "message_not_found",
-        "cant_update_message",
-        "restricted_action",
-        "not_authed",
-        "invalid_auth",
-        "account_inactive",
-        "token_revoked",
-        "msg_too_long",
-        "invalid_blocks",
-        "thread_not_found",
-        "no_permission",
-    }
-)
 MAX_REPORT_ATTEMPTS = 8
 # A resumed report looks for its earlier post before posting again; this many failed passes
 # later it posts anyway (a possible duplicate is better than a lost report).
@@ -68,7 +45,7 @@ UNKNOWN_START_SKEW = 300.0
 
 
 class _Transient(Exception):
-    """Slack could not take the report now; try again later.
+    """The report waits in the outbox: Slack could not take it now (a transient SlackError).
 
     `retry_after`: what Slack asked to wait. `looking`: the look-up for an earlier post is what
     failed, so the step stays marked as posting and the next pass looks again before posting.
@@ -78,10 +55,6 @@ class _Transient(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.looking = looking
-
-
-class _Permanent(Exception):
-    """Slack refused the post for a reason retrying cannot fix."""
 
 
 class Reporter:
@@ -95,6 +68,7 @@ class Reporter:
         secret_box: SecretBox,
         audit_channel: ChannelLookup,
         session: Any = None,
+        response_urls: ResponseUrls | None = None,
         renderer: NotificationRenderer | None = None,
         lease_seconds: float = 60.0,
         poll_interval: float = 5.0,
@@ -102,9 +76,9 @@ class Reporter:
     ) -> None:
         self.store = store
         self.clients = clients
-        self.secret_box = secret_box
         self.audit_channel = audit_channel
-        self.session = session
+        # The fallback when a thread cannot be posted in (custody of the requester's response_url).
+        self.response_urls = response_urls or ResponseUrls(box=secret_box, session=session)
         self.renderer = renderer or NotificationRenderer(store=store)
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
@@ -118,42 +92,22 @@ class Reporter:
             idle=poll_interval,
             key=lambda row: row.id,
         )
-        # Without BOT_ENCRYPTION_KEY response_urls are never written to the database.
-        self._response_urls: dict[int, str] = {}
-
-    # -- response_url fallback --------------------------------------------------------------------
-
-    def seal_response_url(self, url: str | None) -> str | None:
-        """Return the response_url encrypted for the store, or None when it must stay in memory."""
-        if not url or not self.secret_box.enabled:
-            return None
-        return self.secret_box.encrypt(url)
-
-    def remember_response_url(self, cancellation_id: int, url: str | None) -> None:
-        """Keep a response_url in memory (used when it cannot be stored encrypted)."""
-        if url and not self.secret_box.enabled:
-            self._response_urls[cancellation_id] = url
-
-    def _response_url(self, row: Cancellation) -> str | None:
-        if row.response_url and self.secret_box.enabled:
-            with contextlib.suppress(BotError):
-                return self.secret_box.decrypt(row.response_url)
-        return self._response_urls.get(row.id)
 
     # -- loop ---------------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Tell the reporter there is something to report."""
+        """Nudge the delivery loop (producers call hand_over)."""
         self._worker.wake()
 
     def reserve(self) -> tuple[str, float] | None:
         """Hold a slot for a report leased to this reporter as it is written: (owner, seconds)."""
         return (self.owner, self.lease_seconds) if self._worker.reserve() else None
 
-    def hand_over(self, row: Cancellation | None, *, lease_until: float | None) -> None:
-        """Deliver a finished row now if the store leased its report to us (as reserved).
+    def hand_over(self, row: Cancellation | None, *, lease_until: float | None = None) -> None:
+        """A row has something to report (claimed, rescheduled, finished): the one way in.
 
-        Ends the reservation in every case; a report not taken here is left to the loop.
+        Delivered now if the store leased its report to us as it was written (`lease_until`, as
+        reserved; that ends the reservation in every case), else left to the loop, woken now.
         """
         if lease_until is not None:
             if (
@@ -193,7 +147,7 @@ class Reporter:
                 logger.warning(
                     "report %s undeliverable after %d attempts: %s", row.id, attempts, exc
                 )
-                await self._fallback(row, self._outcome_text(row))
+                await self.response_urls.post(row, self._outcome_text(row))
                 await self.store.reports.finish(
                     row.id,
                     self.owner,
@@ -270,7 +224,7 @@ class Reporter:
                 ts = await self._post_once(
                     client, row, "audit", channel=audit, thread_ts=None, message=message
                 )
-            except _Permanent as exc:
+            except SlackError as exc:
                 logger.warning("audit channel %s refused the report: %s", audit, exc)
                 ts = None
             await self.store.reports.update(
@@ -299,10 +253,10 @@ class Reporter:
                     thread_ts=thread[1],
                     message=message,
                 )
-            except _Permanent:
-                await self._fallback(row, text)
+            except SlackError:
+                await self.response_urls.post(row, text)
         else:
-            await self._fallback(row, text)
+            await self.response_urls.post(row, text)
         await self.store.reports.update(row.id, self.owner, rendered=marker, report_posting=None)
 
     async def _render_notification(
@@ -310,7 +264,7 @@ class Reporter:
     ) -> None:
         try:
             await self.renderer.render(client, row.workspace_id, row.training_id, note=note)
-        except SlackUnavailable as exc:
+        except SlackError as exc:  # the renderer lets only transient ones through
             raise _Transient(str(exc)) from exc
 
     async def _own_thread(self, client: Any, row: Cancellation) -> tuple[str, str] | None:
@@ -327,7 +281,7 @@ class Reporter:
                 thread_ts=None,
                 message=build_announcement(row),
             )
-        except _Permanent:
+        except SlackError:
             await self.store.reports.update(
                 row.id, self.owner, report_channel="-", report_posting=None
             )
@@ -360,7 +314,7 @@ class Reporter:
                 ts = await self._post_once(
                     client, row, "reply", channel=thread[0], thread_ts=thread[1], message=message
                 )
-            except _Permanent as exc:
+            except SlackError as exc:
                 logger.info(
                     "report %s: cannot post in %s (%s); using response_url", row.id, thread[0], exc
                 )
@@ -369,7 +323,7 @@ class Reporter:
                     row.id, self.owner, reply_ts=ts or "-", report_posting=None
                 )
                 return
-        delivered = await self._fallback(row, message["text"])
+        delivered = await self.response_urls.post(row, message["text"])
         await self.store.reports.update(
             row.id, self.owner, reply_ts="response_url" if delivered else "-"
         )
@@ -384,7 +338,10 @@ class Reporter:
         thread_ts: str | None,
         message: dict[str, Any],
     ) -> str | None:
-        """Post a message unless an interrupted earlier attempt already did (found by metadata)."""
+        """Post a message unless an interrupted earlier attempt already did (found by metadata).
+
+        Raises _Transient to wait in the outbox, SlackError when Slack refused the post for good.
+        """
         if row.report_posting == step:
             found = await self._find_earlier_post(client, row, step, channel, thread_ts)
             if found:
@@ -397,18 +354,20 @@ class Reporter:
             "event_payload": {"cancellation_id": row.id, "step": step},
         }
         try:
-            response = await client.chat_postMessage(
-                channel=channel,
-                thread_ts=thread_ts,
-                metadata=metadata,
-                unfurl_links=False,
-                **message,
-            )
-        except SlackApiError as exc:
-            self._raise_if_transient(exc)
-            raise _Permanent(str(exc.response.get("error"))) from exc
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            raise _Transient(f"chat.postMessage: {type(exc).__name__}") from exc
+            with slack_call("chat.postMessage"):
+                response = await client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=thread_ts,
+                    metadata=metadata,
+                    unfurl_links=False,
+                    **message,
+                )
+        except SlackError as exc:
+            if exc.transient:
+                raise _Transient(str(exc), retry_after=exc.retry_after) from exc
+            if exc.error not in PERMANENT_ERRORS:
+                logger.warning("Slack error treated as permanent: %s", exc.error)
+            raise
         return str(response.get("ts") or "") or None
 
     async def _find_earlier_post(
@@ -438,33 +397,20 @@ class Reporter:
         lookup = answering_429s(client)
         try:
             if thread_ts:
-                response = await lookup.conversations_replies(
-                    channel=channel, ts=thread_ts, **window
-                )
+                with slack_call("conversations.replies"):
+                    response = await lookup.conversations_replies(
+                        channel=channel, ts=thread_ts, **window
+                    )
             else:
-                response = await lookup.conversations_history(channel=channel, **window)
-        except SlackApiError as exc:
-            if is_transient(exc) and row.report_attempts < LOOKUP_ATTEMPTS:
+                with slack_call("conversations.history"):
+                    response = await lookup.conversations_history(channel=channel, **window)
+        except SlackError as exc:
+            if exc.transient and row.report_attempts < LOOKUP_ATTEMPTS:
                 raise _Transient(
-                    f"looking for an earlier post: {self._describe(exc)}",
-                    retry_after=retry_after(exc.response.headers),
-                    looking=True,
+                    f"looking for an earlier post: {exc}", retry_after=exc.retry_after, looking=True
                 ) from exc
             logger.info(
-                "report %s: could not look for an earlier post (%s); posting",
-                row.id,
-                exc.response.get("error"),
-            )
-            return None
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            if row.report_attempts < LOOKUP_ATTEMPTS:
-                raise _Transient(
-                    f"looking for an earlier post: {type(exc).__name__}", looking=True
-                ) from exc
-            logger.info(
-                "report %s: could not look for an earlier post (%s); posting",
-                row.id,
-                type(exc).__name__,
+                "report %s: could not look for an earlier post (%s); posting", row.id, exc.error
             )
             return None
         for message in response.get("messages") or []:
@@ -478,36 +424,5 @@ class Reporter:
                 return str(message.get("ts"))
         return None
 
-    @staticmethod
-    def _describe(exc: SlackApiError) -> str:
-        error = str(exc.response.get("error") or "")
-        status = getattr(exc.response, "status_code", 200)
-        return f"Slack answered {status} {error}".strip()
-
-    @classmethod
-    def _raise_if_transient(cls, exc: SlackApiError) -> None:
-        if is_transient(exc):
-            raise _Transient(
-                cls._describe(exc), retry_after=retry_after(exc.response.headers)
-            ) from exc
-        error = str(exc.response.get("error") or "")
-        if error not in PERMANENT_ERRORS:
-            logger.warning("Slack error treated as permanent: %s", error)
-
     def _outcome_text(self, row: Cancellation) -> str:
         return str(build_outcome(row)["text"])
-
-    async def _fallback(self, row: Cancellation, text: str) -> bool:
-        """Tell the requester privately through their response_url; True if it was accepted."""
-        url = self._response_url(row)
-        if not url:
-            return False
-        webhook = AsyncWebhookClient(url, session=self.session, timeout=10)
-        try:
-            response = await webhook.send(
-                text=text, response_type="ephemeral", replace_original=False
-            )
-        except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-            logger.info("report %s: response_url failed (%s)", row.id, type(exc).__name__)
-            return False
-        return bool(200 <= response.status_code < 300)

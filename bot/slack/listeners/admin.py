@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
 from bot.slack.context import Deps
+from bot.slack.errors import SLACK_FAILURES
 from bot.slack.messages.blocks import build_admin_change, report_links
 from bot.slack.messages.home import AdminSettings, build_home
 
@@ -24,12 +22,10 @@ async def is_admin(deps: Deps, workspace_id: str, user_id: str, client: Any) -> 
 async def admin_settings(deps: Deps, workspace_id: str) -> AdminSettings:
     """What the admin part of Home shows."""
     ws = deps.workspaces
-    fixed = ws.fixed_entries(workspace_id)
-    stored = await deps.store.workspaces.allow_list(workspace_id)
     return AdminSettings(
         key=await ws.describe_key(workspace_id),
-        fixed_entries=fixed,
-        entries=[e for e in stored if e not in fixed],
+        fixed_entries=ws.fixed_entries(workspace_id),
+        entries=await deps.queries.editable_entries(workspace_id),
         webhook_token=await ws.webhook_token(workspace_id),
         audit_channel=await ws.audit_channel(workspace_id),
         notify_channel=await ws.notify_channel(workspace_id),
@@ -40,17 +36,17 @@ async def admin_settings(deps: Deps, workspace_id: str) -> AdminSettings:
 async def publish_home(deps: Deps, client: Any, workspace_id: str, user_id: str) -> None:
     """Publish the Home tab for one user."""
     decision = await deps.access.check(workspace_id, user_id)
-    recent = await deps.store.cancellations.recent(workspace_id, limit=10)
-    notes = await deps.store.notifications.for_trainings(
-        workspace_id, [r.training_id for r in recent]
-    )
+    recent = await deps.queries.history(workspace_id, limit=10)
     admin = (
         await admin_settings(deps, workspace_id)
         if await is_admin(deps, workspace_id, user_id, client)
         else None
     )
     view = build_home(
-        decision=decision, recent=recent, admin=admin, links=report_links(recent, notes)
+        decision=decision,
+        recent=recent.rows,
+        admin=admin,
+        links=report_links(recent.rows, recent.notifications),
     )
     await client.views_publish(user_id=user_id, view=view)
 
@@ -68,5 +64,5 @@ async def audit_admin_change(deps: Deps, workspace_id: str, user_id: str, what: 
         return
     try:
         await client.chat_postMessage(channel=channel, **build_admin_change(user_id, what))
-    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except SLACK_FAILURES as exc:
         logger.warning("audit channel: admin change not posted (%s)", type(exc).__name__)

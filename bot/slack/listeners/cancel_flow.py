@@ -8,12 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
 from bot.errors import InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.model import Origin
 from bot.slack.context import Deps
+from bot.slack.errors import SLACK_FAILURES
 from bot.slack.messages.blocks import (
     build_error,
     build_invalid_id,
@@ -81,7 +80,7 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
                 requested_by=req.user_id,
                 origin=req.origin,
                 channel_id=req.channel_id,
-                response_url=deps.reporter.seal_response_url(req.response_url),
+                response_url=deps.response_urls.seal(req.response_url),
             )
     except asyncio.TimeoutError:
         logger.warning("cancel path over its deadline; told the user to check history")
@@ -92,8 +91,7 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
         logger.warning("store unavailable on the cancel path")
         return CancelAnswer(build_error(STORE_DOWN))
     if result.created:
-        deps.reporter.remember_response_url(result.cancellation.id, req.response_url)
-        deps.reporter.wake()
+        deps.response_urls.remember(result.cancellation.id, req.response_url)
     return CancelAnswer(
         build_request_ack(
             result.cancellation, created=result.created, notification=result.notification
@@ -116,5 +114,5 @@ async def audit_refusal(deps: Deps, req: CancelRequest, reason: str) -> None:
     )
     try:
         await client.chat_postMessage(channel=channel, **message)
-    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except SLACK_FAILURES as exc:
         logger.warning("audit channel: refusal not posted (%s)", type(exc).__name__)

@@ -18,8 +18,8 @@ from slack_sdk.models.blocks import (
 
 from bot.model import ACTIVE_STATES, QUEUED_STATES, Cancellation, Notification, OutcomeKind, State
 from bot.service.access import Decision
-from bot.service.cancellation import headline, modelslab_said
 from bot.slack.messages import text as policy
+from bot.slack.messages.outcomes import REASON_CHARS, outcome_words, said
 from bot.slack.messages.text import escape, outside, truncate
 from bot.stages import READY, normalise
 
@@ -31,7 +31,6 @@ DRY_RUN_MARK = ":test_tube: *Dry run* — nothing was cancelled. "
 # How much of each outside text a message shows (Slack's own limits are in bot.slack.messages.text).
 TITLE_CHARS = 500
 LIST_TITLE_CHARS = 150
-REASON_CHARS = 1_000
 NAME_CHARS = 80
 LINE_CHARS = 500
 LISTED_TRAININGS = 10
@@ -50,17 +49,6 @@ def who(requested_by: str) -> str:
     if requested_by.startswith("cli:"):
         return f"`{outside(requested_by[4:], NAME_CHARS)}` (terminal)"
     return policy.user(requested_by)
-
-
-def said(row: Cancellation) -> str:
-    """What ModelsLab answered (outside text), escaped and bounded; or an empty string."""
-    return outside(modelslab_said(row), REASON_CHARS)
-
-
-def outcome_words(row: Cancellation, *, capitalise: bool = False) -> str:
-    """The outcome in a few words, ready for mrkdwn."""
-    words = headline(row)
-    return outside(words.capitalize() if capitalise else words, 200)
 
 
 def thread_link(channel_id: str, ts: str) -> str:

@@ -31,7 +31,8 @@ from bot.model import Cancellation
 from bot.service.access import Decision
 from bot.service.workspaces import KeyState
 from bot.slack.messages import text as policy
-from bot.slack.messages.blocks import LINE_CHARS, REASON_CHARS, outcome_words, slack_date, who
+from bot.slack.messages.blocks import LINE_CHARS, slack_date, who
+from bot.slack.messages.outcomes import REASON_CHARS, outcome_words
 from bot.slack.messages.text import escape, outside, truncate
 
 SET_KEY = "home_set_key"

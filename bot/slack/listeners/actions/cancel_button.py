@@ -24,7 +24,7 @@ async def _belongs(
     if container.get("is_ephemeral") or container.get("type") != "message":
         # Buttons in the bare-command list: the id is checked like a typed one.
         return True
-    note = await deps.store.notifications.get(workspace_id, training_id)
+    note = await deps.queries.notification(workspace_id, training_id)
     return note is not None and (note.channel_id, note.message_ts) == (
         container.get("channel_id"),
         container.get("message_ts"),

@@ -52,12 +52,11 @@ async def handle_edit_allow(ack: AsyncAck, body: dict[str, Any], context: AsyncB
     if not await _admin_or_refuse(body, context):
         return
     deps, team = deps_of(context), str(context.team_id)
-    fixed = deps.workspaces.fixed_entries(team)
-    stored = [e for e in await deps.store.workspaces.allow_list(team) if e not in fixed]
+    stored = await deps.queries.editable_entries(team)
     view = build_allow_modal(
         users=[e for e in stored if not e.startswith("S")],
         groups=[e for e in stored if e.startswith("S")],
-        fixed=fixed,
+        fixed=deps.workspaces.fixed_entries(team),
     )
     await context.client.views_open(trigger_id=body["trigger_id"], view=view)
 

@@ -85,16 +85,7 @@ async def start_watching(
         return build_refusal(decision)
     if not channel_id:
         return build_error("Run this in the channel where the live message should appear.")
-    existing = await deps.store.notifications.get(workspace_id, training_id)
-    await deps.store.training_events.enqueue(
-        workspace_id=workspace_id,
-        training_id=training_id,
-        stage=None,
-        logs=None,
-        source="watch",
-        channel_id=channel_id,
-        owner_id=None,
-    )
+    existing = await deps.queries.watch(workspace_id, training_id, channel_id=channel_id)
     deps.notifier.wake()
     link = notification_link(existing) if existing else None
     return build_watching(training_id, existing_link=link)
@@ -135,17 +126,15 @@ async def handle_cancel_training(
             )
             return
         if parsed.verb is Verb.HISTORY:
-            rows = await deps.store.cancellations.recent(workspace_id, limit=10)
-            posted = await deps.store.notifications.for_trainings(
-                workspace_id, [r.training_id for r in rows]
-            )
-            await respond(**build_history(rows, report_links(rows, posted)))
+            history = await deps.queries.history(workspace_id, limit=10)
+            links = report_links(history.rows, history.notifications)
+            await respond(**build_history(history.rows, links))
             return
         decision = await deps.access.check(workspace_id, user_id)
         if not decision.allowed:
             await respond(**build_refusal(decision))
             return
-        notes = await deps.store.notifications.cancellable(workspace_id, limit=10)
+        notes = await deps.queries.cancellable(workspace_id, limit=10)
         await respond(**build_cancellable_list(notes))
     except StoreUnavailable:
         await respond(**build_error(STORE_DOWN))

@@ -8,10 +8,10 @@ from typing import Any
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.errors import InvalidKey, SecretStorageDisabled
 from bot.slack.context import deps_of
+from bot.slack.errors import SLACK_FAILURES
 from bot.slack.listeners.admin import ADMINS_ONLY, audit_admin_change, is_admin, publish_home
 from bot.slack.messages import home, text
 
@@ -74,7 +74,7 @@ async def handle_allow_submit(
         e for e in users + groups if isinstance(e, str) and e[:1] in ("U", "W", "S") and e.isalnum()
     ]
     fixed = deps.workspaces.fixed_entries(team)
-    current = [e for e in await deps.store.workspaces.allow_list(team) if e not in fixed]
+    current = await deps.queries.editable_entries(team)
     # Only what the editor held can have been unselected: entries beyond its pickers stay.
     held = home.editable_from_metadata(view.get("private_metadata"))
     removable = current if held is None else [e for e in current if e in held]
@@ -103,7 +103,7 @@ async def handle_group_options(
     typed = str(payload.get("value") or "").lower()
     try:
         response = await context.client.usergroups_list()
-    except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except SLACK_FAILURES as exc:
         logger.info("user groups not listed (%s)", type(exc).__name__)
         await ack(options=[])
         return
