@@ -232,6 +232,13 @@ async def test_worker_killed_mid_call_is_resumed_by_another(
         status, _, _ = await post_signed(a.url or "", click(slack, training, stamp, ALICE, "c"))
         assert status == 200
         await modelslab.wait_for_calls(1, timeout=10)
+
+        # The "cancelling" update is out and its report pass over: the kill lands mid-call only
+        # (a report lease held by the dead process would wait out its own 60 s; see test_crash).
+        async def cancelling_shown() -> bool:
+            return (await rows(pg_url))[0].report_state == "waiting"
+
+        await wait_until(cancelling_shown, timeout=10, what="the cancelling update")
         [row] = await rows(pg_url)
         assert row.state == "calling" and row.lease_owner is not None, row
         pid = int(row.lease_owner.split(":")[1])
