@@ -8,8 +8,9 @@ Modes:
 * ``load``: ``concurrency`` workers each send one request after the other until ``duration``
   seconds passed or ``max_requests`` were sent; every request is timed from just before it is sent
   to the end of the answer's body (its "ack latency"), capped at ``cap`` seconds. Requests alternate
-  between ``/cancel-training <id>`` and a click on a Cancel button of the command's training list
-  (an ephemeral message), each with its own training id, so on the allowed path every request
+  between the Cancel training button of the preview card ``/cancel-training <id>`` answers with
+  (the typed id's cancel request) and a click on a Cancel button of the command's training list
+  (both ephemeral messages), each with its own training id, so on the allowed path every request
   makes a new durable claim.
 * ``e2e``: one click at a time on the Cancel button of a posted notification; after each ack the
   fake Slack is asked (long poll) when the outcome reply arrived in the notification's thread.
@@ -35,7 +36,6 @@ from tests.fakes.slack_requests import (
     block_actions_payload,
     form_payload_body,
     sign,
-    slash_command_body,
 )
 
 _ID = re.compile(r"bn[0-9a-z]+_[0-9]+")
@@ -54,18 +54,10 @@ def build_request(
     user = users[i % len(users)]
     channel = f"C0BENCH{i % 50:02d}"
     response_url = f"{spec['response_url_base']}/r{i % 50}"
-    if kind == "command":
-        body = slash_command_body(
-            text=tid,
-            team_id=spec["team_id"],
-            channel_id=channel,
-            user_id=user,
-            user_name=user.lower(),
-            response_url=response_url,
-            trigger_id=f"{i}.{i}.bench",
-        )
-    elif kind == "list_click":
+    if kind in ("command", "list_click"):
+        # "command": the preview card's button, which is what cancels a typed id.
         payload = block_actions_payload(
+            action_id="cancel_from_card" if kind == "command" else "cancel_training",
             value=tid,
             team_id=spec["team_id"],
             user_id=user,

@@ -7,6 +7,7 @@
     ├── InvalidTrainingId      an id that must never reach a URL
     ├── MissingKey             no ModelsLab key for the workspace
     ├── InvalidKey             ModelsLab refused a key being saved
+    ├── InvalidSetting         a workspace setting out of its range (undo window, approval time)
     ├── SecretStorageDisabled  a secret would be written without BOT_ENCRYPTION_KEY
     ├── StoreUnavailable       the database cannot be reached
     ├── GroupLookupFailed      a user group's members could not be read (the user is refused)
@@ -49,6 +50,10 @@ class MissingKey(BotError):
 
 class InvalidKey(BotError):
     """ModelsLab refused a key that was about to be stored."""
+
+
+class InvalidSetting(BotError, ValueError):
+    """A workspace setting outside what the bot accepts."""
 
 
 class SecretStorageDisabled(BotError):

@@ -14,6 +14,8 @@ from typing import Any
 _TOKEN_PATTERNS = re.compile(
     r"xox[abposre]-[0-9A-Za-z-]+|xapp-[0-9]-[0-9A-Za-z-]+"
     r"|https://hooks\.slack\.com/[^\s\"'<>]+"
+    # The bare host, as aiohttp names it in a failed response_url post: say nothing of them.
+    r"|hooks\.slack\.com"
     # The webhook token is the path segment after /modelslab/webhook/ (aiohttp's access log).
     r"|(?<=/modelslab/webhook/)[^\s\"'/?]+"
 )

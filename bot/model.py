@@ -22,18 +22,29 @@ class _Words(str, enum.Enum):
 class State(_Words):
     """Where a cancellation stands (design §6)."""
 
+    HELD = "held"  # waiting for its undo window or an approval; holds the claim
     REQUESTED = "requested"
     CALLING = "calling"
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     FAILED = "failed"
+    WITHDRAWN = "withdrawn"  # undone, denied or expired while held: ModelsLab never called
+
+
+class Hold(_Words):
+    """Why a held cancellation waits."""
+
+    UNDO = "undo"  # the undo window: proceeds when it ends
+    APPROVAL = "approval"  # the two-person rule: withdrawn when the approval time ends
 
 
 # Waiting for a worker (taken under a lease), or with its ModelsLab call in flight.
 QUEUED_STATES = (State.REQUESTED, State.CALLING)
+# In the worker's queue: held rows become due when their hold ends.
+WORKED_STATES = (State.HELD, *QUEUED_STATES)
 # Holding the claim: at most one such row per (workspace, training, dry_run).
-ACTIVE_STATES = (State.REQUESTED, State.CALLING, State.CANCELLED)
-FINAL_STATES = (State.CANCELLED, State.REJECTED, State.FAILED)
+ACTIVE_STATES = (State.HELD, State.REQUESTED, State.CALLING, State.CANCELLED)
+FINAL_STATES = (State.CANCELLED, State.REJECTED, State.FAILED, State.WITHDRAWN)
 
 
 class ReportState(_Words):
@@ -92,6 +103,22 @@ class Workspace:
     webhook_token_ciphertext: str | None
     created_at: float
     updated_at: float
+    undo_seconds: int = 0  # 0: no undo window
+    two_person: bool = False
+    approval_seconds: int = 900
+
+
+# The undo windows offered in App Home (seconds; 0 = off); the CLI takes any up to 300.
+UNDO_CHOICES = (0, 10, 30, 60)
+
+
+@dataclass(frozen=True)
+class Safety:
+    """A workspace's safe-cancel settings: the undo window and the two-person rule."""
+
+    undo_seconds: int = 0  # 0: off
+    two_person: bool = False
+    approval_seconds: int = 900
 
 
 @dataclass(frozen=True)
@@ -131,6 +158,10 @@ class Cancellation:
     report_lease_owner: str | None = None
     report_lease_expires_at: float | None = None
     may_have_reached: bool = False
+    hold: Hold | None = None  # why it is (or was) held
+    held_until: float | None = None
+    owner_id: str | None = None  # the training's owner when the request was made, if known
+    decided_by: str | None = None  # who undid, approved or denied it
 
     @property
     def is_final(self) -> bool:

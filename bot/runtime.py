@@ -231,7 +231,9 @@ async def _build(settings: Settings, store: Store, clients: SlackClients, role: 
             await workspaces.identify(fresh=True)
         else:
             await workspaces.import_environment()
-    renderer = NotificationRenderer(store=store)
+    groups = GroupMembers(lookup=SlackGroupMembers(clients=tokens.fast_client))
+    access = AccessPolicy(entries=workspaces.entries, groups=groups)
+    renderer = NotificationRenderer(store=store, visible_to=access.visible_users)
     limiter = KeyLimiter()
     reporter = Reporter(
         store=store,
@@ -258,12 +260,13 @@ async def _build(settings: Settings, store: Store, clients: SlackClients, role: 
         limiter=limiter,
         # A terminal command delivers its own report (deliver_now): nothing is handed over.
         reports=reporter if role is not Role.TERMINAL else None,
+        safety=workspaces.safety,
+        access=access,
     )
-    groups = GroupMembers(lookup=SlackGroupMembers(clients=tokens.fast_client))
     deps = Deps(
         service=service,
         queries=Queries(store=store, fixed_entries=workspaces.fixed_entries),
-        access=AccessPolicy(entries=workspaces.entries, groups=groups),
+        access=access,
         response_urls=reporter.response_urls,
         workspaces=workspaces,
         slack_client=tokens.reporter_client,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -29,6 +30,9 @@ SIGNING_SECRET = "8f742231b10e8888abcd99aaabbb85a5"
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
 TRAINING = "F5jvdzGnYi"
 CHANNEL = "C0TRAIN01"
+# Fields a slash command and a click on the card it answered with have in common.
+_SHARED_FIELDS = ("team_id", "user_id", "user_name", "channel_id", "channel_name")
+_cards = itertools.count(1)
 
 
 def bot_env(
@@ -58,6 +62,7 @@ class Bot:
     slack: FakeSlack
     modelslab: FakeModelsLab
     settings: Settings
+    last_card: str = ""
 
     @property
     def secret(self) -> str:
@@ -84,12 +89,49 @@ class Bot:
         assert status == 200, (status, text_body)
         return json.loads(text_body) if text_body else {}
 
+    async def cancel(
+        self, text: str = TRAINING, *, response_name: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Type `/cancel-training <id>` and press the preview card's Cancel training button.
+
+        Returns what replaced the card (the request's answer), or the command's ack when it
+        was no card (a refusal, a bad id). Later private posts for the request (the response_url
+        fallback) land in `response_name`, by default "card-<n>" (see `last_card`).
+        """
+        card = await self.command(text, **fields)
+        button = card_button(card)
+        if button is None:
+            return card
+        name = response_name or f"card-{next(_cards)}"
+        self.last_card = name
+        shared = {k: v for k, v in fields.items() if k in _SHARED_FIELDS}
+        shared.setdefault("user_id", ALICE)
+        shared.setdefault("user_name", "alice")
+        status = await self.click(
+            value=button["value"],
+            action_id=button["action_id"],
+            ephemeral=True,
+            response_url=self.slack.response_url(name),
+            **shared,
+        )
+        assert status == 200, status
+        return (await self.slack.wait_for_response(name))[0]
+
     async def click(self, value: str = TRAINING, *, user_id: str = BOB, **kw: Any) -> int:
         """Click a button on a message; return the HTTP status."""
         kw.setdefault("response_url", self.slack.response_url(f"click-{user_id}"))
         payload = block_actions_payload(value=value, user_id=user_id, **kw)
         status, _ = await self.post(form_payload_body(payload), "application/x-www-form-urlencoded")
         return status
+
+
+def card_button(answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The preview card's Cancel training button, if `answer` is a card."""
+    for block in answer.get("blocks") or ():
+        for element in block.get("elements") or ():
+            if element.get("action_id") == "cancel_from_card":
+                return dict(element)
+    return None
 
 
 def sent_request(body: bytes, content_type: str) -> dict[str, Any]:

@@ -31,9 +31,12 @@ from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import ApiCall, FakeSlack, Message
 from tests.fakes.slack_requests import (
     FORM,
+    block_actions_payload,
+    form_payload_body,
     signed,
+    slash_command_fields,
 )
-from tests.harness import ALICE, CHANNEL, SIGNING_SECRET, bot_env
+from tests.harness import ALICE, CHANNEL, SIGNING_SECRET, bot_env, card_button
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0  # a cold interpreter importing Bolt, SQLAlchemy and Alembic, migrating
@@ -300,3 +303,39 @@ async def rows(database_url: str) -> list[Cancellation]:
         return await store.cancellations.recent("T0A1B2C3D", limit=100)
     finally:
         await store.close()
+
+
+def card_click(card: dict[str, Any], response_url: str, **fields: Any) -> dict[str, Any]:
+    """The click on the Cancel training button of a preview card (ALICE's, by default)."""
+    button = card_button(card)
+    assert button is not None, card
+    fields.setdefault("user_id", ALICE)
+    fields.setdefault("user_name", "alice")
+    return block_actions_payload(
+        value=button["value"],
+        action_id=button["action_id"],
+        ephemeral=True,
+        response_url=response_url,
+        **fields,
+    )
+
+
+async def press_card(url: str, slack: FakeSlack, ack: str, name: str) -> dict[str, Any]:
+    """Over HTTP: press the Cancel training button of the card `ack` is; return what replaced it."""
+    payload = card_click(json.loads(ack), slack.response_url(name))
+    status, text, took = await post_signed(url, form_payload_body(payload))
+    assert status == 200 and took < 2.5, (status, text, took)
+    return (await slack.wait_for_response(name, timeout=10))[0]
+
+
+async def socket_cancel(slack: FakeSlack, training_id: str, name: str) -> dict[str, Any]:
+    """Over Socket Mode: type the id, press the card's button; return what replaced the card."""
+    card = await slack.send_envelope(
+        "slash_commands",
+        slash_command_fields(text=training_id, response_url=slack.response_url(f"{name}-cmd")),
+        timeout=10,
+    )
+    assert card["payload"]["response_type"] == "ephemeral", card
+    click = card_click(card["payload"], slack.response_url(name))
+    await slack.send_envelope("interactive", click, timeout=10)
+    return (await slack.wait_for_response(name, timeout=10))[0]

@@ -387,3 +387,25 @@ async def test_workspaces_shows_the_served_workspace_with_its_key_state(
     assert rows[TEAM][2] == "yes" and rows[TEAM][-2:] == ["…4Rb9", "3"], run.out
     assert rows[OTHER][-5:] == ["no", "no", "not", "set", "0"], run.out  # served, installed, …
     assert KEY not in run.text
+
+
+# --- safety --------------------------------------------------------------------------------
+
+
+async def test_safety_sets_the_undo_window_and_two_person_rule(
+    local_env: dict[str, str], local_store: Store, tmp_path: Path
+) -> None:
+    run = await run_cli(local_env, "safety", "--team", TEAM, cwd=tmp_path)
+    assert run.code == 0 and "undo window off; two-person rule off" in run.out, run
+    run = await run_cli(
+        local_env, "safety", "--team", TEAM, "--undo", "30", "--two-person", "on", cwd=tmp_path
+    )
+    assert run.code == 0 and "undo window 30 s" in run.out and "within 15 min" in run.out, run
+    safety = await workspaces_for(local_env, local_store).safety(TEAM)
+    assert (safety.undo_seconds, safety.two_person, safety.approval_seconds) == (30, True, 900)
+    run = await run_cli(local_env, "safety", "--team", TEAM, "--undo", "off", cwd=tmp_path)
+    assert run.code == 0 and "undo window off" in run.out, run
+    bad = await run_cli(local_env, "safety", "--team", TEAM, "--undo", "9999", cwd=tmp_path)
+    assert bad.code == 2 and "Not changed" in bad.err and "Traceback" not in bad.err, bad
+    events = await local_store.workspaces.admin_events(TEAM)
+    assert any(e["action"] == "set_safety" for e in events), events

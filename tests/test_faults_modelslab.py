@@ -501,7 +501,7 @@ async def test_long_429_during_a_slow_report_pass_still_shows_the_retry_time(bot
 
 async def test_long_429_on_a_command_without_notification_tells_when(bot: Bot) -> None:
     bot.modelslab.script(TRAINING, ml.rate_limited(60))
-    ack = await bot.command(TRAINING)
+    ack = await bot.cancel(TRAINING)
     assert "Cancelling training" in ack["text"]
     await bot.modelslab.wait_for_calls(1)
 
@@ -517,5 +517,5 @@ async def test_long_429_on_a_command_without_notification_tells_when(bot: Bot) -
 
     # Wherever the requester looks (the channel, the thread, their response_url), the retry time.
     said = [m.text + str(m.blocks) for m in bot.slack.messages.get(CHANNEL, [])]
-    said += [str(p) for p in bot.slack.response_posts.get("cmd", [])]
+    said += [str(p) for p in bot.slack.response_posts.get(bot.last_card, [])]
     assert any(retry_time_in(text) == when or str(when) in text for text in said), said

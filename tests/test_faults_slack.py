@@ -30,7 +30,6 @@ from bot.slack.messages.blocks import build_notification
 from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes import slack as fs
-from tests.fakes.slack_requests import slash_command_body
 from tests.harness import ALICE, BOB, CHANNEL, TRAINING, Bot
 from tests.processes import wait_until
 
@@ -215,10 +214,10 @@ async def test_permanent_post_errors_fall_back_to_the_response_url_once(
 
 async def test_command_in_a_channel_without_the_bot_is_answered_privately(bot: Bot) -> None:
     bot.slack.fail("chat.postMessage", fs.error("not_in_channel"), channel=CHANNEL)
-    ack = await bot.command(TRAINING)
+    ack = await bot.cancel(TRAINING)
     assert "Cancelling training" in ack["text"]
 
-    [private] = await bot.slack.wait_for_response("cmd", timeout=10)
+    [_, private] = await bot.slack.wait_for_response(bot.last_card, count=2, timeout=10)
     row = await report_settles(bot, timeout=5)
     assert (row.state, row.outcome, row.report_state) == ("cancelled", "accepted", "delivered")
     assert "cancel accepted" in private["text"] and private["response_type"] == "ephemeral"
@@ -257,11 +256,10 @@ async def test_ack_is_immediate_and_the_outcome_recorded_while_slack_hangs(bot: 
     assert await bot.click(message_ts=ts) == 200
     acks.append(time.monotonic() - started)
     started = time.monotonic()
-    body = slash_command_body(text=other, response_url=bot.slack.response_url("cmd"))
-    status, text = await bot.post(body, "application/x-www-form-urlencoded")
+    answer = await bot.cancel(other)  # the preview card, then its Cancel training button
     acks.append(time.monotonic() - started)
-    assert status == 200 and "Cancelling training" in text
-    # Later requests for the same trainings are told the truth, also at once.
+    assert "Cancelling training" in answer["text"]
+    # Later requests for the same trainings are told the truth (on the card), also at once.
     for training in (TRAINING, other):
         started = time.monotonic()
         again = await bot.command(training, user_id=BOB)

@@ -93,7 +93,7 @@ async def test_a_notifications_permalink_is_recorded_once_and_every_link_uses_it
     link = f"<{note.permalink}|"
 
     # The request's ack links the thread (from the store: nothing is asked of Slack first).
-    ack = await bot.command(TRAINING, user_id=ALICE)
+    ack = await bot.cancel(TRAINING, user_id=ALICE)
     assert "Cancelling training" in ack["text"] and link in ack["text"], ack
     await wait_until(
         lambda: any(m.thread_ts == note.message_ts for m in slack.messages[note.channel_id]),
@@ -121,7 +121,7 @@ async def test_a_notifications_permalink_is_recorded_once_and_every_link_uses_it
 async def test_the_reports_own_thread_is_linked_by_its_permalink(bot: Bot) -> None:
     """No notification: the bot's "asked to cancel" parent is what history links to."""
     slack = bot.slack
-    await bot.command(OTHER, user_id=ALICE)
+    await bot.cancel(OTHER, user_id=ALICE)
 
     async def announced() -> bool:
         rows = await bot.runtime.store.cancellations.recent(slack.team_id)
@@ -154,7 +154,7 @@ async def test_a_permalink_failure_never_stops_a_post_or_an_answer(
     # Not slept out (a 429 asks for 30 s): the link is given up and the notifier goes on.
     assert time.monotonic() - started < 8
     assert (await bot.runtime.store.notifications.get(slack.team_id, TRAINING)).permalink is None
-    ack = await bot.command(TRAINING, user_id=ALICE)
+    ack = await bot.cancel(TRAINING, user_id=ALICE)
     # The old link, rather than none: Slack still redirects it for most users.
     assert f"<{thread_link(note.channel_id, note.message_ts)}|" in ack["text"], ack
     await wait_until(

@@ -70,6 +70,14 @@ async def test_a_full_flow_at_debug_logs_no_secret(
             text="other1", response_url="https://hooks.slack.com/commands/T0A1B2C3D/9/s2"
         )
         assert (await post_signed(url, command))[0] == 200
+        # The command answers with the preview card; its button is the request.
+        card_click = block_actions_payload(
+            value="other1",
+            action_id="cancel_from_card",
+            ephemeral=True,
+            response_url="https://hooks.slack.com/actions/T0A1B2C3D/9/s3",
+        )
+        assert (await post_signed(url, form_payload_body(card_click)))[0] == 200
         await slack.wait_for("chat.postMessage", count=3)
     logs = bot.err + bot.out
     assert "DEBUG" in logs or '"level": "DEBUG"' in logs  # the test really ran at DEBUG

@@ -18,8 +18,18 @@ from prometheus_client.samples import Sample
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
-from tests.fakes.slack_requests import TEAM_ID, slash_command_fields
-from tests.harness import ALICE, BOB, CAROL, CHANNEL, TRAINING, Bot, bot_env, running_bot
+from tests.fakes.slack_requests import TEAM_ID, block_actions_payload, slash_command_fields
+from tests.harness import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHANNEL,
+    TRAINING,
+    Bot,
+    bot_env,
+    card_button,
+    running_bot,
+)
 from tests.processes import bot_process, free_port
 
 METRICS_TOKEN = "metrics-token-7Hq2xVb9"
@@ -137,14 +147,14 @@ async def test_counters_after_cancels_a_refusal_and_a_modelslab_500(
         # Watching polls fine_tune_status/<id> (first, since polls give way to cancels).
         await bot.command(f"watch {WATCHED}", channel_id=CHANNEL_4)
         await metrics_when(bot, ("cancelbot_modelslab_request_seconds_count", {}, 1))
-        ack = await bot.command(TRAINING)
+        ack = await bot.cancel(TRAINING)
         assert "Cancelling training" in ack["text"], ack
         refusal = await bot.command(REFUSED, user_id=CAROL, user_name="carol")
         assert "Cancelling" not in refusal["text"], refusal
         # Other channels: Slack allows about one post per second and channel.
-        ack = await bot.command(RETRIED, user_id=BOB, user_name="bob", channel_id=CHANNEL_2)
+        ack = await bot.cancel(RETRIED, user_id=BOB, user_name="bob", channel_id=CHANNEL_2)
         assert "Cancelling training" in ack["text"], ack
-        ack = await bot.command(V6_TRAINING, channel_id=CHANNEL_3)
+        ack = await bot.cancel(V6_TRAINING, channel_id=CHANNEL_3)
         assert "Cancelling training" in ack["text"], ack
 
         families = await metrics_when(
@@ -224,11 +234,24 @@ async def test_socket_mode_requests_are_counted_too(
     )
     async with bot_process(env, "socket", cwd=tmp_path, port=port):
         await slack.socket_connected(timeout=20)
-        ack = await slack.send_envelope(
+        card = await slack.send_envelope(
             "slash_commands",
             slash_command_fields(text=TRAINING, response_url=slack.response_url("sock")),
         )
-        assert "Cancelling training" in ack["payload"]["text"], ack
+        button = card_button(card["payload"])
+        assert button is not None, card
+        await slack.send_envelope(
+            "interactive",
+            block_actions_payload(
+                value=button["value"],
+                action_id=button["action_id"],
+                user_id=ALICE,
+                ephemeral=True,
+                response_url=slack.response_url("sock-card"),
+            ),
+        )
+        [ack] = await slack.wait_for_response("sock-card", timeout=10)
+        assert "Cancelling training" in ack["text"], ack
         refused = await slack.send_envelope(
             "slash_commands",
             slash_command_fields(text=REFUSED, user_id=CAROL, user_name="carol"),

@@ -35,6 +35,7 @@ from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
     FORM,
     JSON,
+    block_actions_payload,
     event_body,
     form_payload_body,
     plain_text_value,
@@ -42,7 +43,7 @@ from tests.fakes.slack_requests import (
     users_value,
     view_submission_payload,
 )
-from tests.harness import ALICE, Bot, running_bot
+from tests.harness import ALICE, Bot, card_button, running_bot
 
 CLIENT_ID, CLIENT_SECRET = "111.222", "sec"
 TEAM_A, TEAM_B = "T0TEAMA01", "T0TEAMB02"
@@ -150,6 +151,27 @@ async def command(
     return json.loads(answer) if answer else {}
 
 
+async def cancel(
+    bot: Bot, text: str, *, team: str, user: str, channel: str, name: str
+) -> dict[str, Any]:
+    """Type the id, then press the preview card's Cancel training; return what replaced the card."""
+    card = await command(bot, text, team=team, user=user, channel=channel, name=name)
+    button = card_button(card)
+    assert button is not None, card
+    payload = block_actions_payload(
+        value=button["value"],
+        action_id=button["action_id"],
+        team_id=team,
+        user_id=user,
+        channel_id=channel,
+        ephemeral=True,
+        response_url=bot.slack.response_url(f"{name}-card"),
+    )
+    status, _ = await bot.post(form_payload_body(payload), FORM)
+    assert status == 200
+    return (await bot.slack.wait_for_response(f"{name}-card"))[0]
+
+
 async def submit(bot: Bot, payload: dict[str, Any]) -> tuple[int, str]:
     """Post an interactivity payload (a modal submission)."""
     return await bot.post(form_payload_body(payload), FORM)
@@ -247,11 +269,11 @@ async def test_two_workspaces_install_and_stay_apart(
     await bot.slack.wait_for("views.publish", count=2)
 
     # A command from A cancels with A's key and reports with A's bot token; same for B.
-    ack = await command(bot, RUN_A, team=TEAM_A, user=USER_A, channel=CHANNEL_A, name="a1")
+    ack = await cancel(bot, RUN_A, team=TEAM_A, user=USER_A, channel=CHANNEL_A, name="a1")
     assert "Cancelling training" in ack["text"], ack
     key, posts_a = await cancelled_and_reported(bot, RUN_A, CHANNEL_A, calls=1)
     assert key == KEY_A
-    ack = await command(bot, RUN_B, team=TEAM_B, user=USER_B, channel=CHANNEL_B, name="b1")
+    ack = await cancel(bot, RUN_B, team=TEAM_B, user=USER_B, channel=CHANNEL_B, name="b1")
     assert "Cancelling training" in ack["text"], ack
     key, posts_b = await cancelled_and_reported(bot, RUN_B, CHANNEL_B, calls=2)
     assert key == KEY_B
@@ -334,7 +356,7 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
         await workspaces.allow(team, [user], by="cli:ops")
     old_webhook_token = await workspaces.rotate_webhook_token(TEAM_A, by="cli:ops")
     await store.workspaces.update(TEAM_A, audit_channel="C0AUDITA1")
-    await command(bot, RUN_A, team=TEAM_A, user=USER_A, channel=CHANNEL_A, name="a1")
+    await cancel(bot, RUN_A, team=TEAM_A, user=USER_A, channel=CHANNEL_A, name="a1")
     await cancelled_and_reported(bot, RUN_A, CHANNEL_A, calls=1)
 
     await send_event(bot, {"type": "app_uninstalled"}, team=TEAM_A, event_id="Ev0UNINST1")
@@ -373,7 +395,7 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
     rows = await raw_rows(database_url)
     assert rows_of(rows["slack_bots"], TEAM_B) and rows_of(rows["slack_installations"], TEAM_B)
     assert await store.workspaces.allow_list(TEAM_B) == [USER_B]
-    ack = await command(bot, RUN_B, team=TEAM_B, user=USER_B, channel=CHANNEL_B, name="b1")
+    ack = await cancel(bot, RUN_B, team=TEAM_B, user=USER_B, channel=CHANNEL_B, name="b1")
     assert "Cancelling training" in ack["text"], ack
     key, posts = await cancelled_and_reported(bot, RUN_B, CHANNEL_B, calls=2)
     assert key == KEY_B and {c.token for c in posts} == {TOKEN_B}
@@ -394,7 +416,7 @@ async def test_uninstall_forgets_the_workspace_but_keeps_its_history(
     assert "allow-list is empty" in refused["text"], refused
     await workspaces.set_key(TEAM_A, KEY_A, by="cli:ops")
     await workspaces.allow(TEAM_A, [USER_A], by="cli:ops")
-    await command(bot, "runTeamA04", team=TEAM_A, user=USER_A, channel=CHANNEL_A, name="a4")
+    await cancel(bot, "runTeamA04", team=TEAM_A, user=USER_A, channel=CHANNEL_A, name="a4")
     key, _ = await cancelled_and_reported(bot, "runTeamA04", CHANNEL_A, calls=3)
     assert key == KEY_A
     reports = await bot.slack.wait_for(
@@ -454,7 +476,7 @@ async def test_revoked_user_tokens_delete_only_those(
     row = await bot.runtime.store.workspaces.get(TEAM_B)
     assert row is not None and row.installed and row.key_ciphertext
     assert await bot.runtime.store.workspaces.allow_list(TEAM_B) == [USER_B]
-    ack = await command(bot, RUN_B, team=TEAM_B, user=USER_B, channel=CHANNEL_B, name="b1")
+    ack = await cancel(bot, RUN_B, team=TEAM_B, user=USER_B, channel=CHANNEL_B, name="b1")
     assert "Cancelling training" in ack["text"], ack
     key, posts = await cancelled_and_reported(bot, RUN_B, CHANNEL_B, calls=1)
     assert key == KEY_B and {c.token for c in posts} == {TOKEN_B}

@@ -25,6 +25,7 @@ from tests.processes import (
     in_thread,
     notify,
     post_signed,
+    press_card,
     rows,
     run_bot_cli,
     serving,
@@ -91,8 +92,8 @@ async def test_slash_command_with_payload_in_channel_name_and_a_refused_user(
         )
         status, text, took = await post_signed(bot.url or "", body)
         assert status == 200 and took < 2.5, (status, text, took)
-        ack = json.loads(text)
-        assert ack["response_type"] == "ephemeral" and "Cancelling training" in ack["text"]
+        ack = await press_card(bot.url or "", slack, text, "card")
+        assert ack["response_type"] == "ephemeral" and "Cancelling training" in str(ack["text"])
 
         await modelslab.wait_for_calls(1, timeout=10)
         parent = (await slack.wait_for("chat.postMessage", timeout=10))[0]
@@ -130,7 +131,9 @@ async def test_sigterm_during_a_hanging_call_exits_0_and_a_restart_completes_it(
     async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
         body = slash_command_body(text=TRAINING, response_url=slack.response_url("cmd"))
         status, text, _ = await post_signed(bot.url or "", body)
-        assert status == 200 and "Cancelling training" in text
+        assert status == 200
+        ack = await press_card(bot.url or "", slack, text, "card")
+        assert "Cancelling training" in str(ack["text"])
         await modelslab.wait_for_calls(1, timeout=10)
         code, took = await bot.terminate()
         assert code == 0 and took < STOP_TIMEOUT, (code, took, bot.describe())
@@ -171,8 +174,9 @@ async def test_a_restart_completes_the_interrupted_call_when_the_real_lease_expi
     modelslab.script(TRAINING, ml.hang())
     async with serving(slack, modelslab, sqlite_url, tmp_path) as bot:
         body = slash_command_body(text=TRAINING, response_url=slack.response_url("cmd"))
-        status, _, _ = await post_signed(bot.url or "", body)
+        status, text, _ = await post_signed(bot.url or "", body)
         assert status == 200
+        await press_card(bot.url or "", slack, text, "card")
         await modelslab.wait_for_calls(1, timeout=10)
         code, _ = await bot.terminate()
         assert code == 0

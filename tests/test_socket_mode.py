@@ -22,6 +22,7 @@ from tests.processes import (
     in_thread,
     notify,
     rows,
+    socket_cancel,
     wait_until,
 )
 
@@ -40,12 +41,9 @@ async def test_socket_mode_commands_buttons_reconnect_and_health(
         assert [c.token for c in slack.calls_to("apps.connections.open")][-1] == slack.app_token
 
         # A slash command: the ack carries the ephemeral answer; the outcome lands in a thread.
-        ack = await slack.send_envelope(
-            "slash_commands",
-            slash_command_fields(text=TRAINING, response_url=slack.response_url("sock")),
-        )
-        assert ack["payload"]["response_type"] == "ephemeral", ack
-        assert "Cancelling training" in ack["payload"]["text"], ack
+        answer = await socket_cancel(slack, TRAINING, "sock")
+        assert answer["response_type"] == "ephemeral", answer
+        assert "Cancelling training" in answer["text"], answer
         await modelslab.wait_for_calls(1, timeout=10)
         parent = (await slack.wait_for("chat.postMessage", timeout=10))[0]
         assert parent.args["channel"] == CHANNEL
@@ -100,11 +98,8 @@ async def test_socket_mode_commands_buttons_reconnect_and_health(
         before = slack.socket_connections
         await slack.disconnect_socket()
         await slack.socket_connected(timeout=20, count=before + 1)
-        ack = await slack.send_envelope(
-            "slash_commands",
-            slash_command_fields(text=AFTER_RECONNECT, response_url=slack.response_url("again")),
-        )
-        assert "Cancelling training" in ack["payload"]["text"], ack
+        answer = await socket_cancel(slack, AFTER_RECONNECT, "again")
+        assert "Cancelling training" in answer["text"], answer
         await modelslab.wait_for_calls(3, timeout=10)
         assert len(modelslab.cancel_calls(AFTER_RECONNECT)) == 1
 

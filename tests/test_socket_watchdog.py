@@ -20,9 +20,8 @@ import aiohttp
 
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
-from tests.fakes.slack_requests import slash_command_fields
 from tests.harness import bot_env
-from tests.processes import BotProcess, bot_process, free_port
+from tests.processes import BotProcess, bot_process, free_port, socket_cancel
 
 # How long a stale session may go unnoticed before this counts as a defect.
 DETECTION_LIMIT = 45.0
@@ -32,12 +31,8 @@ async def command_works(
     slack: FakeSlack, modelslab: FakeModelsLab, training_id: str, calls: int
 ) -> None:
     """A slash command over the (current) socket is acked and the training cancelled once."""
-    ack = await slack.send_envelope(
-        "slash_commands",
-        slash_command_fields(text=training_id, response_url=slack.response_url(training_id)),
-        timeout=10,
-    )
-    assert "Cancelling training" in ack["payload"]["text"], ack
+    answer = await socket_cancel(slack, training_id, training_id)
+    assert "Cancelling training" in answer["text"], answer
     await modelslab.wait_for_calls(calls, timeout=10)
     assert len(modelslab.cancel_calls(training_id)) == 1
 

@@ -89,9 +89,11 @@ async def test_a_modelslab_refusal_with_markup_reaches_thread_notification_and_a
         message_ts=bot.slack.add_message(CHANNEL, "Training", user=bot.slack.bot_user_id).ts,
         title=BROADCAST_TITLE,
     )
-    ack = await bot.command(TRAINING, user_id=ALICE, user_name="alice", channel_id=CHANNEL)
+    card = await bot.command(TRAINING, user_id=ALICE, user_name="alice", channel_id=CHANNEL)
+    assert message_problems(card, surface="ack") == []
+    ack = await bot.cancel(TRAINING, user_id=ALICE, user_name="alice", channel_id=CHANNEL)
     assert "Cancelling training" in ack["text"], ack
-    assert message_problems(ack, surface="ack") == []
+    assert message_problems(ack, surface="response_url") == []
     posts = await bot.slack.wait_for(
         "chat.postMessage", count=2, where=lambda c: c.args.get("channel") in (CHANNEL, AUDIT)
     )

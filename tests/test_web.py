@@ -501,7 +501,7 @@ async def test_get_on_the_events_route_is_405(bot: Bot) -> None:
         ),
         ("payload=x", {}, "not a training id"),
         ('payload={"type":"block_actions"}', {}, "not a training id"),
-        ("payload", {"channel_name": "payload"}, "Cancelling training `payload`"),
+        ("payload", {"channel_name": "payload"}, "Cancel training payload?"),  # the card
     ],
 )
 async def test_commands_mentioning_payload_are_not_lost(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from bot import version
-from bot.cli.admin import cmd_allow, cmd_rotate_keys, cmd_set_key, cmd_workspaces
+from bot.cli.admin import cmd_allow, cmd_rotate_keys, cmd_safety, cmd_set_key, cmd_workspaces
 from bot.cli.cancel import cmd_cancel
 from bot.cli.check import cmd_check
 from bot.cli.common import EXIT_USAGE
@@ -37,6 +37,7 @@ COMMANDS = (
     "set-key",
     "allow",
     "deny",
+    "safety",
     "workspaces",
     "rotate-keys",
 )
@@ -157,6 +158,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--team", help="workspace id (T…); default: the bot's workspace (single mode)"
         )
+    safety = sub.add_parser(
+        "safety", help="show or change a workspace's undo window and two-person rule"
+    )
+    safety.add_argument(
+        "--team", help="workspace id (T…); default: the bot's workspace (single mode)"
+    )
+    safety.add_argument(
+        "--undo",
+        type=_undo_seconds,
+        metavar="SECONDS",
+        help="hold each request this long with an Undo button (e.g. 10, 30, 60; off or 0: none)",
+    )
+    safety.add_argument(
+        "--two-person",
+        choices=("on", "off"),
+        help="cancelling someone else's training needs the owner or a second allowed user",
+    )
+    safety.add_argument(
+        "--approval-minutes", type=int, metavar="N", help="how long an approval may take (15)"
+    )
     sub.add_parser(
         "workspaces", help="list workspaces: installed, key set, allow-list size (never a key)"
     )
@@ -164,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-keys", help="re-encrypt every stored secret with the newest BOT_ENCRYPTION_KEY"
     )
     return parser
+
+
+def _undo_seconds(value: str) -> int:
+    """--undo: seconds, or "off"."""
+    if value.strip().lower() in ("off", "0"):
+        return 0
+    try:
+        return int(value.strip().rstrip("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("seconds such as 10, 30 or 60, or off") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "set-key": cmd_set_key,
         "allow": cmd_allow,
         "deny": cmd_allow,
+        "safety": cmd_safety,
         "workspaces": cmd_workspaces,
         "rotate-keys": cmd_rotate_keys,
     }

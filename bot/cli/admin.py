@@ -1,4 +1,4 @@
-"""`python -m bot set-key|allow|deny|workspaces|rotate-keys`: administer workspaces."""
+"""`python -m bot set-key|allow|deny|safety|workspaces|rotate-keys`: administer workspaces."""
 
 from __future__ import annotations
 
@@ -115,6 +115,42 @@ async def cmd_allow(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    return EXIT_OK
+
+
+async def cmd_safety(args: argparse.Namespace) -> int:
+    """Show or change one workspace's undo window and two-person rule."""
+    from bot.errors import InvalidSetting
+
+    try:
+        runtime = await _admin_context(args)
+    except StoreUnavailable as exc:
+        print(f"Cannot read the settings: {exc}.", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        team = await resolve_team(runtime, args.team)
+        safety = await runtime.workspaces.set_safety(
+            team,
+            by=f"cli:{getpass.getuser()}",
+            undo_seconds=args.undo,
+            two_person=None if args.two_person is None else args.two_person == "on",
+            approval_minutes=args.approval_minutes,
+        )
+    except InvalidSetting as exc:
+        print(f"Not changed: {exc}.", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError:
+        raise
+    except BotError as exc:
+        print(f"Cannot change the settings: {_sentence(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await runtime.close()
+    undo = f"{safety.undo_seconds} s" if safety.undo_seconds else "off"
+    two = (
+        f"on (approval within {safety.approval_seconds // 60} min)" if safety.two_person else "off"
+    )
+    print(f"Workspace {team}: undo window {undo}; two-person rule {two}.")
     return EXIT_OK
 
 

@@ -35,11 +35,24 @@ class Decision:
     code: str = "allowed"  # a bounded label for metrics
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """Which rule decided whether a user may cancel (can-i)."""
+
+    allowed: bool
+    rule: str  # listed | group | not_listed | group_lookup | empty_list | other_workspace
+    group_id: str | None = None
+    detail: str = ""  # the refusal's words, or what went wrong looking a group up
+
+
 class GroupDirectory(Protocol):
     """Where the policy learns a user group's members."""
 
     async def members(self, workspace_id: str, group_id: str, *, timeout: float) -> frozenset[str]:
         """Return the group's members within `timeout`; raise GroupLookupFailed."""
+
+    def cached(self, workspace_id: str, group_id: str) -> frozenset[str] | None:
+        """The group's members if known now, without waiting; None if not."""
 
 
 class GroupMembers:
@@ -91,6 +104,17 @@ class GroupMembers:
         self._cache[key] = (members, time.monotonic())
         return members
 
+    def cached(self, workspace_id: str, group_id: str) -> frozenset[str] | None:
+        """The group's members if known now (never waits; a missing or stale entry is fetched)."""
+        key = (workspace_id, group_id)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is None or now - cached[1] > self._ttl:
+            self._refresh(key)
+        if cached is None or now - cached[1] > self._max_stale:
+            return None
+        return cached[0]
+
     def warm(self, workspace_id: str, group_ids: Sequence[str]) -> None:
         """Start fetching groups in the background (at start-up)."""
         for group_id in group_ids:
@@ -137,6 +161,47 @@ class AccessPolicy:
                 False, f"Your access could not be confirmed: {problems[0]}.", "group_lookup"
             )
         return Decision(False, NOT_LISTED, "not_listed")
+
+    async def explain(self, workspace_id: str, user_id: str) -> Explanation:
+        """Like check, naming the rule that decided: listed by id, member of a group, not listed…"""
+        entries = await self._entries(workspace_id)
+        if entries is None:
+            return Explanation(False, "other_workspace", detail=OTHER_WORKSPACE)
+        if not entries:
+            return Explanation(False, "empty_list", detail=EMPTY_LIST)
+        if user_id in entries:
+            return Explanation(True, "listed")
+        groups = [e for e in entries if e.startswith("S")]
+        results = await asyncio.gather(
+            *(self._groups.members(workspace_id, g, timeout=self._timeout) for g in groups),
+            return_exceptions=True,
+        )
+        failed: Explanation | None = None
+        for group_id, result in zip(groups, results, strict=True):
+            if isinstance(result, GroupLookupFailed):
+                failed = failed or Explanation(False, "group_lookup", group_id, str(result))
+            elif isinstance(result, BaseException):
+                raise result
+            elif user_id in result:
+                return Explanation(True, "group", group_id)
+        return failed or Explanation(False, "not_listed", detail=NOT_LISTED)
+
+    async def visible_users(self, workspace_id: str) -> list[str] | None:
+        """Everyone allowed, groups resolved from cached membership; None if not all are known."""
+        entries = await self._entries(workspace_id)
+        if entries is None:
+            return None
+        users = {e for e in entries if not e.startswith("S")}
+        for group_id in (e for e in entries if e.startswith("S")):
+            members = self._groups.cached(workspace_id, group_id)
+            if members is None:
+                return None  # the button shows to everyone; pressing it is still checked
+            users |= members
+        return sorted(users)
+
+    async def allowed_entries(self, workspace_id: str) -> Sequence[str] | None:
+        """The users and groups allowed to cancel (who-can); None: workspace not served."""
+        return await self._entries(workspace_id)
 
 
 def static_entries(workspace_id: str, entries: Sequence[str]) -> EntriesLookup:

@@ -16,15 +16,29 @@ from typing import Protocol
 
 from bot.errors import MissingKey, StoreUnavailable
 from bot.ids import validate_training_id
-from bot.model import Cancellation, Claim, Notification, Origin, OutcomeKind, State
+from bot.model import (
+    ACTIVE_STATES,
+    Cancellation,
+    Claim,
+    Hold,
+    Notification,
+    Origin,
+    OutcomeKind,
+    Safety,
+    State,
+)
 from bot.modelslab import CancelOutcome, KeyLimiter, ModelsLabClient
+from bot.service.access import AccessPolicy
+from bot.stages import parse_eta
 from bot.store import Store
+from bot.timeouts import timeout
 from bot.worker import QueueWorker
 
 logger = logging.getLogger(__name__)
 
 KeyLookup = Callable[[str], Awaitable[str | None]]
 FinishedHook = Callable[[Cancellation], Awaitable[None]]
+SafetyLookup = Callable[[str], Awaitable[Safety]]
 
 
 class ReportHandover(Protocol):
@@ -48,6 +62,17 @@ STATE_FOR_OUTCOME = {
     OutcomeKind.UNAVAILABLE: State.FAILED,
 }
 NO_KEY = "no_key"
+# How a held cancellation was withdrawn (its outcome); nothing reached ModelsLab.
+UNDONE, DENIED, EXPIRED = "undone", "denied", "expired"
+
+
+@dataclass(frozen=True)
+class HoldAnswer:
+    """What a decision on a held cancellation did: the row as it now stands, or why not."""
+
+    cancellation: Cancellation | None
+    done: bool
+    refusal: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,19 @@ class StaticKeys:
         return self._key
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a typed id would cancel: its notification (if any) and, when known, its stage."""
+
+    training_id: str
+    notification: Notification | None
+    stage: str | None = None  # ModelsLab's state word; None: unknown (no answer in time)
+    eta: str | None = None
+    api: str = "v3"
+    # A cancellation that already holds the claim (held, requested, calling or cancelled).
+    active: Cancellation | None = None
+
+
 class CancellationService:
     """Claims cancellations and works them off the store's durable queue."""
 
@@ -92,6 +130,8 @@ class CancellationService:
         on_finished: FinishedHook | None = None,
         limiter: KeyLimiter | None = None,
         reports: ReportHandover | None = None,
+        safety: SafetyLookup | None = None,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -103,6 +143,9 @@ class CancellationService:
         self.on_finished = on_finished
         self.limiter = limiter or KeyLimiter()
         self.reports = reports
+        # Without them (the terminal), every request goes straight to the queue.
+        self.safety = safety
+        self.access = access
         self._changed = asyncio.Condition()
         self._worker: QueueWorker[Cancellation] = QueueWorker(
             name="cancellation-worker",
@@ -132,9 +175,13 @@ class CancellationService:
             raise MissingKey(
                 "no ModelsLab API key is set for this workspace; an admin has to set one first"
             )
+        hold, held_until, owner_id = await self._hold_for(
+            workspace_id, training_id, requested_by, origin
+        )
         # With a free slot here, the new row is leased to this worker as it is inserted and
         # handed over in memory: the ModelsLab call starts without a transaction to take it.
-        reserved = self._worker.reserve()
+        # A held row waits in the queue until its hold ends.
+        reserved = hold is None and self._worker.reserve()
         try:
             claim = await self.store.cancellations.enqueue(
                 workspace_id=workspace_id,
@@ -148,6 +195,9 @@ class CancellationService:
                 lease_seconds=self.lease_seconds,
                 # The caller gave up (ack deadline): a row written anyway is still worked off.
                 on_abandoned=functools.partial(self._claimed, reserved),
+                hold=hold,
+                held_until=held_until,
+                owner_id=owner_id,
             )
         except Exception:  # a cancelled caller's reservation is settled by on_abandoned
             if reserved:
@@ -155,6 +205,155 @@ class CancellationService:
             raise
         self._claimed(reserved, claim)
         return RequestResult(claim.cancellation, claim.created, claim.notification)
+
+    async def preview(self, workspace_id: str, training_id: str, *, within: float) -> Preview:
+        """Describe a training before anyone cancels it; the status call gets `within` seconds."""
+        training_id = validate_training_id(training_id)
+        started = time.monotonic()
+        note = await self.store.notifications.get(workspace_id, training_id)
+        latest = await self.store.cancellations.latest(workspace_id, training_id)
+        active = latest if latest is not None and latest.state in ACTIVE_STATES else None
+        known = Preview(training_id, note, active=active)
+        key = await self.keys(workspace_id)
+        within -= time.monotonic() - started
+        if not key or within <= 0 or active is not None:
+            return known
+        try:
+            async with timeout(within), self.limiter.poll(key):
+                status = await self.client.status(training_id, key)
+        except asyncio.TimeoutError:
+            return known
+        if not status.definitive or not status.state:
+            return known
+        eta = parse_eta(status.details)
+        return Preview(training_id, note, status.state, eta, status.api, active=None)
+
+    async def _hold_for(
+        self, workspace_id: str, training_id: str, requested_by: str, origin: Origin
+    ) -> tuple[Hold | None, float | None, str | None]:
+        """Whether a new request waits: (why, until when, the training's known owner)."""
+        if self.safety is None or origin is Origin.CLI:
+            return None, None, None
+        safety = await self.safety(workspace_id)
+        owner_id = None
+        if safety.two_person:
+            note = await self.store.notifications.get(workspace_id, training_id)
+            owner_id = note.owner_id if note is not None else None
+            if owner_id and owner_id != requested_by:
+                return Hold.APPROVAL, time.time() + safety.approval_seconds, owner_id
+        if safety.undo_seconds > 0:
+            return Hold.UNDO, time.time() + safety.undo_seconds, owner_id
+        return None, None, owner_id
+
+    async def two_person_applies(self, workspace_id: str, training_id: str, user_id: str) -> bool:
+        """Whether a request by `user_id` would wait for a second person's approval."""
+        hold, _, _ = await self._hold_for(workspace_id, training_id, user_id, Origin.COMMAND)
+        return hold is Hold.APPROVAL
+
+    # -- decisions on held cancellations (Undo, Approve, Deny; expiry is the worker's) ---------
+
+    async def undo(self, cancellation_id: int, *, workspace_id: str, user_id: str) -> HoldAnswer:
+        """Withdraw a held cancellation: its requester, the training's owner or an allowed user."""
+        row = await self._held(cancellation_id, workspace_id)
+        if row is None:
+            return await self._too_late(cancellation_id)
+        if user_id not in (row.requested_by, row.owner_id) and not await self._allowed(
+            workspace_id, user_id
+        ):
+            return HoldAnswer(
+                row,
+                False,
+                "Only the requester, the training's owner or someone "
+                "on the allow-list may undo this cancellation.",
+            )
+        return await self._withdrawn(row, by=user_id, outcome=UNDONE)
+
+    async def deny(self, cancellation_id: int, *, workspace_id: str, user_id: str) -> HoldAnswer:
+        """Refuse a cancellation waiting for approval (the owner, or an allowed user)."""
+        row = await self._held(cancellation_id, workspace_id)
+        if row is None or row.hold is not Hold.APPROVAL:
+            return await self._too_late(cancellation_id)
+        if user_id not in (row.requested_by, row.owner_id) and not await self._allowed(
+            workspace_id, user_id
+        ):
+            return HoldAnswer(
+                row,
+                False,
+                "Only the training's owner or someone on the "
+                "allow-list may deny this cancellation.",
+            )
+        return await self._withdrawn(row, by=user_id, outcome=DENIED)
+
+    async def approve(self, cancellation_id: int, *, workspace_id: str, user_id: str) -> HoldAnswer:
+        """Approve a held cancellation: the owner or a second allowed user, never the requester."""
+        row = await self._held(cancellation_id, workspace_id)
+        if row is None or row.hold is not Hold.APPROVAL:
+            return await self._too_late(cancellation_id)
+        if user_id == row.requested_by:
+            return HoldAnswer(
+                row,
+                False,
+                "You asked for this cancellation, so you cannot approve "
+                "it yourself: the two-person rule needs the training's owner or "
+                "another person on the allow-list.",
+            )
+        # The allow-list is checked again now: the requester may have been removed meanwhile.
+        if not await self._allowed(workspace_id, row.requested_by):
+            return HoldAnswer(
+                row,
+                False,
+                "The requester is no longer on the allow-list, so this "
+                "cancellation cannot go ahead.",
+            )
+        if user_id != row.owner_id and not await self._allowed(workspace_id, user_id):
+            return HoldAnswer(
+                row,
+                False,
+                "Only the training's owner or someone on the allow-list "
+                "may approve this cancellation.",
+            )
+        approved = await self.store.cancellations.end_hold(row.id, by=user_id, approve=True)
+        if approved is None:
+            return await self._too_late(cancellation_id)
+        self._reported(approved)
+        self.wake()
+        return HoldAnswer(approved, True)
+
+    async def _held(self, cancellation_id: int, workspace_id: str) -> Cancellation | None:
+        row = await self.store.cancellations.get(cancellation_id)
+        if row is None or row.workspace_id != workspace_id or row.state != State.HELD:
+            return None
+        return row
+
+    async def _too_late(self, cancellation_id: int) -> HoldAnswer:
+        row = await self.store.cancellations.get(cancellation_id)
+        return HoldAnswer(row, False, "This cancellation is no longer waiting, so nothing changed.")
+
+    async def _allowed(self, workspace_id: str, user_id: str) -> bool:
+        if self.access is None:
+            return False
+        return (await self.access.check(workspace_id, user_id)).allowed
+
+    async def _withdrawn(
+        self, row: Cancellation, *, by: str | None, outcome: str, owner: str | None = None
+    ) -> HoldAnswer:
+        reason = {
+            UNDONE: "undone before ModelsLab was called",
+            DENIED: "denied: the two-person rule needs an approval",
+            EXPIRED: "nobody approved it in time",
+        }[outcome]
+        final = await self.store.cancellations.end_hold(
+            row.id, by=by, outcome=outcome, reason=reason, owner=owner
+        )
+        if final is None:
+            return await self._too_late(row.id)
+        self._reported(final)
+        await self._finished(final)
+        return HoldAnswer(final, True)
+
+    def _reported(self, row: Cancellation) -> None:
+        if self.reports is not None:
+            self.reports.hand_over(row, lease_until=None)
 
     def _claimed(self, reserved: bool, claim: Claim | None) -> None:
         """Start work on a new claim: in memory if it was leased to us, else through the queue."""
@@ -211,6 +410,12 @@ class CancellationService:
 
     async def process(self, row: Cancellation) -> Cancellation | None:
         """Call ModelsLab for one leased cancellation and record the outcome."""
+        if row.state == State.HELD and row.hold is Hold.APPROVAL:
+            # Its approval time is over (the row was not due before): nothing is cancelled.
+            return (
+                await self._withdrawn(row, by=None, outcome=EXPIRED, owner=self.worker_id)
+            ).cancellation
+        # A held row taken here has seen its undo window end: the call goes ahead.
         # A row found in "calling" was interrupted mid-call: that call may have reached ModelsLab.
         may_have_reached = row.state == State.CALLING or row.may_have_reached
         key = None if row.dry_run else await self.keys(row.workspace_id)

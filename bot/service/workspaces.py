@@ -18,8 +18,9 @@ from typing import Any, Protocol
 from bot.cache import TtlCache
 from bot.config import Mode, Settings, allow_list_warning, key_warning
 from bot.crypto import SecretBox
-from bot.errors import BotError, InvalidKey, SlackUnreachable
+from bot.errors import BotError, InvalidKey, InvalidSetting, SlackUnreachable
 from bot.ids import workspace_key
+from bot.model import Safety
 from bot.modelslab import ModelsLabClient
 from bot.store import Store
 
@@ -61,6 +62,10 @@ class KeyState:
     set_at: float | None = None
     set_by: str | None = None  # "cli:…" when set from a terminal
     from_environment: bool = False
+
+
+MAX_UNDO_SECONDS = 300
+MAX_APPROVAL_MINUTES = 24 * 60
 
 
 def hash_token(token: str) -> str:
@@ -208,6 +213,47 @@ class Workspaces:
                 workspace_id, actor=by, action="deny", detail=", ".join(removed)
             )
         return removed
+
+    # -- safe cancel: undo window and two-person rule ---------------------------------------------
+
+    async def safety(self, workspace_id: str) -> Safety:
+        """Return the workspace's undo window and two-person rule (both off by default)."""
+        row = await self._rows.get(workspace_id)
+        if row is None:
+            return Safety()
+        return Safety(row.undo_seconds, row.two_person, row.approval_seconds)
+
+    async def set_safety(
+        self,
+        workspace_id: str,
+        *,
+        by: str,
+        undo_seconds: int | None = None,
+        two_person: bool | None = None,
+        approval_minutes: int | None = None,
+    ) -> Safety:
+        """Change the undo window and/or the two-person rule and record the change."""
+        values: dict[str, object] = {}
+        if undo_seconds is not None:
+            if not 0 <= undo_seconds <= MAX_UNDO_SECONDS:
+                raise InvalidSetting(f"the undo window is 0 (off) to {MAX_UNDO_SECONDS} seconds")
+            values["undo_seconds"] = undo_seconds
+        if two_person is not None:
+            values["two_person"] = two_person
+        if approval_minutes is not None:
+            if not 1 <= approval_minutes <= MAX_APPROVAL_MINUTES:
+                raise InvalidSetting(f"the approval time is 1 to {MAX_APPROVAL_MINUTES} minutes")
+            values["approval_seconds"] = approval_minutes * 60
+        if values:
+            await self.store.workspaces.update(workspace_id, **values)
+            self.forget_cached(workspace_id)
+            await self.store.workspaces.record_admin_event(
+                workspace_id,
+                actor=by,
+                action="set_safety",
+                detail=", ".join(f"{k}={v}" for k, v in values.items()),
+            )
+        return await self.safety(workspace_id)
 
     # -- channels and webhook tokens -----------------------------------------------------------
 

@@ -16,8 +16,10 @@ from bot.model import (
     ACTIVE_STATES,
     FINAL_STATES,
     QUEUED_STATES,
+    WORKED_STATES,
     Cancellation,
     Claim,
+    Hold,
     ReportState,
     State,
 )
@@ -44,7 +46,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
 
     lease = Lease(
         table=cancellations,
-        waiting=_c.state.in_(QUEUED_STATES),
+        waiting=_c.state.in_(WORKED_STATES),
         due_at=_c.next_attempt_at,
         owner=_c.lease_owner,
         expires_at=_c.lease_expires_at,
@@ -90,6 +92,9 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         lease_owner: str | None = None,
         lease_seconds: float = 0.0,
         on_abandoned: Callable[[Claim | None], None] | None = None,
+        hold: Hold | None = None,
+        held_until: float | None = None,
+        owner_id: str | None = None,
     ) -> Claim:
         """Claim: insert a new cancellation unless an active one exists; return either.
 
@@ -98,9 +103,12 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         is withdrawn if its batch has not started, and `on_abandoned` is told what became of it
         (the claim once written, None if nothing was). Claims that arrive together share one
         transaction (one multi-row INSERT): under load a claim waits for the batch in progress,
-        not for every claim before it.
+        not for every claim before it. With `hold`, the row is held (it holds the claim) and
+        becomes due for a worker at `held_until`.
         """
         now = time.time() if now is None else now
+        if hold is not None:
+            lease_owner = None
         values = {
             "lease_owner": lease_owner,
             "lease_expires_at": now + lease_seconds if lease_owner else None,
@@ -108,12 +116,15 @@ class CancellationQueue(LeasedQueue[Cancellation]):
             "training_id": training_id,
             "requested_by": requested_by,
             "origin": origin,
-            "state": State.REQUESTED,
+            "state": State.HELD if hold is not None else State.REQUESTED,
             "dry_run": dry_run,
             "requested_at": now,
             "updated_at": now,
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": held_until if hold is not None and held_until else now,
+            "hold": hold.value if hold is not None else None,
+            "held_until": held_until if hold is not None else None,
+            "owner_id": owner_id,
             "channel_id": channel_id,
             "response_url": response_url,
             # Reported from the start: the notification shows "Cancelling…" while it runs.
@@ -299,8 +310,69 @@ class CancellationQueue(LeasedQueue[Cancellation]):
             report_next_at=time.time(),
         )
 
+    async def end_hold(
+        self,
+        cancellation_id: int,
+        *,
+        by: str | None,
+        approve: bool = False,
+        outcome: str = "",
+        reason: str = "",
+        owner: str | None = None,
+        now: float | None = None,
+    ) -> Cancellation | None:
+        """End a hold: approved (requested now) or withdrawn with `outcome`; None if not held.
+
+        Only a row still held changes, so the first decision wins (an undo against the worker
+        whose window just ended, an approval against expiry). With `owner`, only while that
+        worker holds the row's lease (expiry); a person's decision ends any worker's lease.
+        """
+        now = time.time() if now is None else now
+        c = cancellations.c
+        where = [c.id == cancellation_id, c.state == State.HELD]
+        if owner is not None:
+            where.append(c.lease_owner == owner)
+        common: dict[str, Any] = {
+            "decided_by": by,
+            "updated_at": now,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "report_state": ReportState.PENDING,
+            "report_next_at": now,
+        }
+        if approve:
+            where += [c.hold == Hold.APPROVAL, c.held_until > now]
+            values = {**common, "state": State.REQUESTED, "next_attempt_at": now}
+        else:
+            values = {
+                **common,
+                "state": State.WITHDRAWN,
+                "outcome": outcome,
+                "reason": reason,
+                "finished_at": now,
+            }
+        async with self.db.begin(urgent=True) as conn:
+            row = (
+                await conn.execute(
+                    sa.update(cancellations)
+                    .where(*where)
+                    .values(**values)
+                    .returning(*cancellations.c)
+                )
+            ).first()
+            if row is not None:
+                # Approved: a worker anywhere may take it now; either way there is news to show.
+                await announce(conn, Work.CANCELLATIONS if approve else Work.REPORTS)
+        return cancellation_from(row) if row is not None else None
+
     async def _update_leased(
-        self, cancellation_id: int, owner: str, *, wake: Work | None = None, **values: Any
+        self,
+        cancellation_id: int,
+        owner: str,
+        *,
+        extra_where: tuple[Any, ...] = (),
+        wake: Work | None = None,
+        **values: Any,
     ) -> Cancellation | None:
         c = cancellations.c
         async with self.db.begin() as conn:
@@ -310,7 +382,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     .where(
                         c.id == cancellation_id,
                         c.lease_owner == owner,
-                        c.state.in_(QUEUED_STATES),
+                        c.state.in_(WORKED_STATES),
+                        *extra_where,
                     )
                     .values(**values)
                     .returning(*cancellations.c)

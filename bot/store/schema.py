@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from bot.model import (
     ACTIVE_STATES,
     Cancellation,
+    Hold,
     Notification,
     Origin,
     ReportState,
@@ -66,6 +67,11 @@ cancellations = sa.Table(
     sa.Column("report_lease_owner", sa.String(80)),
     sa.Column("report_lease_expires_at", sa.Double),
     sa.Column("report_error", sa.Text),
+    # Held rows (undo window, two-person rule): why, until when, whose training, who decided.
+    sa.Column("hold", sa.String(16)),
+    sa.Column("held_until", sa.Double),
+    sa.Column("owner_id", sa.String(32)),
+    sa.Column("decided_by", sa.String(64)),
     sa.Index(
         "uq_cancellations_active",
         "workspace_id",
@@ -153,6 +159,10 @@ workspaces = sa.Table(
     sa.Column("webhook_token_ciphertext", sa.Text),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # The safe-cancel settings: undo window (0 = off), two-person rule and its approval time.
+    sa.Column("undo_seconds", sa.Integer, nullable=False, default=0),
+    sa.Column("two_person", sa.Boolean, nullable=False, default=False),
+    sa.Column("approval_seconds", sa.Integer, nullable=False, default=900),
 )
 
 allow_entries = sa.Table(
@@ -185,6 +195,7 @@ def cancellation_from(row: Mapping[str, Any] | sa.Row[Any]) -> Cancellation:
     values["origin"] = Origin(values["origin"])
     values["state"] = State(values["state"])
     values["report_state"] = ReportState(values["report_state"])
+    values["hold"] = Hold(values["hold"]) if values["hold"] else None
     return Cancellation(**values)
 
 

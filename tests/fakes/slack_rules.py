@@ -83,6 +83,9 @@ LIMITS: Mapping[str, int] = {
     "button_text": 75,
     "button_value": 2_000,
     "button_url": 3_000,
+    # Slack documents no maximum for visible_to_user_ids; the fake holds the bot to the cap it
+    # promises (bot.slack.messages.text.VISIBLE_USERS), past which it must show the button to all.
+    "visible_to_user_ids": 50,
     "accessibility_label": 75,
     "placeholder": 150,
     "options": 100,
@@ -374,6 +377,15 @@ class _Checker:
             self.string(obj.get("value"), f"{pointer}/value", LIMITS["button_value"])
             self.string(obj.get("url"), f"{pointer}/url", LIMITS["button_url"])
             self.style(obj.get("style"), f"{pointer}/style")
+            visible = self.listing(
+                obj.get("visible_to_user_ids"),
+                f"{pointer}/visible_to_user_ids",
+                LIMITS["visible_to_user_ids"],
+                minimum=1,
+            )
+            for i, user_id in enumerate(visible):
+                if not (isinstance(user_id, str) and re.fullmatch(r"[UW][A-Z0-9]{2,40}", user_id)):
+                    self.refuse(f"{pointer}/visible_to_user_ids/{i}", "expected a user id")
             self.string(
                 obj.get("accessibility_label"),
                 f"{pointer}/accessibility_label",

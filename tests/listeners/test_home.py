@@ -181,7 +181,7 @@ def audit_posts(bot: Bot) -> list[ApiCall]:
 async def test_home_says_who_may_cancel_lists_recent_cancellations_and_hides_settings(
     bot: Bot,
 ) -> None:
-    await bot.command(TRAINING)  # ALICE cancels one
+    await bot.cancel(TRAINING)  # ALICE cancels one
     await bot.slack.wait_for("chat.postMessage", count=2)
 
     allowed = await open_home(bot, BOB)
@@ -274,7 +274,7 @@ async def test_key_modal_stores_a_valid_key_encrypted_and_closes(
     shown = json.dumps(published.args["view"], ensure_ascii=False)
     assert f"ends …{NEW_KEY[-4:]}" in shown and NEW_KEY not in shown
     # From now on cancellations use the stored key.
-    await bot.command(TRAINING)
+    await bot.cancel(TRAINING)
     [call] = await bot.modelslab.wait_for_calls(1)
     assert call.key == NEW_KEY
 
@@ -306,7 +306,7 @@ async def test_allow_modal_replaces_the_stored_list(bot: Bot) -> None:
     await eventually(replaced)
     assert list(await ws.entries(team(bot)) or ()) == [ALICE, BOB, CAROL]
     # CAROL may cancel now; DAVE may not any more.
-    ack = await bot.command(TRAINING, user_id=CAROL, user_name="carol")
+    ack = await bot.cancel(TRAINING, user_id=CAROL, user_name="carol")
     assert "Cancelling training" in ack["text"], ack
     ack = await bot.command("otherRun1", user_id=DAVE, user_name="dave")
     assert "allow-list" in ack["text"], ack

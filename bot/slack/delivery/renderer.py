@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot.errors import SlackError, StoreUnavailable
@@ -19,6 +20,10 @@ from bot.slack.messages.blocks import build_notification
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
+# Who may press a workspace's Cancel buttons; None: show them to everyone.
+# Live notifications re-rendered when the allow-list changes, at most (newest first).
+REFRESHED = 50
+VisibleLookup = Callable[[str], Awaitable[Sequence[str] | None]]
 
 
 async def record_permalink(
@@ -38,8 +43,9 @@ async def record_permalink(
 class NotificationRenderer:
     """Re-renders notifications from the store; updates of one message are serialised."""
 
-    def __init__(self, *, store: Store) -> None:
+    def __init__(self, *, store: Store, visible_to: VisibleLookup | None = None) -> None:
         self.store = store
+        self._visible_to = visible_to
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _lock(self, workspace_id: str, training_id: str) -> asyncio.Lock:
@@ -57,7 +63,10 @@ class NotificationRenderer:
             try:
                 with slack_call("chat.postMessage"):
                     response = await client.chat_postMessage(
-                        channel=draft.channel_id, **build_notification(draft, latest)
+                        channel=draft.channel_id,
+                        **build_notification(
+                            draft, latest, visible_to=await self._visible(workspace_id)
+                        ),
                     )
             except BaseException:
                 await self.store.notifications.drop_reservation(workspace_id, training_id)
@@ -87,6 +96,19 @@ class NotificationRenderer:
                     return
                 note = None
 
+    async def refresh_workspace(self, client: Any, workspace_id: str) -> int:
+        """Re-render the workspace's cancellable notifications (their buttons' viewers changed)."""
+        notes = await self.store.notifications.cancellable(workspace_id, limit=REFRESHED)
+        for note in notes:
+            try:
+                await self.render(client, workspace_id, note.training_id, note=note)
+            except SlackError as exc:
+                logger.info("notification of %s not refreshed: %s", note.training_id, exc.error)
+        return len(notes)
+
+    async def _visible(self, workspace_id: str) -> Sequence[str] | None:
+        return await self._visible_to(workspace_id) if self._visible_to is not None else None
+
     async def _render_once(
         self, client: Any, workspace_id: str, training_id: str, note: Notification | None
     ) -> bool:
@@ -96,7 +118,7 @@ class NotificationRenderer:
         if note is None:
             return False
         latest = await self.store.cancellations.latest(workspace_id, training_id)
-        message = build_notification(note, latest)
+        message = build_notification(note, latest, visible_to=await self._visible(workspace_id))
         # Keyed on what people would see: states that look alike cost no chat.update.
         key = hashlib.sha256(json.dumps(message, sort_keys=True).encode()).hexdigest()[:40]
         if note.rendered == key:

@@ -15,13 +15,18 @@ from typing import Any
 
 from bot.crypto import SecretBox
 from bot.errors import SlackError, StoreUnavailable
-from bot.model import Cancellation, Notification, OutcomeKind, ReportState
+from bot.model import Cancellation, Notification, OutcomeKind, ReportState, State
 from bot.service.cancellation import new_worker_id
 from bot.slack.clients import answering_429s, get_permalink
 from bot.slack.delivery.renderer import NotificationRenderer
 from bot.slack.delivery.response_urls import ResponseUrls
 from bot.slack.errors import PERMANENT_ERRORS, slack_call
-from bot.slack.messages.blocks import build_announcement, build_outcome, build_retry_notice
+from bot.slack.messages.blocks import (
+    build_announcement,
+    build_hold_notice,
+    build_outcome,
+    build_retry_notice,
+)
 from bot.store import Store
 from bot.worker import QueueWorker
 
@@ -30,6 +35,7 @@ logger = logging.getLogger(__name__)
 ClientLookup = Callable[[str], Awaitable[Any]]
 ChannelLookup = Callable[[str], Awaitable[str | None]]
 METADATA_TYPE = "cancel_training_report"
+HELD_MARKER = "held"  # the held notice (Undo / Approve / Deny) is in the thread
 MAX_REPORT_ATTEMPTS = 8
 # A resumed report looks for its earlier post before posting again; this many failed passes
 # later it posts anyway (a possible duplicate is better than a lost report).
@@ -208,6 +214,8 @@ class Reporter:
             elif row.outcome == OutcomeKind.RATE_LIMITED:
                 # A notification shows the retry time itself; otherwise say it in the thread.
                 await self._announce_retry(client, row, thread)
+            if row.state == State.HELD:
+                await self._announce_hold(client, row, thread)
             if note is None:
                 await self._link_own_thread(client, row, thread)
             await self.store.reports.finish(row.id, self.owner, seen=row, state=ReportState.WAITING)
@@ -233,6 +241,44 @@ class Reporter:
         if note is None:
             await self._link_own_thread(client, row, thread)
         await self.store.reports.finish(row.id, self.owner, seen=row, state=ReportState.DELIVERED)
+
+    async def _announce_hold(
+        self, client: Any, row: Cancellation, thread: tuple[str, str] | None
+    ) -> None:
+        """Post the held notice (Undo, or Approve / Deny) in the thread, once."""
+        if row.rendered == HELD_MARKER:
+            return
+        message = build_hold_notice(row)
+        if thread is not None:
+            try:
+                await self._post_once(
+                    client,
+                    row,
+                    HELD_MARKER,
+                    channel=thread[0],
+                    thread_ts=thread[1],
+                    message=message,
+                )
+            except SlackError:
+                await self.response_urls.post(row, str(message["text"]))
+        else:
+            await self.response_urls.post(row, str(message["text"]))
+        audit = await self.audit_channel(row.workspace_id)
+        if audit:
+            try:
+                await self._post_once(
+                    client,
+                    row,
+                    "held-audit",
+                    channel=audit,
+                    thread_ts=None,
+                    message={"text": message["text"]},  # a record: no buttons there
+                )
+            except SlackError as exc:
+                logger.warning("audit channel %s refused the held notice: %s", audit, exc)
+        await self.store.reports.update(
+            row.id, self.owner, rendered=HELD_MARKER, report_posting=None
+        )
 
     async def _announce_retry(
         self, client: Any, row: Cancellation, thread: tuple[str, str] | None

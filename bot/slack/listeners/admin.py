@@ -30,6 +30,7 @@ async def admin_settings(deps: Deps, workspace_id: str) -> AdminSettings:
         audit_channel=await ws.audit_channel(workspace_id),
         notify_channel=await ws.notify_channel(workspace_id),
         dry_run=deps.service.dry_run,
+        safety=await ws.safety(workspace_id),
     )
 
 

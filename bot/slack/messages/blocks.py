@@ -16,8 +16,17 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.model import ACTIVE_STATES, QUEUED_STATES, Cancellation, Notification, OutcomeKind, State
+from bot.model import (
+    ACTIVE_STATES,
+    QUEUED_STATES,
+    Cancellation,
+    Hold,
+    Notification,
+    OutcomeKind,
+    State,
+)
 from bot.service.access import Decision
+from bot.service.cancellation import DENIED, EXPIRED, UNDONE
 from bot.slack.messages import text as policy
 from bot.slack.messages.outcomes import REASON_CHARS, outcome_words, said
 from bot.slack.messages.text import escape, outside, truncate
@@ -25,6 +34,10 @@ from bot.stages import READY, normalise
 
 CANCEL_ACTION = "cancel_training"
 RETRY_ACTION = "retry_cancel"
+UNDO_ACTION = "undo_cancel"
+APPROVE_ACTION = "approve_cancel"
+DENY_ACTION = "deny_cancel"
+HOLD_BLOCK = "hold_actions"
 ACTIONS_BLOCK = "train_actions"
 COMMAND = "/cancel-training"
 DRY_RUN_MARK = ":test_tube: *Dry run* — nothing was cancelled. "
@@ -102,11 +115,14 @@ def build_usage() -> Message:
     """The help text for /cancel-training."""
     arg = escape("<training_id>")
     text = (
-        f"*{COMMAND} {arg}* — cancel a ModelsLab training (ids look like `F5jvdzGnYi` or a UUID)\n"
+        f"*{COMMAND} {arg}* — show what would be cancelled, with a Cancel training button "
+        "(ids look like `F5jvdzGnYi` or a UUID)\n"
         f"*{COMMAND}* — list the trainings you can still cancel, each with a button\n"
         f"*{COMMAND} history* — the last 10 cancellations in this workspace\n"
         f"*{COMMAND} watch {arg}* — post a live status message for a training started elsewhere\n"
-        f"*{COMMAND} cancel {arg}* — cancel an id that happens to be a subcommand word\n"
+        f"*{COMMAND} cancel {arg}* — the same for an id that happens to be a subcommand word\n"
+        f"*{COMMAND} can-i [{arg}]* — whether you may cancel, and which rule decides it\n"
+        f"*{COMMAND} who-can* — the people and user groups allowed to cancel\n"
         f"*{COMMAND} help* — this message"
     )
     return _ephemeral(text)
@@ -175,6 +191,11 @@ def build_request_ack(
             else " The outcome will be posted in a thread in this channel."
         )
         dry = "(dry run) " if row.dry_run else ""
+        if row.state == State.HELD:
+            undo = "Approve / Deny" if row.hold is Hold.APPROVAL else "Undo"
+            return _ephemeral(
+                f"{dry}{hold_line(row)}.{where.replace('The outcome', f'{undo} and the outcome')}"
+            )
         return _ephemeral(f":hourglass_flowing_sand: {dry}Cancelling training {training}…{where}")
     if row.state == State.CANCELLED:
         return _ephemeral(
@@ -187,10 +208,19 @@ def build_request_ack(
     )
 
 
-def _cancel_button(training_id: str, *, retry: bool = False) -> ButtonElement:
+def cancel_button(
+    training_id: str,
+    *,
+    retry: bool = False,
+    action_id: str | None = None,
+    visible_to: Sequence[str] | None = None,
+) -> ButtonElement:
+    """The red Cancel (or Retry) button with its confirm dialog (shown to `visible_to` only)."""
+    shown_to = list(visible_to) if visible_to and len(visible_to) <= policy.VISIBLE_USERS else None
     return ButtonElement(
+        visible_to_user_ids=shown_to,
         text="Retry cancel" if retry else "Cancel training",
-        action_id=RETRY_ACTION if retry else CANCEL_ACTION,
+        action_id=action_id or (RETRY_ACTION if retry else CANCEL_ACTION),
         value=training_id[: policy.BUTTON_VALUE],
         style="danger",
         confirm=ConfirmObject(
@@ -209,10 +239,80 @@ def _cancel_button(training_id: str, *, retry: bool = False) -> ButtonElement:
     )
 
 
+def hold_line(row: Cancellation) -> str:
+    """What a held cancellation waits for: its undo window, or an approval (two-person rule)."""
+    training = f"`{outside(row.training_id, 64)}`"
+    by = who(row.requested_by)
+    until = row.held_until or row.requested_at
+    if row.hold is Hold.APPROVAL:
+        owner = policy.user(row.owner_id) if row.owner_id else "the training's owner"
+        return (
+            f":raised_hand: {by} asked to cancel training {training}. The two-person rule applies: "
+            f"{owner} or another allowed user must approve by {slack_date(until)}, "
+            "or nothing is cancelled."
+        )
+    seconds = max(0, round(until - row.requested_at))
+    return f":hourglass: Cancelling training {training} in {seconds} s — requested by {by}"
+
+
+def hold_buttons(row: Cancellation) -> ActionsBlock:
+    """Undo (undo window) or Approve / Deny (two-person rule) for a held cancellation."""
+    value = str(row.id)
+    if row.hold is Hold.APPROVAL:
+        elements = [
+            ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=value, style="primary"),
+            ButtonElement(text="Deny", action_id=DENY_ACTION, value=value),
+        ]
+    else:
+        elements = [ButtonElement(text="Undo", action_id=UNDO_ACTION, value=value)]
+    return ActionsBlock(block_id=HOLD_BLOCK, elements=elements)
+
+
+def build_hold_notice(row: Cancellation) -> Message:
+    """The thread reply while a cancellation is held, with its Undo or Approve / Deny buttons."""
+    line = hold_line(row)
+    return _message(line, [_section(line), hold_buttons(row)])
+
+
+_DECIDED = {UNDONE: "Undone", DENIED: "Denied", EXPIRED: "Not approved in time"}
+
+
+def build_hold_decided(row: Cancellation) -> Message:
+    """The held notice once decided: who undid, denied or approved it (no buttons left)."""
+    training = f"`{outside(row.training_id, 64)}`"
+    by = who(row.decided_by) if row.decided_by else "nobody"
+    if row.state == State.WITHDRAWN:
+        words = _DECIDED.get(row.outcome or "", "Withdrawn")
+        text = (
+            f":leftwards_arrow_with_hook: {words} by {by} — training {training} was not "
+            "cancelled; ModelsLab was not called."
+        )
+    else:
+        text = f":white_check_mark: Approved by {by} — cancelling training {training} now."
+    return _message(text, [_section(text)])
+
+
+def _withdrawn_words(row: Cancellation) -> str:
+    by = who(row.decided_by) if row.decided_by else ""
+    if row.outcome == UNDONE:
+        return f"undone by {by}"
+    if row.outcome == DENIED:
+        return f"denied by {by}"
+    return "not approved in time"
+
+
 def _state_line(latest: Cancellation) -> tuple[str, bool]:
     """Return the notification's status line and whether a Retry button belongs under it."""
     dry = DRY_RUN_MARK if latest.dry_run else ""
     by = who(latest.requested_by)
+    if latest.state == State.HELD:
+        return hold_line(latest), False
+    if latest.state == State.WITHDRAWN:
+        return (
+            f":leftwards_arrow_with_hook: Not cancelled: the request by {by} was "
+            f"{_withdrawn_words(latest)} at {slack_date(latest.finished_at or latest.updated_at)}.",
+            False,
+        )
     if latest.state in QUEUED_STATES:
         if latest.outcome == OutcomeKind.RATE_LIMITED:
             return (
@@ -248,8 +348,13 @@ def _stage_line(note: Notification) -> str | None:
     return line
 
 
-def build_notification(note: Notification, latest: Cancellation | None) -> Message:
-    """Render a training notification from its stage and latest cancellation (the one renderer)."""
+def build_notification(
+    note: Notification, latest: Cancellation | None, *, visible_to: Sequence[str] | None = None
+) -> Message:
+    """Render a training notification from its stage and latest cancellation (the one renderer).
+
+    `visible_to`: who may cancel (the Cancel button shows to them only); None: to everyone.
+    """
     shown_title = outside(note.title, TITLE_CHARS)
     title = f" — {shown_title}" if shown_title else ""
     training = outside(note.training_id, 64)
@@ -260,7 +365,9 @@ def build_notification(note: Notification, latest: Cancellation | None) -> Messa
     stage_line = _stage_line(note)
     if stage_line:
         blocks.append(_context(stage_line))
-    button: ButtonElement | None = None if note.finished else _cancel_button(note.training_id)
+    button: ButtonElement | None = (
+        None if note.finished else cancel_button(note.training_id, visible_to=visible_to)
+    )
     status = "running"
     # A cancellation through the bot shows whatever stage a late webhook reports.
     if latest is not None and (
@@ -269,8 +376,14 @@ def build_notification(note: Notification, latest: Cancellation | None) -> Messa
         line, retry = _state_line(latest)
         blocks.append(_section(line))
         button = (
-            _cancel_button(note.training_id, retry=True) if retry and not note.finished else None
+            cancel_button(note.training_id, retry=True, visible_to=visible_to)
+            if retry and not note.finished
+            else None
         )
+        if latest.state == State.HELD:
+            blocks.append(hold_buttons(latest))
+        elif latest.state == State.WITHDRAWN and not note.finished:
+            button = cancel_button(note.training_id, visible_to=visible_to)
         # "queued" and "being cancelled" look the same here: the message changes (one chat.update)
         # when the outcome is known, not when the worker picks the row up.
         in_progress = latest.state in QUEUED_STATES and not latest.outcome
@@ -324,6 +437,13 @@ def build_retry_notice(row: Cancellation) -> Message:
 def build_outcome(row: Cancellation, *, owner_id: str | None = None) -> Message:
     """The thread reply (and audit post) with who, which training, when, and what ModelsLab said."""
     when = slack_date(row.finished_at or row.updated_at)
+    if row.state == State.WITHDRAWN:
+        text = (
+            f":leftwards_arrow_with_hook: {who(row.requested_by)}'s request to cancel training "
+            f"`{outside(row.training_id, 64)}` (via {outside(row.origin, 20)}) was "
+            f"{_withdrawn_words(row)} at {when}: nothing was cancelled, ModelsLab was not called."
+        )
+        return _message(text, [_section(text)])
     # "cancelled" would claim more than ModelsLab confirmed; the headline says what it said.
     verb = "asked to cancel" if row.state == State.CANCELLED else "tried to cancel"
     icon = ":octagonal_sign:" if row.state == State.CANCELLED else ":x:"
@@ -335,6 +455,8 @@ def build_outcome(row: Cancellation, *, owner_id: str | None = None) -> Message:
     )
     if answer:
         text += f" {answer}"
+    if row.hold is Hold.APPROVAL and row.decided_by:
+        text += f" Approved by {who(row.decided_by)}."
     if owner_id and owner_id != row.requested_by:
         text += f" cc {policy.user(owner_id)}"
     plain = text.replace("*", "")
@@ -378,7 +500,7 @@ def build_cancellable_list(notes: Sequence[Notification]) -> Message:
         blocks.append(
             _section(
                 f"`{outside(note.training_id, 64)}`{title}{owner}",
-                accessory=_cancel_button(note.training_id),
+                accessory=cancel_button(note.training_id),
             )
         )
     if len(notes) > LISTED_TRAININGS:

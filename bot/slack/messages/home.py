@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -23,11 +23,12 @@ from slack_sdk.models.blocks import (
     Option,
     PlainTextInputElement,
     SectionBlock,
+    StaticSelectElement,
     UserMultiSelectElement,
 )
 from slack_sdk.models.views import View as ViewModel
 
-from bot.model import Cancellation
+from bot.model import UNDO_CHOICES, Cancellation, Safety
 from bot.service.access import Decision
 from bot.service.workspaces import KeyState
 from bot.slack.messages import text as policy
@@ -41,6 +42,8 @@ EDIT_ALLOW = "home_edit_allow"
 ROTATE_WEBHOOK = "home_rotate_webhook"
 AUDIT_CHANNEL = "home_audit_channel"
 NOTIFY_CHANNEL = "home_notify_channel"
+UNDO_WINDOW = "home_undo_window"
+TWO_PERSON = "home_two_person"
 KEY_MODAL = "set_key_modal"
 ALLOW_MODAL = "allow_modal"
 KEY_BLOCK, KEY_INPUT = "key_block", "key_input"
@@ -65,6 +68,7 @@ class AdminSettings:
     audit_channel: str | None
     notify_channel: str | None
     dry_run: bool
+    safety: Safety = field(default_factory=Safety)
 
 
 def _section(text: str, **extra: Any) -> SectionBlock:
@@ -208,8 +212,41 @@ def _admin_blocks(admin: AdminSettings) -> list[Block]:
             "*Notification channel* (webhooks and /notify)",
             accessory=_channel_select(NOTIFY_CHANNEL, admin.notify_channel),
         ),
+        _section(
+            "*Undo window*: each request waits this long, with an Undo button, before ModelsLab "
+            "is called",
+            accessory=_choice(
+                UNDO_WINDOW,
+                [(_undo_label(n), str(n)) for n in _undo_choices(admin.safety.undo_seconds)],
+                str(admin.safety.undo_seconds),
+            ),
+        ),
+        _section(
+            "*Two-person rule*: cancelling someone else's training needs the owner or a second "
+            f"allowed user to approve within {admin.safety.approval_seconds // 60} min",
+            accessory=_choice(
+                TWO_PERSON,
+                [("Off", "off"), ("On", "on")],
+                "on" if admin.safety.two_person else "off",
+            ),
+        ),
     ]
     return blocks
+
+
+def _undo_choices(current: int) -> list[int]:
+    # A window set from the terminal (e.g. 45 s) is shown as it is, among the usual ones.
+    return sorted({*UNDO_CHOICES, current})
+
+
+def _undo_label(seconds: int) -> str:
+    return f"{seconds} s" if seconds else "Off"
+
+
+def _choice(action_id: str, options: list[tuple[str, str]], current: str) -> StaticSelectElement:
+    choices = [Option(text=label, value=value) for label, value in options]
+    initial = next((o for o in choices if o.value == current), None)
+    return StaticSelectElement(action_id=action_id, options=choices, initial_option=initial)
 
 
 def _channel_select(action_id: str, current: str | None) -> ConversationSelectElement:

@@ -6,8 +6,8 @@ and `said` are the same words made safe and bounded for mrkdwn.
 
 from __future__ import annotations
 
-from bot.model import Cancellation, OutcomeKind, State
-from bot.service.cancellation import NO_KEY
+from bot.model import Cancellation, Hold, OutcomeKind, State
+from bot.service.cancellation import DENIED, EXPIRED, NO_KEY, UNDONE
 from bot.slack.messages.text import outside
 
 # How much of ModelsLab's answer (and other outside reasons) a message shows.
@@ -24,19 +24,30 @@ _HEADLINES = {
     OutcomeKind.UNAVAILABLE.value: "failed: ModelsLab could not be reached",
     OutcomeKind.RATE_LIMITED.value: "rate-limited by ModelsLab; a retry is scheduled",
     NO_KEY: "refused: no ModelsLab API key is set for this workspace",
+    UNDONE: "undone: nothing was cancelled",
+    DENIED: "denied: nothing was cancelled",
+    EXPIRED: "not approved in time: nothing was cancelled",
 }
 
 
 def headline(row: Cancellation) -> str:
     """Return the outcome of a cancellation in a few words."""
     if row.outcome is None:
+        if row.state == State.HELD:
+            return "waiting for approval" if row.hold is Hold.APPROVAL else "waiting to be undone"
         return "being cancelled" if row.state == State.CALLING else "queued"
     return _HEADLINES.get(row.outcome, row.outcome)
 
 
 def modelslab_said(row: Cancellation) -> str:
     """Return what ModelsLab answered, quoted, or an empty string."""
-    if not row.reason or row.outcome in (NO_KEY, OutcomeKind.DRY_RUN.value):
+    if not row.reason or row.outcome in (
+        NO_KEY,
+        OutcomeKind.DRY_RUN.value,
+        UNDONE,
+        DENIED,
+        EXPIRED,
+    ):
         return ""
     return f'ModelsLab said: "{row.reason}"'
 

@@ -26,6 +26,9 @@ HEADER_TEXT = 150
 ACTIONS_ELEMENTS = 25
 BUTTON_TEXT = 75
 BUTTON_VALUE = 2_000
+# visible_to_user_ids: Slack documents no maximum; beyond this many the button shows to everyone
+# (it is a courtesy, never the check) rather than risk a refused message.
+VISIBLE_USERS = 50
 ACTION_ID = 255
 BLOCK_ID = 255
 CALLBACK_ID = 255

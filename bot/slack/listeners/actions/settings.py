@@ -7,11 +7,13 @@ from typing import Any
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
+from bot.model import UNDO_CHOICES
 from bot.slack.context import deps_of
 from bot.slack.listeners.admin import ADMINS_ONLY, audit_admin_change, is_admin, publish_home
 from bot.slack.messages import text
 from bot.slack.messages.home import (
     AUDIT_CHANNEL,
+    TWO_PERSON,
     build_allow_modal,
     build_key_modal,
     build_notice_modal,
@@ -90,4 +92,25 @@ async def handle_channel_pick(
     await deps.workspaces.set_channel(team, audit=audit, channel=channel, by=user)
     name = "audit" if audit else "notification"
     await audit_admin_change(deps, team, user, f"set the {name} channel to {text.channel(channel)}")
+    await publish_home(deps, context.client, team, user)
+
+
+async def handle_safety_pick(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    """Save the undo window or switch the two-person rule."""
+    await ack()
+    if not await _admin_or_refuse(body, context):
+        return
+    deps, team, user = deps_of(context), str(context.team_id), str(context.user_id)
+    action = (body.get("actions") or [{}])[0]
+    value = str((action.get("selected_option") or {}).get("value") or "")
+    if action.get("action_id") == TWO_PERSON:
+        await deps.workspaces.set_safety(team, by=user, two_person=value == "on")
+        said = f"turned the two-person rule {'on' if value == 'on' else 'off'}"
+    else:
+        seconds = int(value) if value.isdigit() and int(value) in UNDO_CHOICES else 0
+        await deps.workspaces.set_safety(team, by=user, undo_seconds=seconds)
+        said = f"set the undo window to {seconds} s" if seconds else "turned the undo window off"
+    await audit_admin_change(deps, team, user, said)
     await publish_home(deps, context.client, team, user)

@@ -1,8 +1,9 @@
-"""/cancel-training: cancel, list, history, help."""
+"""/cancel-training: the preview card for a typed id, list, history, watch, can-i, who-can, help."""
 
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,13 @@ from bot.errors import InvalidTrainingId, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.model import Origin
 from bot.slack.context import Deps, deps_of, received_at
-from bot.slack.listeners.cancel_flow import STORE_DOWN, CancelRequest, audit_refusal, request_cancel
+from bot.slack.listeners.cancel_flow import (
+    CLAIM_DEADLINE,
+    STORE_DOWN,
+    CancelAnswer,
+    CancelRequest,
+    audit_refusal,
+)
 from bot.slack.messages.blocks import (
     build_cancellable_list,
     build_error,
@@ -26,10 +33,11 @@ from bot.slack.messages.blocks import (
     notification_link,
     report_links,
 )
+from bot.slack.messages.safe import build_can_i, build_preview_card, build_who_can
 
-SUBCOMMANDS = ("help", "history", "watch", "cancel")
-# Words design §3 reserves for subcommands still to come: never read as a training id to cancel.
-RESERVED = ("can-i", "who-can")
+SUBCOMMANDS = ("help", "history", "watch", "cancel", "can-i", "who-can")
+# The preview card's status call must leave the ack room within Slack's 3 s.
+PREVIEW_STATUS_BUDGET = 1.2
 
 
 class Verb(str, enum.Enum):
@@ -40,6 +48,8 @@ class Verb(str, enum.Enum):
     HELP = "help"
     HISTORY = "history"
     WATCH = "watch"
+    CAN_I = "can-i"
+    WHO_CAN = "who-can"
     USAGE = "usage"
 
 
@@ -59,13 +69,13 @@ def parse_command_text(text: str) -> Parsed:
     first = words[0].lower()
     if first in SUBCOMMANDS:
         rest = words[1:]
-        if first in ("help", "history"):
+        if first in ("help", "history", "who-can"):
             return Parsed(Verb(first)) if not rest else Parsed(Verb.USAGE)
+        if first == "can-i" and len(rest) <= 1:
+            return Parsed(Verb.CAN_I, rest[0] if rest else "")
         if len(rest) != 1:
             return Parsed(Verb.USAGE)
         return Parsed(Verb.CANCEL if first == "cancel" else Verb.WATCH, rest[0])
-    if first in RESERVED:
-        return Parsed(Verb.USAGE)
     if len(words) == 1:
         return Parsed(Verb.CANCEL, words[0])
     return Parsed(Verb.USAGE)
@@ -91,6 +101,46 @@ async def start_watching(
     return build_watching(training_id, existing_link=link)
 
 
+async def preview_card(deps: Deps, req: CancelRequest) -> CancelAnswer:
+    """Validate and authorise a typed id, then answer with the card whose button cancels."""
+    try:
+        training_id = validate_training_id(req.training_id)
+    except InvalidTrainingId as exc:
+        return CancelAnswer(build_invalid_id(str(exc)))
+    decision = await deps.access.check(req.workspace_id, req.user_id)
+    if not decision.allowed:
+        deps.metrics.refusals.labels(reason=decision.code).inc()
+        return CancelAnswer(build_refusal(decision), refused=True, reason=decision.reason)
+    elapsed = time.monotonic() - (req.received_at or time.monotonic())
+    within = min(PREVIEW_STATUS_BUDGET, CLAIM_DEADLINE - elapsed - 0.5)
+    try:
+        preview = await deps.service.preview(req.workspace_id, training_id, within=within)
+    except StoreUnavailable:
+        return CancelAnswer(build_error(STORE_DOWN))
+    return CancelAnswer(build_preview_card(preview, dry_run=deps.service.dry_run))
+
+
+async def explain(deps: Deps, workspace_id: str, user_id: str, raw_id: str) -> dict[str, Any]:
+    """can-i: whether the user may cancel (a given training), and which rule decided it."""
+    training_id = None
+    if raw_id:
+        try:
+            training_id = validate_training_id(raw_id)
+        except InvalidTrainingId as exc:
+            return build_invalid_id(str(exc))
+    explanation = await deps.access.explain(workspace_id, user_id)
+    two_person = bool(training_id) and await deps.service.two_person_applies(
+        workspace_id, str(training_id), user_id
+    )
+    safety = await deps.workspaces.safety(workspace_id)
+    return build_can_i(
+        explanation,
+        training_id=training_id,
+        two_person=two_person,
+        undo_seconds=safety.undo_seconds,
+    )
+
+
 async def handle_cancel_training(
     ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
 ) -> None:
@@ -108,7 +158,7 @@ async def handle_cancel_training(
             response_url=command.get("response_url"),
             received_at=received_at(context),
         )
-        answer = await request_cancel(deps, req)
+        answer = await preview_card(deps, req)
         await ack(**answer.message)
         if answer.refused:
             await audit_refusal(deps, req, answer.reason)
@@ -124,6 +174,12 @@ async def handle_cancel_training(
                     deps, workspace_id, user_id, parsed.argument, context.channel_id
                 )
             )
+            return
+        if parsed.verb is Verb.CAN_I:
+            await respond(**await explain(deps, workspace_id, user_id, parsed.argument))
+            return
+        if parsed.verb is Verb.WHO_CAN:
+            await respond(**build_who_can(await deps.access.allowed_entries(workspace_id)))
             return
         if parsed.verb is Verb.HISTORY:
             history = await deps.queries.history(workspace_id, limit=10)

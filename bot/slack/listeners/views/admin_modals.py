@@ -93,6 +93,12 @@ async def handle_allow_submit(
         await audit_admin_change(
             deps, team, user, " and ".join(parts) + " on the cancel allow-list"
         )
+        # The notifications' Cancel buttons show to whoever may press them now.
+        client = await deps.slack_client(team)
+        if client is not None:
+            deps.background.spawn(
+                deps.notifier.renderer.refresh_workspace(client, team), name="refresh buttons"
+            )
     await publish_home(deps, context.client, team, user)
 
 
