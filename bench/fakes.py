@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.base import serve_on_loopback
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 
@@ -171,11 +172,7 @@ async def main() -> None:
     app.router.add_get("/control/messages", message_ts)
     app.router.add_post("/control/wait_outcome", wait_outcome)
     app.router.add_post("/control/wait_outcomes", wait_outcomes)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    control_port = runner.addresses[0][1]
+    runner, control_port = await serve_on_loopback(app, access_log=None)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -524,7 +524,7 @@ def _fernet_key() -> str:
 
 
 async def _install(base_url: str, code: str) -> None:
-    """Install the app into the fake workspace as a browser does (tests/test_oauth.py)."""
+    """Install the app into the fake workspace as a browser does (tests/system/test_oauth.py)."""
     async with aiohttp.ClientSession() as session:
         async with session.get(base_url + "/slack/install") as resp:
             page = await resp.text()

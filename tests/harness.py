@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import html
 import itertools
 import json
-from collections.abc import AsyncIterator
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import aiohttp
-from aiohttp import web
 
 from bot.config import Purpose, Settings, load_settings
+from bot.model import Notification
 from bot.runtime import Runtime, build_runtime
+from bot.slack.messages.blocks import build_notification
 from bot.store import Store
+from tests.fakes.base import serve_on_loopback
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import (
@@ -30,6 +37,7 @@ SIGNING_SECRET = "8f742231b10e8888abcd99aaabbb85a5"
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
 TRAINING = "F5jvdzGnYi"
 CHANNEL = "C0TRAIN01"
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=10)
 # Fields a slash command and a click on the card it answered with have in common.
 _SHARED_FIELDS = ("team_id", "user_id", "user_name", "channel_id", "channel_name")
 _cards = itertools.count(1)
@@ -68,11 +76,16 @@ class Bot:
     def secret(self) -> str:
         return str(self.settings.slack_signing_secret)
 
+    async def send(self, data: Any, headers: dict[str, str]) -> tuple[int, str]:
+        """POST to /slack/events with exactly these headers (no signing added): status, body text."""
+        async with self.session.post(
+            f"{self.url}/slack/events", data=data, headers=headers, timeout=HTTP_TIMEOUT
+        ) as resp:
+            return resp.status, await resp.text()
+
     async def post(self, body: bytes, content_type: str, **headers: str) -> tuple[int, str]:
         """Send ``body`` signed as Slack does; Slack renders the answer, so it is checked too."""
-        request = sent_request(body, content_type)
-        if isinstance(request.get("trigger_id"), str):
-            self.slack.issue_trigger_id(request["trigger_id"])
+        request = slack_sends(self.slack, body, content_type)
         all_headers = {**signed(body, self.secret, content_type=content_type), **headers}
         async with self.session.post(
             f"{self.url}/slack/events", data=body, headers=all_headers
@@ -125,6 +138,57 @@ class Bot:
         return status
 
 
+async def post_notification(
+    bot: Bot, training: str = TRAINING, *, channel: str = CHANNEL, owner: str | None = ALICE
+) -> str:
+    """Post a training notification the way `python -m bot notify` does; return its ts."""
+    draft = Notification(bot.slack.team_id, training, channel, "", owner, "LoRA run", None, 0.0)
+    client = bot.runtime.clients.reporter_for(bot.slack.bot_token)
+    response = await client.chat_postMessage(channel=channel, **build_notification(draft, None))
+    ts = str(response["ts"])
+    await bot.runtime.store.notifications.save(
+        workspace_id=bot.slack.team_id,
+        training_id=training,
+        channel_id=channel,
+        message_ts=ts,
+        owner_id=owner,
+        title="LoRA run",
+    )
+    return ts
+
+
+async def install(bot: Bot, code: str) -> dict[str, list[str]]:
+    """Install as a browser does: the install page, then Slack's redirect back with the code.
+
+    Returns the query of the "Add to Slack" link.
+    """
+    async with bot.session.get(f"{bot.url}/slack/install") as resp:
+        page = await resp.text()
+        assert resp.status == 200, page
+        # The state cookie is Secure, so the client would not send it back over http by itself.
+        cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
+    link = re.search(r'href="(https://slack\.com/oauth/v2/authorize\?[^"]+)"', page)
+    assert link is not None, page
+    query = parse_qs(urlsplit(html.unescape(link.group(1))).query, keep_blank_values=True)
+    async with bot.session.get(
+        f"{bot.url}/slack/oauth_redirect",
+        params={"code": code, "state": query["state"][0]},
+        headers={"Cookie": cookie},
+    ) as resp:
+        body = await resp.text()
+        assert resp.status == 200, body
+        assert "Thank you" in body, body
+    return query
+
+
+def slack_sends(slack: FakeSlack, body: bytes, content_type: str) -> dict[str, Any]:
+    """The payload in ``body``, its trigger_id issued on ``slack`` as Slack issues one per request."""
+    request = sent_request(body, content_type)
+    if isinstance(request.get("trigger_id"), str):
+        slack.issue_trigger_id(request["trigger_id"])
+    return request
+
+
 def card_button(answer: dict[str, Any]) -> dict[str, Any] | None:
     """The preview card's Cancel training button, if `answer` is a card."""
     for block in answer.get("blocks") or ():
@@ -169,11 +233,7 @@ async def running_bot(
     store = Store.from_url(settings.database_url)
     await store.migrate()
     runtime = await build_runtime(settings, store)
-    runner = web.AppRunner(runtime.web_app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_on_loopback(runtime.web_app)
     runtime.start_workers()
     try:
         async with aiohttp.ClientSession() as session:
@@ -181,3 +241,29 @@ async def running_bot(
     finally:
         await runner.cleanup()
         await runtime.close()
+
+
+# --- waiting and ports ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> None:
+    """Poll a (sync or async) predicate until it is true, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)

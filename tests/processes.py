@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import aiohttp
 from bot.config import async_database_url
 from bot.model import Cancellation
 from bot.store import Store
+from tests import REPO
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import ApiCall, FakeSlack, Message
 from tests.fakes.slack_requests import (
@@ -36,9 +36,17 @@ from tests.fakes.slack_requests import (
     signed,
     slash_command_fields,
 )
-from tests.harness import ALICE, CHANNEL, SIGNING_SECRET, bot_env, card_button
+from tests.harness import (  # free_port and wait_until are also every system test's
+    ALICE,
+    CHANNEL,
+    SIGNING_SECRET,
+    bot_env,
+    card_button,
+    check_ack,
+    free_port,
+    slack_sends,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0  # a cold interpreter importing Bolt, SQLAlchemy and Alembic, migrating
 STOP_TIMEOUT = 25.0  # design: SIGTERM → exit within 25 s
 CLI_TIMEOUT = 60.0
@@ -55,12 +63,10 @@ class Run:
     out: str
     err: str
 
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    @property
+    def text(self) -> str:
+        """Both streams, for what must appear (or not) in either."""
+        return self.out + self.err
 
 
 def process_env(env: dict[str, str]) -> dict[str, str]:
@@ -100,22 +106,6 @@ async def run_bot_cli(
             raise AssertionError(f"python -m bot {' '.join(args)} did not finish") from None
     assert proc.returncode is not None
     return Run(proc.returncode, out.decode(), err.decode())
-
-
-async def wait_until(
-    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
-) -> None:
-    """Poll a (sync or async) predicate until it is true, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
 
 
 class BotProcess:
@@ -239,8 +229,15 @@ async def serving(
         yield bot
 
 
-async def post_signed(url: str, body: bytes, *, timeout: float = 5.0) -> tuple[int, str, float]:
-    """POST a body to /slack/events signed as Slack signs it; return status, text, seconds."""
+async def post_signed(
+    slack: FakeSlack, url: str, body: bytes, *, timeout: float = 5.0
+) -> tuple[int, str, float]:
+    """POST a body to /slack/events signed as Slack signs it; return status, text, seconds.
+
+    Slack renders the answer, so, as the harness's ``Bot.post`` does, an ack Slack would refuse
+    or misrender is recorded on ``slack`` and fails the test at teardown.
+    """
+    request = slack_sends(slack, body, FORM)
     started = time.monotonic()
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
@@ -250,7 +247,11 @@ async def post_signed(url: str, body: bytes, *, timeout: float = 5.0) -> tuple[i
             headers=signed(body, SIGNING_SECRET, content_type=FORM),
         ) as resp,
     ):
-        return resp.status, await resp.text(), time.monotonic() - started
+        status, text = resp.status, await resp.text()
+        took = time.monotonic() - started
+    if status == 200:
+        check_ack(slack, request, text)
+    return status, text, took
 
 
 def buttons(message: Message | dict[str, Any]) -> list[dict[str, Any]]:
@@ -323,7 +324,7 @@ def card_click(card: dict[str, Any], response_url: str, **fields: Any) -> dict[s
 async def press_card(url: str, slack: FakeSlack, ack: str, name: str) -> dict[str, Any]:
     """Over HTTP: press the Cancel training button of the card `ack` is; return what replaced it."""
     payload = card_click(json.loads(ack), slack.response_url(name))
-    status, text, took = await post_signed(url, form_payload_body(payload))
+    status, text, took = await post_signed(slack, url, form_payload_body(payload))
     assert status == 200 and took < 2.5, (status, text, took)
     return (await slack.wait_for_response(name, timeout=10))[0]
 

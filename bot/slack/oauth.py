@@ -25,7 +25,7 @@ from bot.store import Store
 
 logger = logging.getLogger(__name__)
 
-# Exactly the manifest's bot scopes (tests/test_manifest.py keeps them equal).
+# Exactly the manifest's bot scopes (tests/unit/test_manifest.py keeps them equal).
 BOT_SCOPES = (
     "commands",
     "chat:write",

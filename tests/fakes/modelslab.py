@@ -9,10 +9,11 @@ import struct
 import time
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
+
+from tests.fakes.base import FakeServer
 
 __all__ = [
     "Call",
@@ -185,7 +186,7 @@ def _default_status() -> Reply:
 # --- the server --------------------------------------------------------------------------
 
 
-class FakeModelsLab:
+class FakeModelsLab(FakeServer):
     """ModelsLab's v3 and v6 training endpoints as an aiohttp app on 127.0.0.1, port 0."""
 
     def __init__(
@@ -196,6 +197,7 @@ class FakeModelsLab:
         valid_keys: Iterable[str] = ("good-key",),
         delay: float = 0.0,
     ) -> None:
+        super().__init__()
         self.routes = frozenset(routes)
         self.missing_route = missing_route or route_404_html()
         self.valid_keys: set[str] = set(valid_keys)
@@ -204,15 +206,11 @@ class FakeModelsLab:
         self._scripts: dict[str, list[Reply]] = {}
         self._status_scripts: dict[str, list[Reply]] = {}
         self._changed = asyncio.Condition()
-        self._held: set[asyncio.Task[Any]] = set()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on a free loopback port."""
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """ModelsLab's routes; anything else is a 404 recorded as a call."""
         app.router.add_post(
             V3 + "/{spelling:cancle_training|cancel_training}/{tid}", self._v3_cancel
         )
@@ -221,45 +219,6 @@ class FakeModelsLab:
         app.router.add_post(V3 + "/fine_tune_status/{tid}", self._status)
         app.router.add_post(V6 + "/trainer/status/{tid}", self._status)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        """Stop listening and end every request still in flight."""
-        # Hanging and dripping handlers would hold the shutdown for its whole timeout.
-        for task in list(self._held):
-            task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeModelsLab:
-        """Start the fake."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the fake."""
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        """The port the fake listens on."""
-        assert self._port is not None, "start() the fake first"
-        return self._port
-
-    @property
-    def root_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:

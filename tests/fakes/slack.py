@@ -28,11 +28,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.base import FakeServer
 from tests.fakes.slack_rules import METHODS, ack_problems, error_for, problems_for
 
 __all__ = [
@@ -211,8 +211,10 @@ def _short(args: Any, limit: int = 160) -> str:
 # --- the server --------------------------------------------------------------------------
 
 
-class FakeSlack:
+class FakeSlack(FakeServer):
     """Slack's Web API, response_url and Socket Mode as an aiohttp app on 127.0.0.1, port 0."""
+
+    shutdown_timeout = 0.5
 
     def __init__(
         self,
@@ -226,6 +228,7 @@ class FakeSlack:
         team_name: str = "Acme ML",
         team_domain: str = "acme-ml",
     ) -> None:
+        super().__init__()
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_token = bot_token
@@ -271,9 +274,6 @@ class FakeSlack:
         self._history_calls: dict[str, float] = {}
         self._sockets: list[_Socket] = []
         self._changed = asyncio.Condition()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._methods: dict[str, _Handler] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -295,56 +295,22 @@ class FakeSlack:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen on a free loopback port."""
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """The Web API, response_urls and the Socket Mode websocket."""
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response)
         app.router.add_post("/response/{name}/{serial}", self._response)
         app.router.add_get("/socket", self._socket)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
 
-    async def stop(self) -> None:
-        """Close the sockets, end every request still in flight (hangs included), stop listening."""
+    async def closing(self) -> None:
+        """Close the Socket Mode connections as Slack does when it goes away."""
         for sock in list(self._sockets):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sock.ws.close(code=1001, message=b"server stopping"), 0.5)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
-    async def __aenter__(self) -> FakeSlack:
-        """Start the fake."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the fake; fail if it saw payloads Slack refuses or misrenders (unless expected)."""
-        await self.stop()
-        if exc_type is None:
-            self.check_rejections()
-
-    @property
-    def port(self) -> int:
-        """The port the fake listens on."""
-        assert self._port is not None, "start() the fake first"
-        return self._port
-
-    @property
-    def root_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
+    def verify(self) -> None:
+        """Fail on payloads Slack refuses or misrenders (unless the test expected them)."""
+        self.check_rejections()
 
     @property
     def base_url(self) -> str:
@@ -520,7 +486,7 @@ class FakeSlack:
     def _track(self) -> asyncio.Task[Any]:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._held.add(task)
         return task
 
     async def _parse(self, request: web.Request) -> tuple[str | None, dict[str, Any]]:
@@ -581,7 +547,7 @@ class FakeSlack:
                 self._history_calls[method] = self.now()
             return web.json_response(handler(call))
         finally:
-            self._tasks.discard(task)
+            self._held.discard(task)
 
     def _check(self, call: ApiCall, answered: str | None = None) -> dict[str, Any] | None:
         """Slack's answer if it refuses this call's arguments; record every rule it breaks."""
@@ -658,7 +624,7 @@ class FakeSlack:
             await self._notify()
             return web.Response(text="ok", content_type="text/plain")
         finally:
-            self._tasks.discard(task)
+            self._held.discard(task)
 
     # --- token checks --------------------------------------------------------------------
 
@@ -1115,7 +1081,7 @@ class FakeSlack:
         finally:
             if sock in self._sockets:
                 self._sockets.remove(sock)
-            self._tasks.discard(task)
+            self._held.discard(task)
             await self._notify()
 
     async def socket_connected(self, timeout: float = 5.0, *, count: int | None = None) -> None:
