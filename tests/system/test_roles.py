@@ -24,18 +24,10 @@ from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_requests import block_actions_payload, form_payload_body
-from tests.harness import ALICE, CHANNEL, bot_env
-from tests.processes import (
-    BotProcess,
-    bot_process,
-    free_port,
-    in_thread,
-    post_signed,
-    rows,
-    wait_until,
-)
-from tests.test_crash import set_columns
-from tests.test_scale_out import TRAININGS, save_notifications
+from tests.harness import ALICE, CHANNEL, bot_env, free_port, wait_until
+from tests.processes import BotProcess, bot_process, in_thread, post_signed, rows
+from tests.system.test_crash import set_columns
+from tests.system.test_scale_out import TRAININGS, save_notifications
 
 PEOPLE = [f"U0USER{i:03d}" for i in range(20)]
 ALLOWED = ",".join([ALICE, *PEOPLE])
@@ -116,7 +108,9 @@ async def click_to_outcome(
 ) -> float:
     """Click Cancel; return the seconds until the outcome reply is in the notification's thread."""
     started = time.monotonic()
-    status, _, _ = await post_signed(url, click(slack, training, stamp, ALICE, f"one-{training}"))
+    status, _, _ = await post_signed(
+        slack, url, click(slack, training, stamp, ALICE, f"one-{training}")
+    )
     assert status == 200
     await slack.wait_for("chat.postMessage", where=in_thread(CHANNEL, stamp), timeout=timeout)
     return time.monotonic() - started
@@ -138,7 +132,7 @@ async def test_two_webs_two_workers_twenty_clicks_one_modelslab_call(
         urls = [a.url or "", b.url or ""]
         answers = await asyncio.gather(
             *(
-                post_signed(urls[i % 2], click(slack, training, stamp, user, f"c{i:02d}"))
+                post_signed(slack, urls[i % 2], click(slack, training, stamp, user, f"c{i:02d}"))
                 for i, user in enumerate(PEOPLE)
             )
         )
@@ -195,7 +189,7 @@ async def test_web_without_worker_claims_and_waits_then_a_worker_works_it(
         training = TRAININGS[0]
         stamp = stamps[training]
         status, ack, took = await post_signed(
-            a.url or "", click(slack, training, stamp, ALICE, "first")
+            slack, a.url or "", click(slack, training, stamp, ALICE, "first")
         )
         assert status == 200 and took < 3.0, (status, ack, took)
         [row] = await rows(pg_url)
@@ -229,7 +223,9 @@ async def test_worker_killed_mid_call_is_resumed_by_another(
     ):
         stamps = await save_notifications(slack, pg_url)
         stamp = stamps[training]
-        status, _, _ = await post_signed(a.url or "", click(slack, training, stamp, ALICE, "c"))
+        status, _, _ = await post_signed(
+            slack, a.url or "", click(slack, training, stamp, ALICE, "c")
+        )
         assert status == 200
         await modelslab.wait_for_calls(1, timeout=10)
 
