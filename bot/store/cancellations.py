@@ -33,6 +33,7 @@ from bot.store.schema import (
     notification_from,
     notifications,
 )
+from bot.store.wakeups import Work, announce
 
 # Claims written together in one transaction, at most.
 CLAIM_BATCH = 100
@@ -182,6 +183,9 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     found[tuple(row._mapping[k] for k in key_columns)] = Claim(
                         cancellation_from(row), created=True
                     )
+                if any(claim.cancellation.lease_owner is None for claim in found.values()):
+                    # Not leased to a worker of this process: wake every process's (at commit).
+                    await announce(conn, Work.CANCELLATIONS)
                 missing = [key for key in waiting if key not in found]
                 if missing:
                     existing = await conn.execute(
@@ -275,6 +279,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
             lease_expires_at=None,
             report_state=ReportState.PENDING,
             report_next_at=now,
+            # No reporter of this process took the report: any process's may.
+            wake=Work.REPORTS if not lease else None,
             **lease,
         )
 
@@ -354,6 +360,9 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     .returning(*cancellations.c)
                 )
             ).first()
+            if row is not None:
+                # Approved: a worker anywhere may take it now; either way there is news to show.
+                await announce(conn, Work.CANCELLATIONS if approve else Work.REPORTS)
         return cancellation_from(row) if row is not None else None
 
     async def _update_leased(
@@ -362,6 +371,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         owner: str,
         *,
         extra_where: tuple[Any, ...] = (),
+        wake: Work | None = None,
         **values: Any,
     ) -> Cancellation | None:
         c = cancellations.c
@@ -379,6 +389,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     .returning(*cancellations.c)
                 )
             ).first()
+            if row is not None and wake is not None:
+                await announce(conn, wake)
         return cancellation_from(row) if row is not None else None
 
     async def get(self, cancellation_id: int) -> Cancellation | None:
