@@ -9,12 +9,13 @@ from typing import Any
 from bench.common import median
 
 MB = 1_000_000 / 1024  # kB (KiB, as /proc reports) per MB (10^6 bytes)
-OURS = ("sqlite-single", "pg-single", "sqlite-oauth", "pg-oauth")
+OURS = ("sqlite-single", "pg-single", "pg-split", "sqlite-oauth", "pg-oauth")
 LABELS = {
     "floor": "floor",
     "tutorial": "tutorial",
     "sqlite-single": "ours SQLite single",
     "pg-single": "ours PG single",
+    "pg-split": "ours PG split",
     "sqlite-oauth": "ours SQLite OAuth",
     "pg-oauth": "ours PG OAuth",
 }

@@ -56,7 +56,18 @@ from bench.common import (
 )
 from bench.load import build_request, training_id
 
-ALL_TARGETS = ("floor", "tutorial", "sqlite-single", "pg-single", "sqlite-oauth", "pg-oauth")
+ALL_TARGETS = (
+    "floor",
+    "tutorial",
+    "sqlite-single",
+    "pg-single",
+    "pg-split",
+    "sqlite-oauth",
+    "pg-oauth",
+)
+# pg-split: the web process (serve --no-worker) on the server core, its worker (python -m bot
+# worker) on the other one, beside the load, the fakes and this orchestrator (2 cores).
+WORKER_CORE = LOAD_CORE
 ALL_SCENARIOS = ("grid", "throughput", "e2e", "trace")
 DEFAULT_SCENARIOS = ("grid", "throughput", "e2e")
 TRACE_CELLS = (("refused", 1), ("allowed", 1), ("allowed", 50))
@@ -178,6 +189,7 @@ class Instance:
     base_url: str
     start_seconds: float
     cleanup: list[Any] = field(default_factory=list)
+    worker: Child | None = None  # pg-split: the worker process beside the web one
 
     @property
     def events_url(self) -> str:
@@ -279,12 +291,16 @@ class BotTarget(Target):
 
     import_module = "bot.runtime"
 
-    def __init__(self, bench: Bench, db: str, mode: str, *, template: bool = True) -> None:
+    def __init__(
+        self, bench: Bench, db: str, mode: str, *, template: bool = True, split: bool = False
+    ) -> None:
         super().__init__(bench)
         self.db = db
         self.mode = mode
-        self.name = f"{db}-{mode}"
-        self.label = f"ours {'SQLite' if db == 'sqlite' else 'PostgreSQL'} {mode}"
+        self.split = split  # web process (--no-worker) + a worker process
+        self.name = f"{db}-{'split' if split else mode}"
+        shape = "split (web core 0, worker core 1)" if split else mode
+        self.label = f"ours {'SQLite' if db == 'sqlite' else 'PostgreSQL'} {shape}"
         self.team_id = OAUTH_TEAM if mode == "oauth" else SINGLE_TEAM
         self.use_template = template
         self.dir = bench.workdir / self.name
@@ -342,15 +358,18 @@ class BotTarget(Target):
             )
         return env
 
-    async def _start(self, database_url: str, cell: str, probe: Path | None = None) -> Instance:
+    async def _start(
+        self, database_url: str, cell: str, probe: Path | None = None, *, split: bool = False
+    ) -> Instance:
         port = free_port()
         module = "bench.probe" if probe is not None else "bot"
         env = self.env(database_url)
         if probe is not None:
             env["BENCH_PROBE_OUT"] = str(probe)
+        serve = ["serve", "--no-worker"] if split else ["serve"]
         child = await spawn(
             f"bot[{self.name} {cell}]",
-            [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", module, *serve, "--host", "127.0.0.1", "--port", str(port)],
             env=child_env(env),
             cwd=self.dir,
             log_path=self.dir / f"bot-{cell}.log",
@@ -362,7 +381,35 @@ class BotTarget(Target):
         except BaseException:
             await child.kill()
             raise
-        return Instance(child, url, took)
+        instance = Instance(child, url, took)
+        if split:
+            try:
+                worker = await self._start_worker(database_url, cell)
+            except BaseException:
+                await child.kill()
+                raise
+            instance.worker = worker
+            instance.cleanup.append(worker.kill)
+        return instance
+
+    async def _start_worker(self, database_url: str, cell: str) -> Child:
+        """`python -m bot worker` on the worker core; healthy once its /healthz answers."""
+        port = free_port()
+        env = {**self.env(database_url), "PORT": str(port)}
+        worker = await spawn(
+            f"worker[{self.name} {cell}]",
+            [sys.executable, "-m", "bot", "worker"],
+            env=child_env(env),
+            cwd=self.dir,
+            log_path=self.dir / f"worker-{cell}.log",
+            core=WORKER_CORE,
+        )
+        try:
+            await worker.wait_healthy(f"http://127.0.0.1:{port}/healthz")
+        except BaseException:
+            await worker.kill()
+            raise
+        return worker
 
     async def _cli(self, database_url: str, *args: str, stdin: bytes | None = None) -> str:
         code, out, err = await run_to_end(
@@ -432,7 +479,9 @@ class BotTarget(Target):
         label = f"c{self._cells}"
         url = await self._new_database(label, self.template_url)
         try:
-            instance = await self._start(url, cell.replace(" ", "_").replace("@", "-"), probe)
+            instance = await self._start(
+                url, cell.replace(" ", "_").replace("@", "-"), probe, split=self.split
+            )
         except BaseException:
             await self._drop_database(url)
             raise
@@ -565,6 +614,8 @@ class Bench:
             return FloorTarget(self)
         if name == "tutorial":
             return TutorialTarget(self)
+        if name == "pg-split":
+            return BotTarget(self, "pg", "single", template=template, split=True)
         db, _, mode = name.partition("-")
         return BotTarget(self, db, mode, template=template)
 
@@ -924,7 +975,7 @@ async def run(options: Options) -> dict[str, Any]:
     info = machine()
     info["pinning"] = (
         f"taskset: servers on core {SERVER_CORE}; load, fakes and this orchestrator on core "
-        f"{LOAD_CORE}"
+        f"{LOAD_CORE} (pg-split: its worker process too)"
         if taskset_path() and pinned_self
         else "not pinned (taskset missing or fewer than 2 CPUs)"
     )

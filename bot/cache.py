@@ -62,3 +62,8 @@ class TtlCache(Generic[K, V]):
         self._values.pop(key, None)
         # A load that started before the change is no longer current, so it is not kept.
         self._loading.pop(key, None)
+
+    def clear(self) -> None:
+        """Drop every key (what they were loaded for has changed)."""
+        self._values.clear()
+        self._loading.clear()

@@ -69,6 +69,7 @@ class Purpose(str, enum.Enum):
 
     SERVE = "serve"
     SOCKET = "socket"
+    WORKER = "worker"
     CANCEL = "cancel"
     NOTIFY = "notify"
     ADMIN = "admin"
@@ -104,7 +105,12 @@ def required_settings(mode: Mode, purpose: Purpose) -> tuple[str, ...]:
     """The variables a purpose cannot run without in a mode: the one rule `check` and the
     commands share."""
     needs: list[str] = []
-    if mode is Mode.SINGLE and purpose in (Purpose.SERVE, Purpose.SOCKET, Purpose.NOTIFY):
+    if mode is Mode.SINGLE and purpose in (
+        Purpose.SERVE,
+        Purpose.SOCKET,
+        Purpose.WORKER,
+        Purpose.NOTIFY,
+    ):
         needs.append("SLACK_BOT_TOKEN")
     if mode is Mode.OAUTH:
         needs += ["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "BOT_ENCRYPTION_KEY"]
@@ -121,6 +127,7 @@ def describe_mode(mode: Mode, purpose: Purpose, *, chosen: bool = False) -> str:
     how = {
         Purpose.SERVE: "HTTP server",
         Purpose.SOCKET: "Socket Mode",
+        Purpose.WORKER: "queue worker",
     }.get(purpose, f"`{purpose.value}`")
     if chosen and purpose in (Purpose.SERVE, Purpose.SOCKET):
         state = "set" if purpose is Purpose.SOCKET else "not set"
@@ -418,14 +425,14 @@ def load_settings(purpose: Purpose, env: Mapping[str, str] | None = None) -> Set
     ]
 
     if problems:
-        if mode is Mode.SINGLE and purpose in (Purpose.SERVE, Purpose.SOCKET):
+        if mode is Mode.SINGLE and purpose in (Purpose.SERVE, Purpose.SOCKET, Purpose.WORKER):
             # Not problems (a key may be stored, people added in the app), but a newcomer's next
             # surprise: said along with what stops the start.
             if not api_key:
                 warnings.append(key_warning())
             if not allowed:
                 warnings.append(allow_list_warning())
-        serving = purpose in (Purpose.SERVE, Purpose.SOCKET)
+        serving = purpose in (Purpose.SERVE, Purpose.SOCKET, Purpose.WORKER)
         raise ConfigError(
             problems,
             warnings=warnings,

@@ -12,6 +12,7 @@
     ├── StoreUnavailable       the database cannot be reached
     ├── GroupLookupFailed      a user group's members could not be read (the user is refused)
     ├── SlackError             a Slack Web API call failed: transient (retry later) or permanent
+    ├── SlackUnreachable       Slack could not be asked who a token belongs to
     └── ModelsLabError         a ModelsLab answer that is not an outcome
         └── ModelsLabUnavailable   transport failure, 5xx, non-JSON, missing route
 
@@ -61,6 +62,15 @@ class SecretStorageDisabled(BotError):
 
 class StoreUnavailable(BotError):
     """The database could not be reached."""
+
+
+class SlackUnreachable(BotError):
+    """Slack could not be reached to identify the bot (the transport failed, not Slack's answer)."""
+
+    def __init__(self, cause: BaseException, purpose: str = "") -> None:
+        self.cause_name = type(cause).__name__
+        purpose = f" {purpose}" if purpose else ""
+        super().__init__(f"Slack could not be reached{purpose} ({self.cause_name})")
 
 
 class GroupLookupFailed(BotError):

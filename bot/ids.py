@@ -1,4 +1,4 @@
-"""Training id validation: nothing else may reach a URL."""
+"""Ids: training id validation (nothing else may reach a URL) and the workspace key."""
 
 from __future__ import annotations
 
@@ -31,3 +31,8 @@ def validate_training_id(raw: str) -> str:
     if len(raw) > MAX_ID_LENGTH:
         raise InvalidTrainingId(f"a training id has at most {MAX_ID_LENGTH} characters")
     raise InvalidTrainingId("a training id uses only letters, digits, '-' and '_'")
+
+
+def workspace_key(enterprise_id: str | None, team_id: str | None) -> str:
+    """The id a workspace's data is keyed by: its team, or the org for org-wide installs."""
+    return str(team_id or enterprise_id)

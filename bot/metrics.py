@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from bot.model import Cancellation
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -77,6 +82,10 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return bytes(generate_latest(self.registry))
+
+    async def count_cancellation(self, row: Cancellation) -> None:
+        """Count a finished cancellation by outcome."""
+        self.cancellations.labels(outcome=row.outcome or "unknown").inc()
 
 
 def request_kind(body: dict[str, object]) -> str:

@@ -31,6 +31,7 @@ from bot.errors import ConfigError
 COMMANDS = (
     "serve",
     "socket",
+    "worker",
     "check",
     "notify",
     "cancel",
@@ -82,7 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server container listens on all interfaces
     serve.add_argument("--port", type=int)
-    sub.add_parser("socket", help="run in Socket Mode (needs SLACK_APP_TOKEN)")
+    socket = sub.add_parser("socket", help="run in Socket Mode (needs SLACK_APP_TOKEN)")
+    for runner in (serve, socket):
+        runner.add_argument(
+            "--no-worker",
+            action="store_true",
+            help="only verify, authorise, claim and ack; `python -m bot worker` works the queues "
+            "(PostgreSQL)",
+        )
+    sub.add_parser(
+        "worker",
+        help="only work the queues (cancellations, reports, notifications, polls); "
+        "/healthz and /metrics on $PORT when set",
+    )
     check = sub.add_parser(
         "check",
         help="validate the configuration for what `python -m bot` would run; exit 0 only if it will work",
@@ -104,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         const=Purpose.SOCKET,
         help="check for `socket`",
+    )
+    transport.add_argument(
+        "--worker",
+        dest="purpose",
+        action="store_const",
+        const=Purpose.WORKER,
+        help="check for `worker`",
     )
     notify = sub.add_parser("notify", help="post a training notification with a Cancel button")
     notify.add_argument("training_id")
@@ -195,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "notify": cmd_notify,
         "serve": cmd_run,
         "socket": cmd_run,
+        "worker": cmd_run,
         "check": cmd_check,
         "set-key": cmd_set_key,
         "allow": cmd_allow,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
 from bot.cli.common import (
     EXIT_FAILED,
@@ -14,46 +15,38 @@ from bot.cli.common import (
     _settings,
     open_store,
     resolve_team,
-    served_workspace,
+    terminal_runtime,
 )
-from bot.config import Mode, Purpose, Settings
+from bot.config import Mode, Purpose
 from bot.errors import BotError, ConfigError, StoreUnavailable
-from bot.modelslab import ModelsLabClient
-from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 
-async def _admin_context(args: argparse.Namespace) -> tuple[Settings, Store]:
+async def _admin_context(args: argparse.Namespace) -> Runtime:
     settings = _settings(Purpose.ADMIN)
-    return settings, await open_store(settings)
+    return await terminal_runtime(settings, await open_store(settings))
 
 
 async def cmd_set_key(args: argparse.Namespace) -> int:
     """Read a ModelsLab key from stdin, check it, and store it encrypted for one workspace."""
-    from bot.crypto import SecretBox
     from bot.errors import InvalidKey, SecretStorageDisabled
-    from bot.service.workspaces import Workspaces
 
     try:
-        settings, store = await _admin_context(args)
+        runtime = await _admin_context(args)
     except StoreUnavailable as exc:
         print(f"Cannot store the key: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        team = await resolve_team(settings, store, args.team)
+        team = await resolve_team(runtime, args.team)
         if sys.stdin.isatty():
             key = getpass.getpass("ModelsLab API key (input hidden): ")
         else:
             key = sys.stdin.readline()
-        async with ModelsLabClient(
-            base_url=settings.modelslab_api_url, v6_url=settings.modelslab_v6_url
-        ) as client:
-            workspaces = Workspaces(
-                store=store,
-                box=SecretBox(settings.encryption_keys),
-                settings=settings,
-                modelslab=None if args.no_check else client,
-            )
-            hint = await workspaces.set_key(team, key, by=f"cli:{getpass.getuser()}")
+        hint = await runtime.workspaces.set_key(
+            team, key, by=f"cli:{getpass.getuser()}", check=not args.no_check
+        )
     except SecretStorageDisabled as exc:
         print(f"Not stored: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -66,7 +59,7 @@ async def cmd_set_key(args: argparse.Namespace) -> int:
         print(f"Not stored: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        await store.close()
+        await runtime.close()
     print(f"Stored the ModelsLab key for workspace {team} (ends …{hint}).")
     return EXIT_OK
 
@@ -74,27 +67,19 @@ async def cmd_set_key(args: argparse.Namespace) -> int:
 async def cmd_allow(args: argparse.Namespace) -> int:
     """Add or remove allow-list entries of one workspace, saying who stays allowed and why."""
     from bot.config import is_allow_entry
-    from bot.crypto import SecretBox
-    from bot.service.workspaces import Workspaces
 
     bad = [e for e in args.entries if not is_allow_entry(e)]
     if bad:
         print(f"Not a Slack user (U…/W…) or user-group (S…) id: {', '.join(bad)}.", file=sys.stderr)
         return EXIT_USAGE
     try:
-        settings, store = await _admin_context(args)
+        runtime = await _admin_context(args)
     except StoreUnavailable as exc:
         print(f"Cannot change the allow-list: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        team = await resolve_team(settings, store, args.team)
-        workspaces = Workspaces(
-            store=store,
-            box=SecretBox(settings.encryption_keys),
-            settings=settings,
-            # Single workspace: the operator's list applies to the workspace being administered.
-            single_workspace_id=team if settings.mode is Mode.SINGLE else None,
-        )
+        team = await resolve_team(runtime, args.team)
+        workspaces, store = runtime.workspaces, runtime.store
         by = f"cli:{getpass.getuser()}"
         fixed = workspaces.fixed_entries(team)
         if args.command == "allow":
@@ -109,7 +94,7 @@ async def cmd_allow(args: argparse.Namespace) -> int:
         print(f"Cannot change the allow-list: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        await store.close()
+        await runtime.close()
     in_env = [e for e in dict.fromkeys(args.entries) if e in fixed]
     size = f"the list now has {len(entries)} entries"
     if in_env:
@@ -135,21 +120,16 @@ async def cmd_allow(args: argparse.Namespace) -> int:
 
 async def cmd_safety(args: argparse.Namespace) -> int:
     """Show or change one workspace's undo window and two-person rule."""
-    from bot.crypto import SecretBox
     from bot.errors import InvalidSetting
-    from bot.service.workspaces import Workspaces
 
     try:
-        settings, store = await _admin_context(args)
+        runtime = await _admin_context(args)
     except StoreUnavailable as exc:
         print(f"Cannot read the settings: {exc}.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        team = await resolve_team(settings, store, args.team)
-        workspaces = Workspaces(
-            store=store, box=SecretBox(settings.encryption_keys), settings=settings
-        )
-        safety = await workspaces.set_safety(
+        team = await resolve_team(runtime, args.team)
+        safety = await runtime.workspaces.set_safety(
             team,
             by=f"cli:{getpass.getuser()}",
             undo_seconds=args.undo,
@@ -165,7 +145,7 @@ async def cmd_safety(args: argparse.Namespace) -> int:
         print(f"Cannot change the settings: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        await store.close()
+        await runtime.close()
     undo = f"{safety.undo_seconds} s" if safety.undo_seconds else "off"
     two = (
         f"on (approval within {safety.approval_seconds // 60} min)" if safety.two_person else "off"
@@ -177,20 +157,21 @@ async def cmd_safety(args: argparse.Namespace) -> int:
 async def cmd_workspaces(args: argparse.Namespace) -> int:
     """List workspaces: served, installed, key set or not, allow-list size — never a key."""
     try:
-        settings, store = await _admin_context(args)
+        runtime = await _admin_context(args)
     except StoreUnavailable as exc:
         print(f"Cannot list workspaces: {exc}.", file=sys.stderr)
         return EXIT_FAILED
+    settings, store = runtime.settings, runtime.store
     try:
         rows = await store.workspaces.all()
         served = (
-            await served_workspace(settings, store, required=False)
+            await runtime.workspaces.identify(fresh=False, required=False)
             if settings.mode is Mode.SINGLE
             else None
         )
         served_list = await store.workspaces.allow_list(served) if served is not None else []
     finally:
-        await store.close()
+        await runtime.close()
     table: list[tuple[str, str, str, str, str, str]] = []
     for ws, allowed in rows:
         key = f"…{ws.key_hint}" if ws.key_ciphertext else "not set"

@@ -8,6 +8,7 @@ import datetime as dt
 import getpass
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from bot.cli.common import (
     EXIT_FAILED,
@@ -18,14 +19,15 @@ from bot.cli.common import (
     _settings,
     open_store,
     resolve_team,
+    terminal_runtime,
 )
-from bot.config import Mode, Purpose, Settings
+from bot.config import Purpose
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
 from bot.model import Cancellation, Origin, OutcomeKind, State
-from bot.modelslab import ModelsLabClient
-from bot.service.cancellation import CancellationService
 from bot.slack.messages.outcomes import headline, modelslab_said
-from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 logger = logging.getLogger("bot")
 
@@ -59,37 +61,15 @@ def exit_code_for(row: Cancellation) -> int:
     return EXIT_FAILED
 
 
-async def report_from_terminal(settings: Settings, store: Store, row: Cancellation) -> None:
+async def report_from_terminal(runtime: Runtime, row: Cancellation) -> None:
     """Post the outcome in the notification's thread and the audit channel, as any origin is."""
-    if not settings.slack_bot_token:
+    if not runtime.settings.slack_bot_token:
         return
-    from bot.crypto import SecretBox
-    from bot.slack.clients import SlackClients
-    from bot.slack.delivery.reporter import Reporter
-
-    token = settings.slack_bot_token
-    clients = SlackClients(base_url=settings.slack_api_url)
-
-    async def client_for(team_id: str) -> object:
-        return clients.reporter_for(token)
-
-    async def audit_channel(team_id: str) -> str | None:
-        return settings.audit_channel
-
-    reporter = Reporter(
-        store=store,
-        clients=client_for,
-        secret_box=SecretBox(settings.encryption_keys),
-        audit_channel=audit_channel,
-        session=clients.session,
-    )
     try:
         # Bounded: a running server's reporter delivers whatever is left.
-        await asyncio.wait_for(reporter.deliver_now(row.id), timeout=15)
+        await asyncio.wait_for(runtime.reporter.deliver_now(row.id), timeout=15)
     except asyncio.TimeoutError:
         logger.warning("Slack report not delivered yet; a running server will deliver it")
-    finally:
-        await clients.close()
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:
@@ -100,54 +80,36 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"Cannot cancel: {exc}.", file=sys.stderr)
         return EXIT_FAILED
+    runtime = await terminal_runtime(settings, store)
     try:
-        workspace_id = await resolve_team(settings, store, args.team)
-        async with ModelsLabClient(
-            base_url=settings.modelslab_api_url,
-            v6_url=settings.modelslab_v6_url,
-            dry_run=settings.dry_run,
-        ) as client:
-            from bot.crypto import SecretBox
-            from bot.service.workspaces import Workspaces
-
-            # The workspace's stored key first; MODELSLAB_API_KEY for the single workspace.
-            workspaces = Workspaces(
-                store=store,
-                box=SecretBox(settings.encryption_keys),
-                settings=settings,
-                single_workspace_id=workspace_id if settings.mode is Mode.SINGLE else None,
+        workspace_id = await resolve_team(runtime, args.team)
+        # The workspace's stored key first; MODELSLAB_API_KEY for the single workspace.
+        service = runtime.service
+        result = await service.request(
+            workspace_id=workspace_id,
+            training_id=args.training_id,
+            requested_by=f"cli:{getpass.getuser()}",
+            origin=Origin.CLI,
+        )
+        row = result.cancellation
+        if not result.created and row.is_final:
+            print(
+                f"Training {row.training_id} was already cancelled by {row.requested_by} "
+                f"at {_when(row.finished_at or row.requested_at)}: {headline(row)}."
             )
-            service = CancellationService(
-                store=store,
-                client=client,
-                keys=workspaces.key_for,
-                dry_run=settings.dry_run,
+            return EXIT_OK
+        if result.created:
+            await service.run_now(row.id)
+        settled = await service.wait_settled(row.id, timeout=CLI_WAIT_SECONDS)
+        if settled is None or not (settled.is_final or settled.outcome):
+            print(
+                f"Training {row.training_id} is being cancelled by another instance; "
+                "its outcome will be posted in Slack."
             )
-            result = await service.request(
-                workspace_id=workspace_id,
-                training_id=args.training_id,
-                requested_by=f"cli:{getpass.getuser()}",
-                origin=Origin.CLI,
-            )
-            row = result.cancellation
-            if not result.created and row.is_final:
-                print(
-                    f"Training {row.training_id} was already cancelled by {row.requested_by} "
-                    f"at {_when(row.finished_at or row.requested_at)}: {headline(row)}."
-                )
-                return EXIT_OK
-            if result.created:
-                await service.run_now(row.id)
-            settled = await service.wait_settled(row.id, timeout=CLI_WAIT_SECONDS)
-            if settled is None or not (settled.is_final or settled.outcome):
-                print(
-                    f"Training {row.training_id} is being cancelled by another instance; "
-                    "its outcome will be posted in Slack."
-                )
-                return EXIT_FAILED
-            print(describe_for_terminal(settled))
-            await report_from_terminal(settings, store, settled)
-            return exit_code_for(settled)
+            return EXIT_FAILED
+        print(describe_for_terminal(settled))
+        await report_from_terminal(runtime, settled)
+        return exit_code_for(settled)
     except InvalidTrainingId as exc:
         print(f"Not a training id: {exc}.", file=sys.stderr)
         return EXIT_USAGE
@@ -167,4 +129,4 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
         print(f"Cannot cancel: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        await store.close()
+        await runtime.close()

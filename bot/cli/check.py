@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slack_sdk.errors import SlackApiError, SlackClientError
-
 from bot.config import (
     Mode,
     Purpose,
@@ -27,8 +25,7 @@ from bot.config import (
     read_environment,
     run_purpose,
 )
-from bot.crypto import SecretBox
-from bot.errors import ConfigError, StoreUnavailable
+from bot.errors import ConfigError, SlackUnreachable, StoreUnavailable
 from bot.modelslab import ModelsLabClient
 from bot.service.workspaces import TEAM_ID_META, Workspaces, served_warnings
 from bot.store import Store
@@ -110,42 +107,37 @@ async def _database(settings: Settings) -> _Database:
 
 async def _slack(settings: Settings) -> tuple[Item, str | None]:
     """auth.test with the bot token, as the start does; the item and the workspace it names."""
-    from slack_sdk.web.async_client import AsyncWebClient
+    from bot.slack.identity import BotTokenIdentity
 
-    client = AsyncWebClient(
-        token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10
+    identity = BotTokenIdentity.standalone(
+        token=str(settings.slack_bot_token), base_url=settings.slack_api_url
     )
     try:
-        auth = await client.auth_test()
-    except SlackApiError as exc:
+        auth = await identity.identify()
+    except ConfigError as exc:
+        return Item(False, exc.problems[0]), None
+    except SlackUnreachable as exc:
         return Item(
-            False,
-            f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')}): reinstall the app and copy the new token.",
-        ), None
-    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-        return Item(
-            False, f"Slack could not be reached at {settings.slack_api_url} ({type(exc).__name__})."
+            False, f"Slack could not be reached at {settings.slack_api_url} ({exc.cause_name})."
         ), None
     return Item(
         True,
-        f"Slack token works: workspace {auth.get('team')} ({auth.get('team_id')}), bot user {auth.get('user_id')}",
-    ), str(auth.get("team_id"))
+        f"Slack token works: workspace {auth.team} ({auth.team_id}), bot user {auth.user_id}",
+    ), auth.team_id
 
 
 async def _app_token(settings: Settings) -> Item:
-    from slack_sdk.web.async_client import AsyncWebClient
+    from bot.slack.identity import verify_app_token
 
-    client = AsyncWebClient(base_url=settings.slack_api_url, timeout=10)
     try:
-        await client.apps_connections_open(app_token=str(settings.slack_app_token))
-    except SlackApiError as exc:
-        return Item(
-            False,
-            f"SLACK_APP_TOKEN was refused by Slack ({exc.response.get('error')}): create an app-level token with connections:write.",
+        await verify_app_token(
+            app_token=str(settings.slack_app_token), base_url=settings.slack_api_url
         )
-    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
+    except ConfigError as exc:
+        return Item(False, exc.problems[0])
+    except SlackUnreachable as exc:
         return Item(
-            False, f"Slack could not be reached to check SLACK_APP_TOKEN ({type(exc).__name__})."
+            False, f"Slack could not be reached to check SLACK_APP_TOKEN ({exc.cause_name})."
         )
     return Item(True, "Socket Mode app token works (apps.connections.open)")
 
@@ -211,16 +203,35 @@ async def checklist(
         )
     database = await _database(settings)
     items += database.items
+    runtime = None
+    if database.store is not None:
+        from bot.runtime import Role, build
+
+        # The graph a terminal command uses: no Slack or ModelsLab call is made building it.
+        runtime = await build(settings, database.store, role=Role.TERMINAL)
     try:
-        items += await _served(settings, database, purpose, offline=offline)
+        items += await _served(
+            settings,
+            database,
+            purpose,
+            offline=offline,
+            workspaces=runtime.workspaces if runtime is not None else None,
+        )
     finally:
-        if database.store is not None:
+        if runtime is not None:
+            await runtime.close()  # closes the store too
+        elif database.store is not None:
             await database.store.close()
     return items
 
 
 async def _served(
-    settings: Settings, database: _Database, purpose: Purpose, *, offline: bool
+    settings: Settings,
+    database: _Database,
+    purpose: Purpose,
+    *,
+    offline: bool,
+    workspaces: Workspaces | None,
 ) -> list[Item]:
     """The workspace the bot serves, the online checks, and what would make every cancel fail."""
     items: list[Item] = []
@@ -240,16 +251,8 @@ async def _served(
                 Item(True, f"workspace {team} (learned from Slack at an earlier start, cached)")
             )
     store = database.store
-    workspaces = (
-        Workspaces(
-            store=store,
-            box=SecretBox(settings.encryption_keys),
-            settings=settings,
-            single_workspace_id=team,
-        )
-        if store is not None
-        else None
-    )
+    if workspaces is not None:
+        workspaces.serve(team)
     if not offline:
         if settings.mode is Mode.SINGLE:
             slack_item, online_team = await _slack(settings)
@@ -257,12 +260,7 @@ async def _served(
             if online_team is not None and online_team != team:
                 team = online_team
                 if workspaces is not None:
-                    workspaces = Workspaces(
-                        store=workspaces.store,
-                        box=workspaces.box,
-                        settings=settings,
-                        single_workspace_id=team,
-                    )
+                    workspaces.serve(team)
         if purpose is Purpose.SOCKET:
             items.append(await _app_token(settings))
         if settings.mode is Mode.SINGLE and not settings.dry_run:

@@ -1,18 +1,19 @@
-"""What every command shares: exit codes, settings, the store, the served workspace."""
+"""What every command shares: exit codes, settings, the store, the runtime, the served workspace."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
-
-from slack_sdk.errors import SlackApiError, SlackClientError
+from typing import TYPE_CHECKING
 
 from bot.config import Mode, Purpose, Settings, load_settings
-from bot.errors import BotError, ConfigError, StoreUnavailable
+from bot.errors import ConfigError, StoreUnavailable
 from bot.logs import setup_logging
-from bot.service.workspaces import TEAM_ID_META
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SCHEDULED = 0, 1, 2, 3
 # Design §3: the start-up waits this long for a PostgreSQL that is not up yet, saying so every
@@ -77,45 +78,26 @@ async def _wait_for_database(store: Store) -> None:
             delay = min(delay * 2, 1.0)
 
 
-async def served_workspace(settings: Settings, store: Store, *, required: bool) -> str | None:
-    """Single workspace: the one this bot serves — cached at an earlier start, else asked of
-    Slack with SLACK_BOT_TOKEN (and cached); None when it cannot be known now and not `required`."""
-    cached = await store.meta.get(TEAM_ID_META)
-    if cached is not None or not settings.slack_bot_token:
-        return cached
-    from slack_sdk.web.async_client import AsyncWebClient
+async def terminal_runtime(settings: Settings, store: Store) -> Runtime:
+    """The object graph a terminal command uses (runtime.build, TERMINAL role); closing it
+    closes the store."""
+    from bot.runtime import Role, build
 
-    slack = AsyncWebClient(
-        token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10
-    )
     try:
-        auth = await slack.auth_test()
-    except SlackApiError as exc:
-        raise ConfigError(
-            [
-                f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')}): reinstall "
-                "the app and copy the new token."
-            ]
-        ) from exc
-    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-        if not required:
-            return None
-        raise BotError(
-            f"Slack could not be reached to learn which workspace SLACK_BOT_TOKEN belongs to "
-            f"({type(exc).__name__}); pass --team T…"
-        ) from exc
-    team = str(auth["team_id"])
-    await store.meta.set(TEAM_ID_META, team)
-    return team
+        return await build(settings, store, role=Role.TERMINAL)
+    except BaseException:
+        await store.close()
+        raise
 
 
-async def resolve_team(settings: Settings, store: Store, requested: str | None) -> str:
+async def resolve_team(runtime: Runtime, requested: str | None) -> str:
     """The workspace a terminal command acts on; ConfigError for one this bot does not serve."""
+    settings = runtime.settings
     if settings.mode is Mode.OAUTH:
         if requested is None:
             raise ConfigError(["Pass --team T…: in OAuth mode the bot serves many workspaces."])
         return requested
-    served = await served_workspace(settings, store, required=requested is None)
+    served = await runtime.workspaces.identify(fresh=False, required=requested is None)
     if requested is not None and served is not None and requested != served:
         raise ConfigError(
             [
@@ -131,4 +113,6 @@ async def resolve_team(settings: Settings, store: Store, requested: str | None) 
                 "(or now, with SLACK_BOT_TOKEN set); or pass --team T…"
             ]
         )
+    # Single workspace: the operator's key and allow-list apply to the workspace acted on.
+    runtime.workspaces.serve(team)
     return team

@@ -9,7 +9,15 @@ import sys
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _sentence, _settings, open_store
+from bot.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    _sentence,
+    _settings,
+    open_store,
+    terminal_runtime,
+)
 from bot.config import Mode, Purpose, Settings
 from bot.errors import BotError, ConfigError, InvalidTrainingId, StoreUnavailable
 
@@ -18,8 +26,6 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     """Post a training notification with a Cancel button and record it in the store."""
     from bot.ids import validate_training_id
     from bot.model import Notification
-    from bot.runtime import identify_workspace
-    from bot.slack.clients import SlackClients
     from bot.slack.delivery.renderer import record_permalink
     from bot.slack.messages.blocks import build_notification
 
@@ -57,11 +63,9 @@ async def cmd_notify(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"Cannot notify: {exc}.", file=sys.stderr)
         return EXIT_FAILED
-    clients = SlackClients(base_url=settings.slack_api_url)
+    runtime = await terminal_runtime(settings, store)
     try:
-        workspace_id = args.team or str(
-            (await identify_workspace(settings, store, clients)).team_id
-        )
+        workspace_id = args.team or str(await runtime.workspaces.identify(fresh=True))
         draft = Notification(
             workspace_id=workspace_id,
             training_id=training_id,
@@ -90,7 +94,7 @@ async def cmd_notify(args: argparse.Namespace) -> int:
             )
             return EXIT_OK
         latest = await store.cancellations.latest(workspace_id, training_id)
-        client = clients.reporter_for(str(settings.slack_bot_token))
+        client = runtime.clients.reporter_for(str(settings.slack_bot_token))
         try:
             response = await client.chat_postMessage(
                 channel=args.channel, **build_notification(draft, latest)
@@ -128,8 +132,7 @@ async def cmd_notify(args: argparse.Namespace) -> int:
         print(f"Cannot notify: {_sentence(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        await clients.close()
-        await store.close()
+        await runtime.close()
     print(
         f"Posted the notification for training {training_id} in {args.channel} (ts {response['ts']})."
     )

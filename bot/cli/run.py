@@ -1,4 +1,4 @@
-"""`python -m bot serve` / `socket`: run the bot."""
+"""`python -m bot serve` / `socket` / `worker`: run the bot, or one of its roles."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from bot.logs import setup_logging
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
-    """Run the bot: the HTTP server or Socket Mode."""
+    """Run the bot: the HTTP server or Socket Mode (with or without the workers), or the workers."""
     from bot import runtime
 
     socket_mode = args.command == "socket"
-    settings = load_settings(Purpose.SOCKET if socket_mode else Purpose.SERVE)
+    working = args.command == "worker"
+    purpose = Purpose.SOCKET if socket_mode else Purpose.WORKER if working else Purpose.SERVE
+    settings = load_settings(purpose)
+    worker = not getattr(args, "no_worker", False)
     setup_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets)
     port = getattr(args, "port", None) or settings.port
     try:
@@ -25,10 +28,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
         print(f"Cannot start: {exc}. Check DATABASE_URL.", file=sys.stderr)
         return EXIT_FAILED
     try:
-        if socket_mode:
-            await runtime.socket(settings, store, host="0.0.0.0", port=port)  # noqa: S104 - health routes for the platform
+        if working:
+            await runtime.work(settings, store, host="0.0.0.0", port=port)  # noqa: S104 - health routes for the platform
+        elif socket_mode:
+            await runtime.socket(settings, store, host="0.0.0.0", port=port, worker=worker)  # noqa: S104 - health routes for the platform
         else:
-            await runtime.serve(settings, store, host=args.host, port=port or 3000)
+            await runtime.serve(settings, store, host=args.host, port=port or 3000, worker=worker)
     except ConfigError:
         raise
     except BotError as exc:

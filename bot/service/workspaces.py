@@ -7,23 +7,24 @@ only what each workspace stored.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import logging
 import secrets
 import time
-from collections.abc import Sequence
-from typing import Any
-
-from slack_sdk.errors import SlackApiError, SlackClientError
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from bot.cache import TtlCache
 from bot.config import Mode, Settings, allow_list_warning, key_warning
 from bot.crypto import SecretBox
-from bot.errors import BotError, InvalidKey, InvalidSetting
-from bot.model import AuditAction, AuditEntry, Safety, Workspace
+from bot.errors import BotError, InvalidKey, InvalidSetting, SlackUnreachable
+from bot.ids import workspace_key
+from bot.model import AuditAction, AuditEntry, Safety
 from bot.modelslab import ModelsLabClient
-from bot.slack.messages import text
 from bot.store import Store
+
+logger = logging.getLogger("bot")
 
 TEAM_ID_META = "single_workspace_team_id"
 ENV_IMPORTED_META = "env_imported_into"
@@ -33,24 +34,34 @@ ADMIN_CACHE_SECONDS = 300.0
 SETTINGS_CACHE_SECONDS = 5.0
 
 
-async def single_workspace_id(*, store: Store, slack: Any | None) -> str:
-    """Return the workspace id: cached in the store, else asked of Slack's auth.test and cached."""
-    cached = await store.meta.get(TEAM_ID_META)
-    if cached:
-        return cached
-    if slack is None:
-        raise BotError("the workspace is not known yet: pass --team T… or set SLACK_BOT_TOKEN")
-    try:
-        response = await slack.auth_test()
-    except SlackApiError as exc:
-        raise BotError(f"Slack refused the bot token ({exc.response.get('error')})") from exc
-    except (SlackClientError, OSError, asyncio.TimeoutError) as exc:
-        raise BotError(
-            f"Slack could not be reached to identify the workspace ({type(exc).__name__})"
-        ) from exc
-    team_id = str(response["team_id"])
-    await store.meta.set(TEAM_ID_META, team_id)
-    return team_id
+# Asks Slack which workspace SLACK_BOT_TOKEN belongs to; raises ConfigError (refused) or
+# SlackUnreachable (bot.slack.identity.BotTokenIdentity).
+AskTeamId = Callable[[], Awaitable[str]]
+# users.info for one user with a request's client; None when Slack could not say.
+UserInfo = Callable[[Any, str], Awaitable[Mapping[str, Any] | None]]
+
+
+class InstallationTokens(Protocol):
+    """Slack's side of an uninstall (bot.slack.oauth.InstallationTokens)."""
+
+    async def forget_workspace(self, enterprise_id: str | None, team_id: str | None) -> None:
+        """Delete the workspace's installation tokens and every cached copy."""
+
+    async def forget_user_tokens(
+        self, enterprise_id: str | None, team_id: str | None, users: list[str]
+    ) -> None:
+        """Delete these users' tokens."""
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What may be said about a workspace's key: who set it, when, its last four characters."""
+
+    stored: bool
+    hint: str | None = None
+    set_at: float | None = None
+    set_by: str | None = None  # "cli:…" when set from a terminal
+    from_environment: bool = False
 
 
 MAX_UNDO_SECONDS = 300
@@ -73,12 +84,20 @@ class Workspaces:
         settings: Settings,
         modelslab: ModelsLabClient | None = None,
         single_workspace_id: str | None = None,
+        ask_team_id: AskTeamId | None = None,
+        user_info: UserInfo | None = None,
+        installations: InstallationTokens | None = None,
+        key_wording: Callable[[KeyState], str] | None = None,
     ) -> None:
         self.store = store
         self.box = box
         self.settings = settings
         self.modelslab = modelslab
         self.single_workspace_id = single_workspace_id
+        self.ask_team_id = ask_team_id
+        self.user_info = user_info
+        self.installations = installations
+        self.key_wording = key_wording
         self._admins: dict[tuple[str, str], tuple[bool, float]] = {}
         self._rows = TtlCache(store.workspaces.get, ttl=SETTINGS_CACHE_SECONDS)
         self._keys = TtlCache(self._load_key, ttl=SETTINGS_CACHE_SECONDS)
@@ -89,6 +108,14 @@ class Workspaces:
         self._rows.forget(workspace_id)
         self._keys.forget(workspace_id)
         self._entries.forget(workspace_id)
+
+    def serve(self, workspace_id: str | None) -> None:
+        """Single workspace: say which workspace the environment's key and allow-list are for."""
+        if workspace_id != self.single_workspace_id:
+            self.single_workspace_id = workspace_id
+            self._rows.clear()
+            self._keys.clear()
+            self._entries.clear()
 
     def _is_env_workspace(self, workspace_id: str) -> bool:
         return self.settings.mode is Mode.SINGLE and workspace_id == self.single_workspace_id
@@ -109,18 +136,19 @@ class Workspaces:
             return self.settings.modelslab_api_key
         return None
 
-    async def set_key(self, workspace_id: str, key: str, *, by: str) -> str:
-        """Check a key with ModelsLab (no side effects), store it encrypted; return its hint."""
+    async def set_key(self, workspace_id: str, key: str, *, by: str, check: bool = True) -> str:
+        """Check a key with ModelsLab (no side effects, unless not `check`), store it encrypted;
+        return its hint."""
         key = key.strip()
         if not key or any(ch.isspace() for ch in key):
             raise InvalidKey("a ModelsLab API key is one word with no spaces")
         ciphertext = self.box.encrypt(key)  # raises SecretStorageDisabled before anything else
-        if self.modelslab is not None:
-            check = await self.modelslab.check_key(key)
-            if not check.ok:
-                if check.definitive:
-                    raise InvalidKey(f"ModelsLab refused the key: {check.reason}")
-                raise InvalidKey(f"the key could not be checked now ({check.reason}); try again")
+        if check and self.modelslab is not None:
+            checked = await self.modelslab.check_key(key)
+            if not checked.ok:
+                if checked.definitive:
+                    raise InvalidKey(f"ModelsLab refused the key: {checked.reason}")
+                raise InvalidKey(f"the key could not be checked now ({checked.reason}); try again")
         hint = key[-4:]
         await self.store.workspaces.update(
             workspace_id,
@@ -292,9 +320,8 @@ class Workspaces:
         cached = self._admins.get(key)
         if cached is not None and time.monotonic() - cached[1] < ADMIN_CACHE_SECONDS:
             return cached[0]
-        try:
-            response = await client.users_info(user=user_id)
-        except (SlackApiError, SlackClientError, OSError, asyncio.TimeoutError):
+        response = await self.user_info(client, user_id) if self.user_info else None
+        if response is None:
             return False
         user = response.get("user") or {}
         admin = (
@@ -304,24 +331,108 @@ class Workspaces:
         self._admins[key] = (admin, time.monotonic())
         return admin
 
-    async def describe_key(self, workspace_id: str) -> str:
-        """Say whether a key is set, by whom and when, and its last four characters — never more."""
-        row: Workspace | None = await self.store.workspaces.get(workspace_id)
+    async def key_state(self, workspace_id: str) -> KeyState:
+        """Whether a key is set, by whom and when, and its last four characters — never more."""
+        row = await self.store.workspaces.get(workspace_id)
         if row is not None and row.key_ciphertext:
-            by = (
-                f" by {text.user(row.key_set_by)}"
-                if row.key_set_by and not row.key_set_by.startswith("cli:")
-                else ""
+            return KeyState(
+                stored=True, hint=row.key_hint, set_at=row.key_set_at, set_by=row.key_set_by
             )
-            when = (
-                f" on <!date^{int(row.key_set_at)}^{{date_short}}|{time.strftime('%Y-%m-%d', time.gmtime(row.key_set_at))}>"
-                if row.key_set_at
-                else ""
-            )
-            return f"set{when}{by}, ends …{text.outside(row.key_hint, 20)}"
-        if self._is_env_workspace(workspace_id) and self.settings.modelslab_api_key:
-            return "set by the operator (MODELSLAB_API_KEY)"
-        return "not set"
+        env = self._is_env_workspace(workspace_id) and bool(self.settings.modelslab_api_key)
+        return KeyState(stored=False, from_environment=env)
+
+    async def describe_key(self, workspace_id: str) -> str:
+        """The key's state in the words the surface that built this service uses."""
+        if self.key_wording is None:
+            raise BotError("no wording for the key's state was given to Workspaces")
+        return self.key_wording(await self.key_state(workspace_id))
+
+    # -- identity, uninstall, the one-time import ----------------------------------------------
+
+    async def identify(self, *, fresh: bool, required: bool = True) -> str | None:
+        """Single workspace: the id of SLACK_BOT_TOKEN's workspace (auth.test), cached in the store
+        so the terminal and Slack agree; the bot now serves it.
+
+        `fresh` (a start): ask Slack first, fall back to the cached id when it cannot be reached.
+        Otherwise (a terminal command): the cached id first; None when it cannot be known now and
+        not `required`.
+        """
+        cached = await self.store.meta.get(TEAM_ID_META)
+        if (not fresh and cached is not None) or self.ask_team_id is None:
+            self.serve(cached)
+            return cached
+        try:
+            team = await self.ask_team_id()
+        except SlackUnreachable as exc:
+            if fresh and cached is not None:
+                logger.warning(
+                    "Slack unreachable at start-up; using the cached workspace %s", cached
+                )
+                self.serve(cached)
+                return cached
+            if fresh:
+                raise BotError(
+                    f"Slack could not be reached to identify the workspace ({exc.cause_name}); "
+                    "check the network and SLACK_API_URL"
+                ) from exc
+            if not required:
+                return None
+            raise BotError(
+                f"Slack could not be reached to learn which workspace SLACK_BOT_TOKEN belongs to "
+                f"({exc.cause_name}); pass --team T…"
+            ) from exc
+        await self.store.meta.set(TEAM_ID_META, team)
+        self.serve(team)
+        return team
+
+    async def uninstall(self, enterprise_id: str | None, team_id: str | None) -> None:
+        """Forget a workspace: its tokens, key, allow-list and settings (app_uninstalled)."""
+        workspace_id = workspace_key(enterprise_id, team_id)
+        if self.installations is not None:
+            await self.installations.forget_workspace(enterprise_id, team_id)
+        await self.store.workspaces.forget(workspace_id)
+        self.forget_cached(workspace_id)
+        logger.info(
+            "workspace %s uninstalled: tokens, key, allow-list and settings deleted", workspace_id
+        )
+
+    async def forget_user_tokens(
+        self, enterprise_id: str | None, team_id: str | None, users: list[str]
+    ) -> None:
+        """Forget users' tokens (tokens_revoked for user tokens only)."""
+        if self.installations is not None:
+            await self.installations.forget_user_tokens(enterprise_id, team_id, users)
+
+    async def import_environment(self) -> None:
+        """Once, move a single-workspace deployment's env key and allow-list into that workspace."""
+        store, settings = self.store, self.settings
+        target = await store.meta.get(TEAM_ID_META)
+        if target is None or await store.meta.get(ENV_IMPORTED_META) is not None:
+            return
+        if settings.modelslab_api_key and self.box.enabled:
+            row = await store.workspaces.get(target)
+            if row is None or not row.key_ciphertext:
+                key = settings.modelslab_api_key
+                await store.workspaces.update(
+                    target,
+                    key_ciphertext=self.box.encrypt(key),
+                    key_hint=key[-4:],
+                    key_set_at=time.time(),
+                    key_set_by="cli:import",
+                    audit=AuditEntry(
+                        target, "cli:import", AuditAction.KEY_SET, f"key ending …{key[-4:]}"
+                    ),
+                )
+        if settings.allowed_entries:
+            await store.workspaces.allow(target, list(settings.allowed_entries), by="cli:import")
+        await store.workspaces.record_admin_event(
+            target, actor="cli:import", action="import_env", detail="key and allow-list"
+        )
+        await store.meta.set(ENV_IMPORTED_META, target)
+        self.forget_cached(target)
+        logger.info(
+            "imported MODELSLAB_API_KEY and CANCEL_ALLOWED_USERS into workspace %s (once)", target
+        )
 
 
 async def served_warnings(

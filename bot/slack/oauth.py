@@ -19,7 +19,9 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.crypto import SecretBox
+from bot.ids import workspace_key
 from bot.model import AuditAction, AuditEntry
+from bot.slack.clients import SlackClients
 from bot.store import Store
 
 logger = logging.getLogger(__name__)
@@ -44,11 +46,6 @@ _INSTALLATION_SECRETS = (
     "incoming_webhook_url",
 )
 _BOT_SECRETS = ("bot_token", "bot_refresh_token")
-
-
-def workspace_key(enterprise_id: str | None, team_id: str | None) -> str:
-    """The id a workspace's data is keyed by: its team, or the org for org-wide installs."""
-    return str(team_id or enterprise_id)
 
 
 class EncryptedInstallationStore(AsyncInstallationStore):
@@ -234,3 +231,102 @@ def build_oauth_flow(
         install_page_rendering_enabled=True,
     )
     return AsyncOAuthFlow(client=client, settings=settings)
+
+
+TOKEN_CACHE_SECONDS = 600.0
+
+
+class TokenDirectory:
+    """Bot tokens per workspace: the configured one (single) or the installation's (OAuth), cached."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clients: SlackClients,
+        bot_token: str | None,
+        served: Callable[[], str | None],
+        installations: EncryptedInstallationStore | None,
+    ) -> None:
+        self.store = store
+        self.clients = clients
+        self.bot_token = bot_token
+        self.served = served
+        self.installations = installations
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    async def token_for(self, workspace_id: str) -> str | None:
+        """Return the workspace's bot token, or None when it is not installed."""
+        if self.installations is None:
+            return self.bot_token if workspace_id == self.served() else None
+        cached = self._cache.get(workspace_id)
+        if cached is not None and time.monotonic() - cached[1] < TOKEN_CACHE_SECONDS:
+            return cached[0]
+        row = await self.store.workspaces.get(workspace_id)
+        if row is None or not row.installed:
+            return None
+        org_wide = row.enterprise_id == workspace_id
+        bot = await self.installations.async_find_bot(
+            enterprise_id=row.enterprise_id,
+            team_id=None if org_wide else workspace_id,
+            is_enterprise_install=org_wide,
+        )
+        if bot is None or not bot.bot_token:
+            return None
+        self._cache[workspace_id] = (bot.bot_token, time.monotonic())
+        return str(bot.bot_token)
+
+    def forget(self, workspace_id: str) -> None:
+        """Drop a cached token."""
+        self._cache.pop(workspace_id, None)
+
+    def forget_installation(self, enterprise_id: str | None, team_id: str | None) -> None:
+        """Drop the cached token of an installation that was just saved (reinstalled)."""
+        self.forget(workspace_key(enterprise_id, team_id))
+
+    async def reporter_client(self, workspace_id: str) -> Any:
+        """The reporter's (retrying) Slack client for a workspace; None when it is not installed."""
+        token = await self.token_for(workspace_id)
+        return self.clients.reporter_for(token) if token else None
+
+    async def fast_client(self, workspace_id: str) -> Any:
+        """The pre-ack Slack client for a workspace; None when it is not installed."""
+        token = await self.token_for(workspace_id)
+        return self.clients.fast_for(token) if token else None
+
+
+class InstallationTokens:
+    """Slack's side of an uninstall: the installation's stored tokens and every cached copy."""
+
+    def __init__(
+        self,
+        *,
+        installations: EncryptedInstallationStore | None,
+        authorize: CachedInstallationAuthorize | None,
+        tokens: TokenDirectory,
+    ) -> None:
+        self.installations = installations
+        self.authorize = authorize
+        self.tokens = tokens
+
+    async def forget_workspace(self, enterprise_id: str | None, team_id: str | None) -> None:
+        """Delete the workspace's installation and bot tokens; drop the cached ones."""
+        if self.installations is not None:
+            await self.installations.async_delete_installation(
+                enterprise_id=enterprise_id, team_id=team_id
+            )
+            await self.installations.async_delete_bot(enterprise_id=enterprise_id, team_id=team_id)
+        if self.authorize is not None:
+            self.authorize.forget(enterprise_id, team_id)
+        self.tokens.forget_installation(enterprise_id, team_id)
+
+    async def forget_user_tokens(
+        self, enterprise_id: str | None, team_id: str | None, users: list[str]
+    ) -> None:
+        """Delete the user tokens of these users (tokens_revoked for user tokens only)."""
+        if self.installations is None:
+            return
+        for user_id in users:
+            await self.installations.async_delete_installation(
+                enterprise_id=enterprise_id, team_id=team_id, user_id=user_id
+            )

@@ -36,6 +36,7 @@ from bot.store.schema import (
     notification_from,
     notifications,
 )
+from bot.store.wakeups import Work, announce
 
 # Claims written together in one transaction, at most.
 CLAIM_BATCH = 100
@@ -185,6 +186,9 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     found[tuple(row._mapping[k] for k in key_columns)] = Claim(
                         cancellation_from(row), created=True
                     )
+                if any(claim.cancellation.lease_owner is None for claim in found.values()):
+                    # Not leased to a worker of this process: wake every process's (at commit).
+                    await announce(conn, Work.CANCELLATIONS)
                 missing = [key for key in waiting if key not in found]
                 if missing:
                     existing = await conn.execute(
@@ -281,6 +285,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
             lease_expires_at=None,
             report_state=ReportState.PENDING,
             report_next_at=now,
+            # No reporter of this process took the report: any process's may.
+            wake=Work.REPORTS if not lease else None,
             **lease,
         )
 
@@ -369,6 +375,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                 return None
             ended = cancellation_from(row)
             await append_in(conn, self.db, [_hold_entry(ended, by, approve=approve)])
+            # Approved: a worker anywhere may take it now; either way there is news to show.
+            await announce(conn, Work.CANCELLATIONS if approve else Work.REPORTS)
         return ended
 
     async def _update_leased(
@@ -378,6 +386,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         *,
         audit: Callable[[Cancellation], AuditEntry],
         extra_where: tuple[Any, ...] = (),
+        wake: Work | None = None,
         **values: Any,
     ) -> Cancellation | None:
         """Update a row this worker holds and append its audit record, in one transaction."""
@@ -400,6 +409,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                 return None
             updated = cancellation_from(row)
             await append_in(conn, self.db, [audit(updated)])
+            if wake is not None:
+                await announce(conn, wake)
         return updated
 
     async def get(self, cancellation_id: int) -> Cancellation | None:

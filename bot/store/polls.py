@@ -15,6 +15,7 @@ from bot.model import Notification
 from bot.store.engine import Database
 from bot.store.lease import earliest
 from bot.store.schema import notification_from, notifications
+from bot.store.wakeups import Work, announce
 
 
 class PollSchedule:
@@ -59,6 +60,10 @@ class PollSchedule:
             result = await conn.execute(
                 sa.update(notifications).where(*conditions).values(**values)
             )
+            if result.rowcount and next_at is not None and previous is None:
+                # A new watch: a worker elsewhere may sleep past its first poll; let it look.
+                # (A poller rescheduling its own poll, `previous` set, knows already.)
+                await announce(conn, Work.POLLS)
         return bool(result.rowcount)
 
     async def next_due(self) -> float | None:

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from bot.model import TrainingEvent
 from bot.store.lease import Lease, LeasedQueue
 from bot.store.schema import training_event_from, training_events
+from bot.store.wakeups import Work, announce
 
 _e = training_events.c
 
@@ -68,7 +69,9 @@ class TrainingEventQueue(LeasedQueue[TrainingEvent]):
                 )
                 .returning(training_events.c.id)
             )
-            return int(result.scalar_one())
+            event_id = int(result.scalar_one())
+            await announce(conn, Work.TRAINING_EVENTS)
+            return event_id
 
     async def finish(self, event_id: int) -> None:
         """Mark an event handled (whoever holds its lease)."""

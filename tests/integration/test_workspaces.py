@@ -12,12 +12,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Mode, Purpose, Settings, load_settings
 from bot.crypto import SecretBox
-from bot.errors import BotError, InvalidKey, SecretStorageDisabled
+from bot.errors import BotError, ConfigError, InvalidKey, SecretStorageDisabled
 from bot.modelslab import ModelsLabClient
-from bot.runtime import import_environment
 from bot.service.workspaces import TEAM_ID_META, Workspaces, hash_token
+from bot.slack.identity import BotTokenIdentity, user_info
+from bot.slack.messages.home import key_wording
 from bot.slack.oauth import build_installation_store
 from bot.store import Store
+from bot.store.schema import bot_meta
 from tests.fakes.modelslab import FakeModelsLab
 from tests.fakes.slack import FakeSlack
 
@@ -51,7 +53,13 @@ def workspaces(
 ) -> Workspaces:
     box = SecretBox(settings.encryption_keys if keys is None else keys)
     return Workspaces(
-        store=store, box=box, settings=settings, modelslab=client, single_workspace_id=single_id
+        store=store,
+        box=box,
+        settings=settings,
+        modelslab=client,
+        single_workspace_id=single_id,
+        key_wording=key_wording,
+        user_info=user_info,
     )
 
 
@@ -277,7 +285,7 @@ async def test_the_environment_is_imported_once_into_the_existing_workspace(
         CANCEL_ALLOWED_USERS=f"{ALICE},{BOB}",
     )
     ws = workspaces(store, settings, None)
-    await import_environment(settings, store, ws)
+    await ws.import_environment()
     assert await ws.key_for(TEAM) == "env-key-Zz11"
     row = await store.workspaces.get(TEAM)
     assert (
@@ -287,7 +295,7 @@ async def test_the_environment_is_imported_once_into_the_existing_workspace(
     assert await ws.key_for(OTHER) is None and await store.workspaces.allow_list(OTHER) == []
     # Once: an admin's later change is not undone by the next start.
     await ws.deny(TEAM, [BOB], by=ALICE)
-    await import_environment(settings, store, ws)
+    await ws.import_environment()
     assert await store.workspaces.allow_list(TEAM) == [ALICE]
 
 
@@ -351,3 +359,37 @@ async def test_is_admin_follows_users_info_and_bot_admins(
     # Slack refusing the lookup fails closed.
     broken = AsyncWebClient(token="xoxb-revoked", base_url=slack.base_url)
     assert not await ws.is_admin(team, "U0NEWUSER", broken)
+
+
+async def test_identify_asks_slack_at_a_start_and_the_cache_from_a_terminal(
+    store: Store, modelslab: FakeModelsLab, database_url: str, slack: FakeSlack
+) -> None:
+
+    settings = settings_for(modelslab, database_url)
+    identity = BotTokenIdentity.standalone(token=slack.bot_token, base_url=slack.base_url)
+    ws = Workspaces(store=store, box=SecretBox(()), settings=settings, ask_team_id=identity)
+    # A start asks Slack, caches the id, and serves it.
+    assert await ws.identify(fresh=True) == slack.team_id
+    assert await store.meta.get(TEAM_ID_META) == slack.team_id
+    assert ws.single_workspace_id == slack.team_id
+    assert identity.last is not None and identity.last.team_id == slack.team_id
+    calls = len(slack.calls_to("auth.test"))
+    # A terminal command reads the cache first: no second call.
+    assert await ws.identify(fresh=False) == slack.team_id
+    assert len(slack.calls_to("auth.test")) == calls
+
+    # Slack unreachable: a start falls back to the cached id; a terminal without one is told.
+    unreachable = BotTokenIdentity.standalone(token=slack.bot_token, base_url="http://127.0.0.1:9/")
+    ws.ask_team_id = unreachable
+    assert await ws.identify(fresh=True) == slack.team_id
+    async with store.engine.begin() as conn:
+        await conn.execute(bot_meta.delete())
+    with pytest.raises(BotError, match="pass --team"):
+        await ws.identify(fresh=False)
+    assert await ws.identify(fresh=False, required=False) is None
+    with pytest.raises(BotError, match="identify the workspace"):
+        await ws.identify(fresh=True)
+    # A refused token is a configuration problem, named as such.
+    ws.ask_team_id = BotTokenIdentity.standalone(token="xoxb-revoked", base_url=slack.base_url)
+    with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN was refused"):
+        await ws.identify(fresh=True)

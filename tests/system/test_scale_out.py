@@ -44,12 +44,14 @@ class Sent:
     seconds: float = 0.0
 
 
-async def save_notifications(slack: FakeSlack, database_url: str) -> dict[str, str]:
+async def save_notifications(
+    slack: FakeSlack, database_url: str, trainings: list[str] = TRAININGS
+) -> dict[str, str]:
     """Training notifications as `python -m bot notify` leaves them: a bot message + its row."""
     store = Store.from_url(async_database_url(database_url))
     stamps: dict[str, str] = {}
     try:
-        for training in TRAININGS:
+        for training in trainings:
             message = slack.add_message(
                 CHANNEL, f"Training {training} — LoRA run: running", user=slack.bot_user_id
             )

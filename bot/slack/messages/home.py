@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from slack_sdk.models.views import View as ViewModel
 
 from bot.model import UNDO_CHOICES, Cancellation, Safety
 from bot.service.access import Decision
+from bot.service.workspaces import KeyState
 from bot.slack.messages import text as policy
 from bot.slack.messages.blocks import LINE_CHARS, slack_date, who
 from bot.slack.messages.outcomes import REASON_CHARS, outcome_words
@@ -434,3 +436,22 @@ def build_group_options(groups: Sequence[Mapping[str, Any]], typed: str) -> dict
         if len(options) == policy.OPTIONS:
             break
     return {"options": options}
+
+
+def key_wording(state: KeyState) -> str:
+    """Say whether a key is set, by whom and when, and its last four characters — never more."""
+    if state.stored:
+        by = (
+            f" by {policy.user(state.set_by)}"
+            if state.set_by and not state.set_by.startswith("cli:")
+            else ""
+        )
+        when = (
+            f" on <!date^{int(state.set_at)}^{{date_short}}|{time.strftime('%Y-%m-%d', time.gmtime(state.set_at))}>"
+            if state.set_at
+            else ""
+        )
+        return f"set{when}{by}, ends …{outside(state.hint, 20)}"
+    if state.from_environment:
+        return "set by the operator (MODELSLAB_API_KEY)"
+    return "not set"
