@@ -100,17 +100,24 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
     )
 
 
-async def audit_refusal(deps: Deps, req: CancelRequest, reason: str) -> None:
+async def audit_refusal(
+    deps: Deps, req: CancelRequest, reason: str, *, doing: str = "cancelling"
+) -> None:
     """Post a refusal to the audit channel, if there is one (best effort, after the ack).
 
-    `reason` is the refusal in plain words (CancelAnswer.reason), not the user's message.
+    `reason` is the refusal in plain words (CancelAnswer.reason), not the user's message;
+    `doing` what was refused ("cancelling", "undoing the cancellation of", ...).
     """
     channel = await deps.workspaces.audit_channel(req.workspace_id)
     if not channel:
         return
     client = await deps.slack_client(req.workspace_id)
     message = build_refusal_audit(
-        user_id=req.user_id, training_id=req.training_id, origin=req.origin.value, reason=reason
+        user_id=req.user_id,
+        training_id=req.training_id,
+        origin=req.origin.value,
+        reason=reason,
+        doing=doing,
     )
     try:
         await client.chat_postMessage(channel=channel, **message)
