@@ -28,7 +28,7 @@ from bot.model import (
     State,
 )
 from bot.modelslab import CancelOutcome, KeyLimiter, ModelsLabClient
-from bot.service.access import AccessPolicy
+from bot.service.access import AccessPolicy, Decision
 from bot.stages import parse_eta
 from bot.store import Store
 from bot.timeouts import timeout
@@ -73,6 +73,10 @@ class HoldAnswer:
     cancellation: Cancellation | None
     done: bool
     refusal: str = ""
+    # A rule refused the presser (audited), rather than the hold being over already.
+    refused: bool = False
+    # The approval time ended (the worker may not have withdrawn the row yet): when.
+    ended_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,11 @@ class RequestResult:
     cancellation: Cancellation
     created: bool
     notification: Notification | None = None
+
+
+def _refused(row: Cancellation, rule: str, decision: Decision) -> HoldAnswer:
+    """A presser refused by the access check: the rule, and the check's own reason."""
+    return HoldAnswer(row, False, f"{rule} {decision.reason}".strip(), refused=True)
 
 
 def new_worker_id() -> str:
@@ -235,12 +244,13 @@ class CancellationService:
         if self.safety is None or origin is Origin.CLI:
             return None, None, None
         safety = await self.safety(workspace_id)
-        owner_id = None
-        if safety.two_person:
-            note = await self.store.notifications.get(workspace_id, training_id)
-            owner_id = note.owner_id if note is not None else None
-            if owner_id and owner_id != requested_by:
-                return Hold.APPROVAL, time.time() + safety.approval_seconds, owner_id
+        if not safety.two_person and safety.undo_seconds <= 0:
+            return None, None, None
+        # Recorded for every hold: the owner may Undo, and Approve under the two-person rule.
+        note = await self.store.notifications.get(workspace_id, training_id)
+        owner_id = note.owner_id if note is not None else None
+        if safety.two_person and owner_id and owner_id != requested_by:
+            return Hold.APPROVAL, time.time() + safety.approval_seconds, owner_id
         if safety.undo_seconds > 0:
             return Hold.UNDO, time.time() + safety.undo_seconds, owner_id
         return None, None, owner_id
@@ -257,15 +267,15 @@ class CancellationService:
         row = await self._held(cancellation_id, workspace_id)
         if row is None:
             return await self._too_late(cancellation_id)
-        if user_id not in (row.requested_by, row.owner_id) and not await self._allowed(
-            workspace_id, user_id
-        ):
-            return HoldAnswer(
-                row,
-                False,
-                "Only the requester, the training's owner or someone "
-                "on the allow-list may undo this cancellation.",
-            )
+        if user_id not in (row.requested_by, row.owner_id):
+            decision = await self._allowed(workspace_id, user_id)
+            if not decision.allowed:
+                return _refused(
+                    row,
+                    "Only the requester, the training's owner or someone "
+                    "on the allow-list may undo this cancellation.",
+                    decision,
+                )
         return await self._withdrawn(row, by=user_id, outcome=UNDONE)
 
     async def deny(self, cancellation_id: int, *, workspace_id: str, user_id: str) -> HoldAnswer:
@@ -273,15 +283,15 @@ class CancellationService:
         row = await self._held(cancellation_id, workspace_id)
         if row is None or row.hold is not Hold.APPROVAL:
             return await self._too_late(cancellation_id)
-        if user_id not in (row.requested_by, row.owner_id) and not await self._allowed(
-            workspace_id, user_id
-        ):
-            return HoldAnswer(
-                row,
-                False,
-                "Only the training's owner or someone on the "
-                "allow-list may deny this cancellation.",
-            )
+        if user_id not in (row.requested_by, row.owner_id):
+            decision = await self._allowed(workspace_id, user_id)
+            if not decision.allowed:
+                return _refused(
+                    row,
+                    "Only the training's owner or someone on the "
+                    "allow-list may deny this cancellation.",
+                    decision,
+                )
         return await self._withdrawn(row, by=user_id, outcome=DENIED)
 
     async def approve(self, cancellation_id: int, *, workspace_id: str, user_id: str) -> HoldAnswer:
@@ -296,22 +306,32 @@ class CancellationService:
                 "You asked for this cancellation, so you cannot approve "
                 "it yourself: the two-person rule needs the training's owner or "
                 "another person on the allow-list.",
+                refused=True,
             )
         # The allow-list is checked again now: the requester may have been removed meanwhile.
-        if not await self._allowed(workspace_id, row.requested_by):
-            return HoldAnswer(
-                row,
-                False,
-                "The requester is no longer on the allow-list, so this "
-                "cancellation cannot go ahead.",
-            )
-        if user_id != row.owner_id and not await self._allowed(workspace_id, user_id):
-            return HoldAnswer(
-                row,
-                False,
-                "Only the training's owner or someone on the allow-list "
-                "may approve this cancellation.",
-            )
+        requester = await self._allowed(workspace_id, row.requested_by)
+        if not requester.allowed:
+            if requester.code == "group_lookup":
+                why = (
+                    "The requester's access could not be confirmed again (a user group could "
+                    "not be looked up), so this cancellation is still waiting. Try Approve "
+                    "again in a moment."
+                )
+            else:
+                why = (
+                    "The requester is no longer on the allow-list, so this "
+                    "cancellation cannot go ahead."
+                )
+            return HoldAnswer(row, False, why, refused=True)
+        if user_id != row.owner_id:
+            decision = await self._allowed(workspace_id, user_id)
+            if not decision.allowed:
+                return _refused(
+                    row,
+                    "Only the training's owner or someone on the allow-list "
+                    "may approve this cancellation.",
+                    decision,
+                )
         approved = await self.store.cancellations.end_hold(row.id, by=user_id, approve=True)
         if approved is None:
             return await self._too_late(cancellation_id)
@@ -327,12 +347,23 @@ class CancellationService:
 
     async def _too_late(self, cancellation_id: int) -> HoldAnswer:
         row = await self.store.cancellations.get(cancellation_id)
+        # An approval time that ended, whether or not the worker has withdrawn the row yet.
+        if (
+            row is not None
+            and row.hold is Hold.APPROVAL
+            and row.held_until is not None
+            and (
+                (row.state == State.HELD and row.held_until <= time.time())
+                or (row.state == State.WITHDRAWN and row.outcome == EXPIRED)
+            )
+        ):
+            return HoldAnswer(row, False, "The approval time has ended.", ended_at=row.held_until)
         return HoldAnswer(row, False, "This cancellation is no longer waiting, so nothing changed.")
 
-    async def _allowed(self, workspace_id: str, user_id: str) -> bool:
+    async def _allowed(self, workspace_id: str, user_id: str) -> Decision:
         if self.access is None:
-            return False
-        return (await self.access.check(workspace_id, user_id)).allowed
+            return Decision(False, "Nobody may decide on held cancellations here.", "no_policy")
+        return await self.access.check(workspace_id, user_id)
 
     async def _withdrawn(
         self, row: Cancellation, *, by: str | None, outcome: str, owner: str | None = None

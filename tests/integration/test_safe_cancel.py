@@ -17,7 +17,7 @@ from bot.store import Store
 from bot.store.schema import cancellations
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, error
 from tests.harness import (
     ALICE,
     BOB,
@@ -471,3 +471,148 @@ async def test_the_held_notice_and_its_end_reach_the_audit_channel(bot: Bot) -> 
         "chat.postMessage", count=2, where=lambda c: c.args["channel"] == audit
     )
     assert f"undone by <@{ALICE}>" in posts[1].args["text"]
+
+
+# -- review fixes (issue 14): who may undo, where the buttons show, what refusals say ----------
+
+
+async def test_the_owner_off_the_list_may_undo_under_the_undo_window_alone(bot: Bot) -> None:
+    await settings(bot, undo_seconds=60)
+    ts = await post_notification(bot, owner=DAVE)
+    await bot.click(message_ts=ts)  # BOB asks to cancel DAVE's training
+    notice = await held_notice(bot, ts)
+    [answer] = await press(bot, notice, UNDO_ACTION, DAVE)
+    assert "Undone" in answer["text"]
+    row = await row_of(bot)
+    assert row.owner_id == DAVE and row.state == State.WITHDRAWN and row.decided_by == DAVE
+    assert bot.modelslab.cancel_calls() == []
+
+
+async def test_the_requesters_private_answer_carries_undo_and_undoes(bot: Bot) -> None:
+    await settings(bot, undo_seconds=60)
+    answer = await bot.cancel(TRAINING)
+    [hold] = [b for b in answer["blocks"] if b.get("block_id") == HOLD_BLOCK]
+    [undo] = hold["elements"]
+    assert undo["action_id"] == UNDO_ACTION and "in 60 s" in answer["text"]
+    status = await bot.click(
+        value=undo["value"],
+        action_id=UNDO_ACTION,
+        user_id=ALICE,
+        ephemeral=True,
+        response_url=bot.slack.response_url("undo-private"),
+    )
+    assert status == 200
+    [undone] = await bot.slack.wait_for_response("undo-private")
+    assert undone.get("replace_original") is True and "Undone" in undone["text"]
+    assert (await row_of(bot)).state == State.WITHDRAWN and bot.modelslab.cancel_calls() == []
+
+
+async def test_without_a_thread_the_fallback_notice_still_carries_undo(bot: Bot) -> None:
+    await settings(bot, undo_seconds=60)
+    bot.slack.channels_without_bot.add("C0NOBOT01")
+    await bot.cancel(TRAINING, channel_id="C0NOBOT01", response_name="nobot")
+    # The card's replacement first, then the held notice through the response_url.
+    posts = await bot.slack.wait_for_response("nobot", count=2)
+    notice = posts[1]
+    assert notice["response_type"] == "ephemeral" and "in 60 s" in notice["text"]
+    assert [b["action_id"] for b in buttons(notice["blocks"])] == [UNDO_ACTION]
+
+
+async def test_a_second_click_on_an_approval_hold_is_told_it_waits_for_approval(bot: Bot) -> None:
+    await settings(bot, two_person=True)
+    ts = await post_notification(bot, owner=DAVE)
+    await bot.click(message_ts=ts)  # BOB
+    await held_notice(bot, ts)
+    await bot.click(message_ts=ts, user_id=ALICE)
+    [told] = await bot.slack.wait_for_response(f"click-{ALICE}")
+    assert "waiting for approval" in told["text"] and f"<@{DAVE}>" in told["text"]
+    assert "already being cancelled" not in told["text"]
+    card = await bot.command(TRAINING, user_id=ALICE)
+    assert "waiting for approval" in json.dumps(card["blocks"]) and card_button(card) is None
+
+
+async def test_a_second_click_on_an_undo_window_names_the_seconds_left(bot: Bot) -> None:
+    await settings(bot, undo_seconds=60)
+    ts = await post_notification(bot)
+    await bot.click(message_ts=ts)
+    await bot.click(message_ts=ts, user_id=ALICE)
+    [told] = await bot.slack.wait_for_response(f"click-{ALICE}")
+    assert "being cancelled in" in told["text"] and "Undo" in told["text"]
+
+
+async def test_a_failed_group_look_up_at_approval_is_not_called_off_the_list(
+    slack: FakeSlack, modelslab: FakeModelsLab, sqlite_url: str
+) -> None:
+    erin = "U0ERIN001"
+    slack.usergroups["S0REQ0001"] = [CAROL]
+    async with running_bot(slack, modelslab, sqlite_url) as first:
+        await settings(first, two_person=True)
+        await first.runtime.deps.workspaces.allow(first.slack.team_id, ["S0REQ0001"], by=ALICE)
+        ts = await post_notification(first, owner=DAVE)
+        await first.click(message_ts=ts, user_id=CAROL)
+        notice = await held_notice(first, ts)
+    # A fresh process has no cached membership, and Slack fails every look-up now.
+    slack.fail("usergroups.users.list", *[error("internal_error")] * 50)
+    async with running_bot(slack, modelslab, sqlite_url) as second:
+        [answer] = await press(second, notice, APPROVE_ACTION, ALICE)
+        assert "could not be confirmed" in answer["text"], answer["text"]
+        assert "no longer on the allow-list" not in answer["text"]
+        [answer] = await press(second, notice, DENY_ACTION, erin)
+        assert "may deny" in answer["text"] and "could not be confirmed" in answer["text"]
+        assert (await row_of(second)).state == State.HELD
+    assert modelslab.cancel_calls() == []
+
+
+async def test_refused_hold_presses_reach_the_audit_channel(bot: Bot) -> None:
+    audit = "C0AUDIT01"
+    await bot.runtime.store.workspaces.update(bot.slack.team_id, audit_channel=audit)
+    bot.runtime.deps.workspaces.forget_cached(bot.slack.team_id)
+    await settings(bot, two_person=True)
+    ts = await post_notification(bot, owner=DAVE)
+    await bot.click(message_ts=ts)  # BOB
+    notice = await held_notice(bot, ts)
+    await press(bot, notice, APPROVE_ACTION, BOB)  # self-approval
+    await press(bot, notice, DENY_ACTION, CAROL)  # not allowed, not the owner
+
+    def refused(call: Any) -> bool:
+        return call.args["channel"] == audit and "was refused" in call.args["text"]
+
+    posts = await bot.slack.wait_for("chat.postMessage", count=2, where=refused)
+    texts = sorted(p.args["text"] for p in posts)
+    assert f"<@{BOB}> was refused approving the cancellation of training" in texts[0]
+    assert "cannot approve it yourself" in texts[0]
+    assert f"<@{CAROL}> was refused denying the cancellation of training" in texts[1]
+
+
+async def test_an_approval_after_its_time_ended_says_when_it_ended(bot: Bot) -> None:
+    await settings(bot, two_person=True)
+    ts = await post_notification(bot, owner=DAVE)
+    await bot.click(message_ts=ts)
+    notice = await held_notice(bot, ts)
+    ended = int(time.time()) - 5
+    # The approval time is over, but the worker has not withdrawn the row yet.
+    async with bot.runtime.store.engine.begin() as conn:
+        await conn.execute(sa.update(cancellations).values(held_until=ended))
+    [answer] = await press(bot, notice, APPROVE_ACTION, ALICE)
+    assert "approval time ended at" in answer["text"] and f"<!date^{ended}^" in answer["text"]
+    assert (await row_of(bot)).state == State.HELD and bot.modelslab.cancel_calls() == []
+
+
+async def test_a_hold_button_with_a_non_ascii_digit_is_answered_not_crashed(bot: Bot) -> None:
+    await settings(bot, undo_seconds=60)
+    ts = await post_notification(bot)
+    await bot.click(message_ts=ts)
+    notice = await held_notice(bot, ts)
+    [button] = buttons(notice["blocks"])
+    status = await bot.click(
+        value="\u00b2",
+        action_id=button["action_id"],
+        message_ts=notice["ts"],
+        thread_ts=notice["thread_ts"],
+        blocks=notice["blocks"],
+        response_url=bot.slack.response_url("superscript"),
+    )
+    assert status == 200
+    [answer] = await bot.slack.wait_for_response("superscript")
+    assert "does not belong" in answer["text"]
+    assert (await row_of(bot)).state == State.HELD

@@ -260,9 +260,9 @@ class Reporter:
                     message=message,
                 )
             except SlackError:
-                await self.response_urls.post(row, str(message["text"]))
+                await self.response_urls.post(row, str(message["text"]), blocks=message["blocks"])
         else:
-            await self.response_urls.post(row, str(message["text"]))
+            await self.response_urls.post(row, str(message["text"]), blocks=message["blocks"])
         audit = await self.audit_channel(row.workspace_id)
         if audit:
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -47,7 +48,9 @@ class ResponseUrls:
                 return self._box.decrypt(row.response_url)
         return self._in_memory.get(row.id)
 
-    async def post(self, row: Cancellation, text: str) -> bool:
+    async def post(
+        self, row: Cancellation, text: str, *, blocks: Sequence[dict[str, Any]] | None = None
+    ) -> bool:
         """Tell the requester privately through their response_url; True if it was accepted."""
         url = self.url_for(row)
         if not url:
@@ -55,7 +58,10 @@ class ResponseUrls:
         webhook = AsyncWebhookClient(url, session=self._session, timeout=10)
         try:
             response = await webhook.send(
-                text=text, response_type="ephemeral", replace_original=False
+                text=text,
+                blocks=list(blocks) if blocks else None,
+                response_type="ephemeral",
+                replace_original=False,
             )
         except SLACK_FAILURES as exc:
             logger.info("report %s: response_url failed (%s)", row.id, type(exc).__name__)

@@ -103,11 +103,19 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
     )
 
 
-async def audit_refusal(deps: Deps, req: CancelRequest, reason: str, *, rule: str = "") -> None:
+async def audit_refusal(
+    deps: Deps,
+    req: CancelRequest,
+    reason: str,
+    *,
+    doing: str = "cancelling",
+    rule: str = "",
+) -> None:
     """Record a refusal in the audit log, and post it to the audit channel if there is one
     (after the ack; the post is best effort).
 
-    `reason` is the refusal in plain words (CancelAnswer.reason), not the user's message.
+    `reason` is the refusal in plain words (CancelAnswer.reason), not the user's message;
+    `doing` what was refused ("cancelling", "undoing the cancellation of", ...).
     """
     try:
         await deps.audit.record_refusal(
@@ -115,7 +123,7 @@ async def audit_refusal(deps: Deps, req: CancelRequest, reason: str, *, rule: st
             user_id=req.user_id,
             training_id=req.training_id[:64] or None,
             origin=req.origin.value,
-            rule=rule or "not_allowed",
+            rule=(rule or "not_allowed") + ("" if doing == "cancelling" else f" ({doing})"),
             reason=reason,
         )
     except StoreUnavailable:
@@ -125,7 +133,11 @@ async def audit_refusal(deps: Deps, req: CancelRequest, reason: str, *, rule: st
         return
     client = await deps.slack_client(req.workspace_id)
     message = build_refusal_audit(
-        user_id=req.user_id, training_id=req.training_id, origin=req.origin.value, reason=reason
+        user_id=req.user_id,
+        training_id=req.training_id,
+        origin=req.origin.value,
+        reason=reason,
+        doing=doing,
     )
     try:
         await client.chat_postMessage(channel=channel, **message)

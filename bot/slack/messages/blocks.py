@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -156,11 +157,13 @@ def build_refusal(decision: Decision) -> Message:
     return _ephemeral(f":no_entry: {outside(decision.reason, REASON_CHARS)}")
 
 
-def build_refusal_audit(*, user_id: str, training_id: str, origin: str, reason: str) -> Message:
-    """The audit channel's copy of a refusal: who, which training, via what, and why."""
+def build_refusal_audit(
+    *, user_id: str, training_id: str, origin: str, reason: str, doing: str = "cancelling"
+) -> Message:
+    """The audit channel's copy of a refusal: who, doing what to which training, via what, why."""
     return {
         "text": truncate(
-            f":no_entry: {who(user_id)} was refused cancelling training "
+            f":no_entry: {who(user_id)} was refused {doing} training "
             f"`{outside(training_id, 64)}` (via {outside(origin, 20)}): "
             f"{outside(reason, REASON_CHARS)}",
             policy.MESSAGE_TEXT,
@@ -171,6 +174,14 @@ def build_refusal_audit(*, user_id: str, training_id: str, origin: str, reason: 
 def build_admin_change(user_id: str, what: str) -> Message:
     """The audit channel's record of an admin change; `what` is mrkdwn built with bot.slack.messages.text."""
     return {"text": truncate(f":gear: {who(user_id)} {what}.", policy.MESSAGE_TEXT)}
+
+
+def build_approval_ended(ended_at: float) -> Message:
+    """An Approve pressed too late: when the approval time ended."""
+    return build_error(
+        f"The approval time ended at {slack_date(ended_at)}, so this request can no longer be "
+        "decided; nothing was cancelled."
+    )
 
 
 def build_error(text: str) -> Message:
@@ -193,19 +204,41 @@ def build_request_ack(
         )
         dry = "(dry run) " if row.dry_run else ""
         if row.state == State.HELD:
-            undo = "Approve / Deny" if row.hold is Hold.APPROVAL else "Undo"
-            return _ephemeral(
-                f"{dry}{hold_line(row)}.{where.replace('The outcome', f'{undo} and the outcome')}"
-            )
+            # The buttons are here too: without a thread (the bot cannot post in the
+            # channel) this private answer is the only place they show.
+            text = f"{dry}{hold_line(row)}.{where}"
+            return {
+                "response_type": "ephemeral",
+                **_message(text, [_section(text), hold_buttons(row)]),
+            }
         return _ephemeral(f":hourglass_flowing_sand: {dry}Cancelling training {training}…{where}")
     if row.state == State.CANCELLED:
         return _ephemeral(
             f"Training {training} was already cancelled by {who(row.requested_by)} at "
             f"{slack_date(row.finished_at or row.requested_at)} ({outcome_words(row)})."
         )
+    if row.state == State.HELD:
+        return _ephemeral(f"Training {training} is already {held_words(row)}")
     return _ephemeral(
         f"Training {training} is already being cancelled — requested by {who(row.requested_by)} at "
         f"{slack_date(row.requested_at)}."
+    )
+
+
+def held_words(row: Cancellation) -> str:
+    """What a held request waits for, said to someone other than its requester."""
+    by = who(row.requested_by)
+    until = row.held_until or row.requested_at
+    if row.hold is Hold.APPROVAL:
+        owner = policy.user(row.owner_id) if row.owner_id else "the training's owner"
+        return (
+            f"waiting for approval — requested by {by}; {owner} or another allowed user may "
+            f"approve it (Approve in the thread) until {slack_date(until)}, or "
+            "nothing is cancelled."
+        )
+    seconds = max(0, round(until - time.time()))
+    return (
+        f"being cancelled in {seconds} s — requested by {by}; press Undo in the thread to stop it."
     )
 
 
