@@ -39,6 +39,7 @@ ENV_VARS = (
     "NOTIFY_CHANNEL",
     "MODELSLAB_WEBHOOK_TOKEN",
     "METRICS_TOKEN",
+    "AUDIT_TOKEN",
     "LOG_LEVEL",
     "LOG_FORMAT",
     "PORT",
@@ -201,6 +202,8 @@ class Settings:
     encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     webhook_token: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
+    # Single workspace: the bearer token of GET /audit (unset: the route answers 404).
+    audit_token: str | None = field(default=None, repr=False)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -213,6 +216,7 @@ class Settings:
             self.modelslab_api_key,
             self.webhook_token,
             self.metrics_token,
+            self.audit_token,
             *self.encryption_keys,
         )
         return tuple(v for v in values if v)
@@ -397,6 +401,17 @@ def load_settings(purpose: Purpose, env: Mapping[str, str] | None = None) -> Set
             f"OAuth mode: {ignored} {'are' if ' and ' in ignored else 'is'} ignored (each workspace "
             "installs the app and stores its own key)."
         )
+    audit_token = get("AUDIT_TOKEN")
+    if mode is Mode.OAUTH and audit_token:
+        warnings.append(
+            "OAuth mode: AUDIT_TOKEN is ignored (GET /audit takes each workspace's own token, "
+            "issued in its App Home)."
+        )
+    elif audit_token and len(audit_token) < 16:
+        warnings.append(
+            "AUDIT_TOKEN is shorter than 16 characters: anyone who guesses it reads the audit log "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+        )
     if mode is Mode.OAUTH and purpose is Purpose.SOCKET and port is None:
         # Socket Mode carries Slack's requests, not a browser's: the install page needs HTTP.
         warnings.append(
@@ -447,4 +462,5 @@ def load_settings(purpose: Purpose, env: Mapping[str, str] | None = None) -> Set
         encryption_keys=encryption_keys,
         webhook_token=get("MODELSLAB_WEBHOOK_TOKEN"),
         metrics_token=get("METRICS_TOKEN"),
+        audit_token=audit_token if mode is Mode.SINGLE else None,
     )

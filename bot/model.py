@@ -6,6 +6,8 @@ Plain values only (no SQL): the store builds them from its rows, everyone else r
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from dataclasses import dataclass
 
 
@@ -103,6 +105,7 @@ class Workspace:
     webhook_token_ciphertext: str | None
     created_at: float
     updated_at: float
+    audit_token_hash: str | None = None
     undo_seconds: int = 0  # 0: no undo window
     two_person: bool = False
     approval_seconds: int = 900
@@ -223,3 +226,106 @@ class TrainingEvent:
     source: str
     received_at: float
     attempts: int
+
+
+class AuditAction(_Words):
+    """What an audit record says happened (design §7); README "Audit trail" lists them."""
+
+    # A cancellation's life
+    REQUEST = "request"  # a claim: a new cancellation
+    DUPLICATE_REQUEST = "duplicate_request"  # answered by the claim already active
+    REFUSAL = "refusal"  # not allowed (detail: the rule)
+    HELD = "held"  # waiting for an undo window or an approval
+    UNDONE = "undone"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CALL = "call"  # a ModelsLab cancel call is about to be sent
+    RESCHEDULED = "rescheduled"  # ModelsLab rate-limited it; retried later
+    OUTCOME = "outcome"  # the final state and what ModelsLab said
+    REPORT_DELIVERED = "report_delivered"
+    REPORT_GIVEN_UP = "report_given_up"
+    # Admin changes
+    KEY_SET = "key_set"
+    KEY_REMOVED = "key_removed"
+    ALLOW_LIST_ADDED = "allow_list_added"
+    ALLOW_LIST_REMOVED = "allow_list_removed"
+    AUDIT_CHANNEL_SET = "audit_channel_set"
+    NOTIFY_CHANNEL_SET = "notify_channel_set"
+    WEBHOOK_TOKEN_ROTATED = "webhook_token_rotated"  # noqa: S105 - a word, not a secret
+    AUDIT_TOKEN_ROTATED = "audit_token_rotated"  # noqa: S105 - a word, not a secret
+    POLICY_SET = "policy_set"
+    ENV_IMPORTED = "env_imported"
+    INSTALLED = "installed"
+    UNINSTALLED = "uninstalled"
+
+
+# The hash before a workspace's first record.
+AUDIT_GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """What a change asks the audit log to record (the store adds sequence, time and hashes)."""
+
+    workspace_id: str
+    actor: str  # a Slack user id (U…/W…), cli:<name>, or slack (Slack's own events)
+    action: AuditAction
+    origin: str | None = None
+    detail: str | None = None
+    training_id: str | None = None
+    cancellation_id: int | None = None
+    thread: str | None = None  # a permalink to the Slack thread, where there is one
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One record of a workspace's audit chain, as stored and exported."""
+
+    seq: int
+    at: str  # ISO 8601 UTC, microseconds: 2026-12-02T05:22:14.123456Z
+    workspace_id: str
+    actor: str
+    origin: str | None
+    action: str
+    detail: str | None
+    training_id: str | None
+    cancellation_id: int | None
+    thread: str | None
+    imported: bool
+    prev_hash: str
+    hash: str
+
+    def content(self) -> dict[str, object]:
+        """The fields the hash covers: all of them but the two hashes."""
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "workspace": self.workspace_id,
+            "actor": self.actor,
+            "origin": self.origin,
+            "action": self.action,
+            "detail": self.detail,
+            "training_id": self.training_id,
+            "cancellation_id": self.cancellation_id,
+            "thread": self.thread,
+            "imported": self.imported,
+        }
+
+    def expected_hash(self) -> str:
+        """sha256(prev_hash + canonical JSON of content()), hex: what `hash` must be."""
+        return audit_hash(self.prev_hash, self.content())
+
+    def to_json(self) -> dict[str, object]:
+        """The record as an export line's object (content, prev_hash, hash)."""
+        return {**self.content(), "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+def canonical_json(content: dict[str, object]) -> str:
+    """JSON with sorted keys, no spaces, UTF-8 text as is: the same bytes on every machine."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def audit_hash(prev_hash: str, content: dict[str, object]) -> str:
+    """sha256(prev_hash + canonical JSON of a record's content), hex."""
+    return hashlib.sha256((prev_hash + canonical_json(content)).encode()).hexdigest()

@@ -23,6 +23,7 @@ from bot.errors import StoreUnavailable
 from bot.metrics import Metrics
 from bot.modelslab import KeyLimiter, ModelsLabClient
 from bot.service.access import AccessPolicy, GroupMembers
+from bot.service.audit import AuditTrail
 from bot.service.cancellation import CancellationService
 from bot.service.queries import Queries
 from bot.service.workspaces import Workspaces, served_warnings
@@ -46,6 +47,7 @@ from bot.slack.usergroups import SlackGroupMembers
 from bot.store import Store
 from bot.store.wakeups import WakeListener, Work
 from bot.web import OnlineProbe, TrainingRoutes, create_web_app
+from bot.web.audit import add_audit_routes
 from bot.web.oauth import add_oauth_routes
 
 logger = logging.getLogger("bot")
@@ -263,7 +265,15 @@ async def _build(settings: Settings, store: Store, clients: SlackClients, role: 
         safety=workspaces.safety,
         access=access,
     )
+    single_id = workspaces.single_workspace_id if settings.mode is Mode.SINGLE else None
+    audit = AuditTrail(
+        store=store,
+        audit_token=settings.audit_token,
+        single_workspace_id=single_id,
+        per_workspace_tokens=settings.mode is Mode.OAUTH,
+    )
     deps = Deps(
+        audit=audit,
         service=service,
         queries=Queries(store=store, fixed_entries=workspaces.fixed_entries),
         access=access,
@@ -277,7 +287,6 @@ async def _build(settings: Settings, store: Store, clients: SlackClients, role: 
         background=Background(),
         webhook_session=clients.session,
     )
-    single_id = workspaces.single_workspace_id if settings.mode is Mode.SINGLE else None
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -348,6 +357,7 @@ async def _build(settings: Settings, store: Store, clients: SlackClients, role: 
             wake=notifier.wake,
             notify_channel=workspaces.notify_channel,
         ).add_routes(runtime.web_app)
+        add_audit_routes(runtime.web_app, trail=audit)
         if oauth_flow is not None:
             add_oauth_routes(runtime.web_app, oauth_flow)
         if single_id is not None:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from bot import version
+from bot.cli import audit as audit_cli
 from bot.cli.admin import cmd_allow, cmd_rotate_keys, cmd_safety, cmd_set_key, cmd_workspaces
 from bot.cli.cancel import cmd_cancel
 from bot.cli.check import cmd_check
@@ -40,6 +41,7 @@ COMMANDS = (
     "safety",
     "workspaces",
     "rotate-keys",
+    "audit",
 )
 _WORD = re.compile(r"[a-z][a-z-]{0,23}")
 
@@ -184,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "rotate-keys", help="re-encrypt every stored secret with the newest BOT_ENCRYPTION_KEY"
     )
+    audit_cli.add_parser(sub)
     return parser
 
 
@@ -220,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "safety": cmd_safety,
         "workspaces": cmd_workspaces,
         "rotate-keys": cmd_rotate_keys,
+        "audit": audit_cli.cmd_audit,
     }
     try:
         return asyncio.run(handlers[command](args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ class History:
 
     rows: list[Cancellation]
     notifications: dict[str, Notification]  # by training id
+    total: int = 0  # how many match, `rows` being the newest of them
 
 
 class Queries:
@@ -34,13 +36,28 @@ class Queries:
         """Notifications whose training has no active cancellation, newest first."""
         return await self._store.notifications.cancellable(workspace_id, limit=limit)
 
-    async def history(self, workspace_id: str, *, limit: int = 10) -> History:
-        """The workspace's latest cancellations, newest first, and where each was posted."""
-        rows = await self._store.cancellations.recent(workspace_id, limit=limit)
+    async def history(
+        self,
+        workspace_id: str,
+        *,
+        limit: int = 10,
+        training_id: str | None = None,
+        user_id: str | None = None,
+        period: float | None = None,
+    ) -> History:
+        """The workspace's latest cancellations (of one training, by one requester, within the
+        last `period` seconds), newest first, where each was posted, and how many match."""
+        rows, total = await self._store.cancellations.search(
+            workspace_id,
+            training_id=training_id,
+            requested_by=user_id,
+            since=time.time() - period if period is not None else None,
+            limit=limit,
+        )
         notes = await self._store.notifications.for_trainings(
             workspace_id, [r.training_id for r in rows]
         )
-        return History(rows, notes)
+        return History(rows, notes, total)
 
     async def editable_entries(self, workspace_id: str) -> list[str]:
         """The stored allow-list admins edit: without the operator's entries, always in force."""

@@ -20,7 +20,7 @@ from bot.config import Mode, Settings, allow_list_warning, key_warning
 from bot.crypto import SecretBox
 from bot.errors import BotError, InvalidKey, InvalidSetting, SlackUnreachable
 from bot.ids import workspace_key
-from bot.model import Safety
+from bot.model import AuditAction, AuditEntry, Safety
 from bot.modelslab import ModelsLabClient
 from bot.store import Store
 
@@ -156,20 +156,22 @@ class Workspaces:
             key_hint=hint,
             key_set_at=time.time(),
             key_set_by=by,
+            audit=AuditEntry(workspace_id, by, AuditAction.KEY_SET, detail=f"key ending …{hint}"),
         )
         self.forget_cached(workspace_id)
-        await self.store.workspaces.record_admin_event(
-            workspace_id, actor=by, action="set_key", detail=f"key ending …{hint}"
-        )
         return hint
 
     async def remove_key(self, workspace_id: str, *, by: str) -> None:
         """Delete the workspace's stored key."""
         await self.store.workspaces.update(
-            workspace_id, key_ciphertext=None, key_hint=None, key_set_at=None, key_set_by=None
+            workspace_id,
+            key_ciphertext=None,
+            key_hint=None,
+            key_set_at=None,
+            key_set_by=None,
+            audit=AuditEntry(workspace_id, by, AuditAction.KEY_REMOVED),
         )
         self.forget_cached(workspace_id)
-        await self.store.workspaces.record_admin_event(workspace_id, actor=by, action="remove_key")
 
     # -- allow-lists ------------------------------------------------------------------------------
 
@@ -195,23 +197,15 @@ class Workspaces:
         return await self.store.workspaces.allow_list(workspace_id)
 
     async def allow(self, workspace_id: str, entries: Sequence[str], *, by: str) -> list[str]:
-        """Add users/groups to the stored allow-list and record the change."""
+        """Add users/groups to the stored allow-list (the store audits the change)."""
         added = await self.store.workspaces.allow(workspace_id, list(entries), by=by)
         self.forget_cached(workspace_id)
-        if added:
-            await self.store.workspaces.record_admin_event(
-                workspace_id, actor=by, action="allow", detail=", ".join(added)
-            )
         return added
 
     async def deny(self, workspace_id: str, entries: Sequence[str], *, by: str) -> list[str]:
-        """Remove users/groups from the stored allow-list and record the change."""
-        removed = await self.store.workspaces.deny(workspace_id, list(entries))
+        """Remove users/groups from the stored allow-list (the store audits the change)."""
+        removed = await self.store.workspaces.deny(workspace_id, list(entries), by=by)
         self.forget_cached(workspace_id)
-        if removed:
-            await self.store.workspaces.record_admin_event(
-                workspace_id, actor=by, action="deny", detail=", ".join(removed)
-            )
         return removed
 
     # -- safe cancel: undo window and two-person rule ---------------------------------------------
@@ -245,14 +239,13 @@ class Workspaces:
                 raise InvalidSetting(f"the approval time is 1 to {MAX_APPROVAL_MINUTES} minutes")
             values["approval_seconds"] = approval_minutes * 60
         if values:
-            await self.store.workspaces.update(workspace_id, **values)
-            self.forget_cached(workspace_id)
-            await self.store.workspaces.record_admin_event(
+            detail = ", ".join(f"{k}={v}" for k, v in values.items())
+            await self.store.workspaces.update(
                 workspace_id,
-                actor=by,
-                action="set_safety",
-                detail=", ".join(f"{k}={v}" for k, v in values.items()),
+                audit=AuditEntry(workspace_id, by, AuditAction.POLICY_SET, detail=detail),
+                **values,
             )
+            self.forget_cached(workspace_id)
         return await self.safety(workspace_id)
 
     # -- channels and webhook tokens -----------------------------------------------------------
@@ -275,12 +268,17 @@ class Workspaces:
         self, workspace_id: str, *, audit: bool, channel: str | None, by: str
     ) -> None:
         """Store the audit or notification channel and record the change."""
-        column, name = ("audit_channel", "audit") if audit else ("notify_channel", "notification")
-        await self.store.workspaces.update(workspace_id, **{column: channel})
-        self.forget_cached(workspace_id)
-        await self.store.workspaces.record_admin_event(
-            workspace_id, actor=by, action=f"set_{name}_channel", detail=str(channel)
+        column, action = (
+            ("audit_channel", AuditAction.AUDIT_CHANNEL_SET)
+            if audit
+            else ("notify_channel", AuditAction.NOTIFY_CHANNEL_SET)
         )
+        await self.store.workspaces.update(
+            workspace_id,
+            audit=AuditEntry(workspace_id, by, action, detail=str(channel)),
+            **{column: channel},
+        )
+        self.forget_cached(workspace_id)
 
     async def webhook_token(self, workspace_id: str) -> str | None:
         """Return the workspace's webhook token (OAuth: its own; single: MODELSLAB_WEBHOOK_TOKEN)."""
@@ -296,11 +294,20 @@ class Workspaces:
             workspace_id,
             webhook_token_hash=hash_token(token),
             webhook_token_ciphertext=self.box.encrypt(token),
+            audit=AuditEntry(workspace_id, by, AuditAction.WEBHOOK_TOKEN_ROTATED),
         )
         self.forget_cached(workspace_id)
-        await self.store.workspaces.record_admin_event(
-            workspace_id, actor=by, action="rotate_webhook_token"
+        return token
+
+    async def rotate_audit_token(self, workspace_id: str, *, by: str) -> str:
+        """Issue a new GET /audit token (stored only as its hash: shown once); the old one stops."""
+        token = secrets.token_urlsafe(32)
+        await self.store.workspaces.update(
+            workspace_id,
+            audit_token_hash=hash_token(token),
+            audit=AuditEntry(workspace_id, by, AuditAction.AUDIT_TOKEN_ROTATED),
         )
+        self.forget_cached(workspace_id)
         return token
 
     # -- admins -----------------------------------------------------------------------------------
@@ -412,6 +419,9 @@ class Workspaces:
                     key_hint=key[-4:],
                     key_set_at=time.time(),
                     key_set_by="cli:import",
+                    audit=AuditEntry(
+                        target, "cli:import", AuditAction.KEY_SET, f"key ending …{key[-4:]}"
+                    ),
                 )
         if settings.allowed_entries:
             await store.workspaces.allow(target, list(settings.allowed_entries), by="cli:import")

@@ -12,6 +12,7 @@ import aiohttp
 from bot.background import Background
 from bot.metrics import Metrics
 from bot.service.access import AccessPolicy
+from bot.service.audit import AuditTrail
 from bot.service.cancellation import CancellationService
 from bot.service.queries import Queries
 from bot.service.workspaces import Workspaces
@@ -45,6 +46,8 @@ class Deps:
     background: Background
     # respond() posts on this pooled session.
     webhook_session: aiohttp.ClientSession
+    # The audit log: history, refusals, App Home's latest entries and token.
+    audit: AuditTrail
 
 
 def received_at(context: Any) -> float:

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.crypto import SecretBox
 from bot.ids import workspace_key
+from bot.model import AuditAction, AuditEntry
 from bot.slack.clients import SlackClients
 from bot.store import Store
 
@@ -84,11 +85,13 @@ class EncryptedInstallationStore(AsyncInstallationStore):
     async def async_save(self, installation: Installation) -> None:
         """Save an installation (tokens encrypted) and mark the workspace installed."""
         await self.inner.async_save(self._seal(installation, _INSTALLATION_SECRETS))
+        workspace_id = workspace_key(installation.enterprise_id, installation.team_id)
         await self.store.workspaces.ensure(
-            workspace_key(installation.enterprise_id, installation.team_id),
+            workspace_id,
             enterprise_id=installation.enterprise_id,
             name=installation.team_name or installation.enterprise_name,
             installed=True,
+            audit=AuditEntry(workspace_id, installation.user_id or "slack", AuditAction.INSTALLED),
         )
         for hook in self.on_saved:
             hook(installation.enterprise_id, installation.team_id)

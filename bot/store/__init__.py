@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.store.audit import AuditLog
 from bot.store.cancellations import CancellationQueue
 from bot.store.engine import Database
 from bot.store.notifications import NotificationTable
@@ -31,6 +32,7 @@ class Store(Database):
     polls: PollSchedule
     workspaces: WorkspaceTable
     meta: MetaTable
+    audit: AuditLog
 
     def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None) -> None:
         super().__init__(engine, reader)
@@ -41,3 +43,4 @@ class Store(Database):
         self.polls = PollSchedule(self)
         self.workspaces = WorkspaceTable(self)
         self.meta = MetaTable(self)
+        self.audit = AuditLog(self)

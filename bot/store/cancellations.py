@@ -6,7 +6,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,12 +17,15 @@ from bot.model import (
     FINAL_STATES,
     QUEUED_STATES,
     WORKED_STATES,
+    AuditAction,
+    AuditEntry,
     Cancellation,
     Claim,
     Hold,
     ReportState,
     State,
 )
+from bot.store.audit import append_in, iso
 from bot.store.engine import Database
 from bot.store.lease import Lease, LeasedQueue
 from bot.store.reports import ReportOutbox
@@ -209,7 +212,8 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                         )
                     )
                 }
-            # Committed: these callers get their answer whatever happens to the rest.
+                await append_in(conn, self.db, _claim_entries(found, waiting, notes))
+            # Committed (claims and their audit records): these callers get their answer.
             for key, claim in found.items():
                 for position, pending in enumerate(waiting.pop(key)):
                     if not pending.result.done():
@@ -232,6 +236,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         return await self._update_leased(
             cancellation_id,
             owner,
+            audit=lambda row: audit_entry(row, AuditAction.CALL, f"attempt {row.attempts}"),
             state=State.CALLING,
             attempts=cancellations.c.attempts + 1,
             lease_expires_at=now + lease_seconds,
@@ -270,6 +275,7 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         return await self._update_leased(
             cancellation_id,
             owner,
+            audit=lambda row: audit_entry(row, AuditAction.OUTCOME, _outcome_detail(row)),
             state=state,
             outcome=outcome,
             reason=reason,
@@ -298,6 +304,11 @@ class CancellationQueue(LeasedQueue[Cancellation]):
         return await self._update_leased(
             cancellation_id,
             owner,
+            audit=lambda row: audit_entry(
+                row,
+                AuditAction.RESCHEDULED,
+                f"{_outcome_detail(row)}; next attempt at {iso(row.next_attempt_at)}",
+            ),
             state=State.REQUESTED,
             outcome=outcome,
             reason=reason,
@@ -360,20 +371,25 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     .returning(*cancellations.c)
                 )
             ).first()
-            if row is not None:
-                # Approved: a worker anywhere may take it now; either way there is news to show.
-                await announce(conn, Work.CANCELLATIONS if approve else Work.REPORTS)
-        return cancellation_from(row) if row is not None else None
+            if row is None:
+                return None
+            ended = cancellation_from(row)
+            await append_in(conn, self.db, [_hold_entry(ended, by, approve=approve)])
+            # Approved: a worker anywhere may take it now; either way there is news to show.
+            await announce(conn, Work.CANCELLATIONS if approve else Work.REPORTS)
+        return ended
 
     async def _update_leased(
         self,
         cancellation_id: int,
         owner: str,
         *,
+        audit: Callable[[Cancellation], AuditEntry],
         extra_where: tuple[Any, ...] = (),
         wake: Work | None = None,
         **values: Any,
     ) -> Cancellation | None:
+        """Update a row this worker holds and append its audit record, in one transaction."""
         c = cancellations.c
         async with self.db.begin() as conn:
             row = (
@@ -389,9 +405,13 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                     .returning(*cancellations.c)
                 )
             ).first()
-            if row is not None and wake is not None:
+            if row is None:
+                return None
+            updated = cancellation_from(row)
+            await append_in(conn, self.db, [audit(updated)])
+            if wake is not None:
                 await announce(conn, wake)
-        return cancellation_from(row) if row is not None else None
+        return updated
 
     async def get(self, cancellation_id: int) -> Cancellation | None:
         """Return one cancellation by id."""
@@ -414,6 +434,35 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                 .limit(limit)
             )
             return [cancellation_from(r) for r in rows]
+
+    async def search(
+        self,
+        workspace_id: str,
+        *,
+        training_id: str | None = None,
+        requested_by: str | None = None,
+        since: float | None = None,
+        limit: int = 10,
+    ) -> tuple[list[Cancellation], int]:
+        """The newest cancellations matching the filters (at most `limit`), and how many match."""
+        c = cancellations.c
+        where = [c.workspace_id == workspace_id]
+        if training_id is not None:
+            where.append(c.training_id == training_id)
+        if requested_by is not None:
+            where.append(c.requested_by == requested_by)
+        if since is not None:
+            where.append(c.requested_at >= since)
+        async with self.db.reader.connect() as conn:
+            rows = await conn.execute(
+                sa.select(cancellations)
+                .where(*where)
+                .order_by(c.requested_at.desc(), c.id.desc())
+                .limit(limit)
+            )
+            found = [cancellation_from(r) for r in rows]
+            total = (await conn.execute(sa.select(sa.func.count()).where(*where))).scalar_one()
+        return found, int(total)
 
     async def latest(self, workspace_id: str, training_id: str) -> Cancellation | None:
         """Return the newest cancellation of a training (real ones before dry runs)."""
@@ -448,6 +497,82 @@ class CancellationQueue(LeasedQueue[Cancellation]):
                 )
             ).scalar_one()
         return int(recoveries), int(backlog)
+
+
+def audit_entry(row: Cancellation, action: AuditAction, detail: str | None = None) -> AuditEntry:
+    """An audit record of a step in a cancellation's life, on behalf of its requester."""
+    return AuditEntry(
+        workspace_id=row.workspace_id,
+        actor=row.requested_by,
+        origin=row.origin.value,
+        action=action,
+        detail=detail,
+        training_id=row.training_id,
+        cancellation_id=row.id,
+        thread=row.report_permalink,
+    )
+
+
+# How a hold ended (the service's outcome words) as the audit log's action.
+_HOLD_ENDINGS = {
+    "undone": AuditAction.UNDONE,
+    "denied": AuditAction.DENIED,
+    "expired": AuditAction.EXPIRED,
+}
+
+
+def _hold_entry(row: Cancellation, by: str | None, *, approve: bool) -> AuditEntry:
+    """An approval, undo, denial or expiry: by whoever decided (expiry: the requester's row)."""
+    action = AuditAction.APPROVED if approve else _HOLD_ENDINGS.get(row.outcome or "")
+    entry = audit_entry(
+        row, action or AuditAction.OUTCOME, None if approve else _outcome_detail(row)
+    )
+    return replace(entry, actor=by) if by else entry
+
+
+def _outcome_detail(row: Cancellation) -> str:
+    """state, outcome and ModelsLab's answer, e.g. `cancelled: accepted; ModelsLab said: …`."""
+    words = f"{row.state.value}: {row.outcome}" + (" (dry run)" if row.dry_run else "")
+    return f"{words}; ModelsLab said: {row.reason}" if row.reason else words
+
+
+def _claim_entries(
+    found: dict[tuple[Any, ...], Claim],
+    waiting: dict[tuple[Any, ...], list[_PendingClaim]],
+    notes: dict[tuple[Any, ...], Any],
+) -> list[AuditEntry]:
+    """One record per caller answered in this transaction: its claim, or the one it found."""
+    entries = []
+    for key, claim in found.items():
+        row = claim.cancellation
+        note = notes.get(key[:2])
+        for position, pending in enumerate(waiting[key]):
+            created = claim.created and position == 0
+            values = pending.values
+            entries.append(
+                AuditEntry(
+                    workspace_id=row.workspace_id,
+                    actor=values["requested_by"],
+                    origin=values["origin"],
+                    action=AuditAction.REQUEST if created else AuditAction.DUPLICATE_REQUEST,
+                    detail=("dry run" if row.dry_run else None)
+                    if created
+                    else f"answered by cancellation {row.id} ({row.state.value})",
+                    training_id=row.training_id,
+                    cancellation_id=row.id,
+                    thread=note.permalink if note is not None else None,
+                )
+            )
+            if created and row.state is State.HELD:
+                until = iso(row.held_until) if row.held_until else "unknown"
+                entries.append(
+                    replace(
+                        entries[-1],
+                        action=AuditAction.HELD,
+                        detail=f"{row.hold}: until {until}",
+                    )
+                )
+    return entries
 
 
 def _report_abandoned(

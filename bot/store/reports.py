@@ -7,7 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.model import Cancellation, ReportState
+from bot.model import AuditAction, AuditEntry, Cancellation, ReportState
+from bot.store.audit import append_in
 from bot.store.lease import Lease, LeasedQueue
 from bot.store.schema import cancellation_from, cancellations
 
@@ -129,8 +130,13 @@ class ReportOutbox(LeasedQueue[Cancellation]):
                     c.updated_at == seen.updated_at,
                 )
                 .values(report_state=report_state, **values)
+                .returning(*cancellations.c)
             )
-            if not result.rowcount:
+            ended = result.first()
+            if ended is not None and report_state in _AUDITED:
+                row = cancellation_from(ended)
+                await append_in(conn, self.db, [_report_entry(row, report_state, error)])
+            if ended is None:
                 await conn.execute(
                     sa.update(cancellations)
                     .where(c.id == cancellation_id, c.report_lease_owner == owner)
@@ -142,4 +148,24 @@ class ReportOutbox(LeasedQueue[Cancellation]):
                         }
                     )
                 )
-        return bool(result.rowcount)
+        return ended is not None
+
+
+# The report outcomes the audit log records: delivered, or given up.
+_AUDITED = {
+    ReportState.DELIVERED: AuditAction.REPORT_DELIVERED,
+    ReportState.UNDELIVERABLE: AuditAction.REPORT_GIVEN_UP,
+}
+
+
+def _report_entry(row: Cancellation, state: ReportState, error: str | None) -> AuditEntry:
+    return AuditEntry(
+        workspace_id=row.workspace_id,
+        actor=row.requested_by,
+        origin=row.origin.value,
+        action=_AUDITED[state],
+        detail=error or (f"in {row.report_channel}" if row.report_channel else None),
+        training_id=row.training_id,
+        cancellation_id=row.id,
+        thread=row.report_permalink,
+    )

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from bot.model import (
     ACTIVE_STATES,
+    AuditRecord,
     Cancellation,
     Hold,
     Notification,
@@ -157,6 +158,7 @@ workspaces = sa.Table(
     sa.Column("notify_channel", sa.String(32)),
     sa.Column("webhook_token_hash", sa.String(64), unique=True),
     sa.Column("webhook_token_ciphertext", sa.Text),
+    sa.Column("audit_token_hash", sa.String(64), unique=True),  # sha256 of GET /audit's token
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
     # The safe-cancel settings: undo window (0 = off), two-person rule and its approval time.
@@ -185,6 +187,41 @@ admin_events = sa.Table(
     sa.Column("at", sa.Double, nullable=False),
 )
 
+# The audit log (design §7): append-only, chained per workspace. Never updated or deleted, also
+# not on uninstall.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("workspace_id", sa.String(32), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),  # ISO 8601 UTC, microseconds, sortable
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("origin", sa.String(16)),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("training_id", sa.String(64)),
+    sa.Column("cancellation_id", sa.Integer),
+    sa.Column("thread", sa.Text),
+    sa.Column("imported", sa.Boolean, nullable=False, default=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("workspace_id", "seq", name="uq_audit_log_workspace_seq"),
+    sa.Index("ix_audit_log_training", "workspace_id", "training_id"),
+    sa.Index("ix_audit_log_at", "workspace_id", "at"),
+)
+
+# Each workspace's chain head: its last sequence number and hash. Appending locks this row
+# (one writer per workspace on PostgreSQL: no fork), and verify compares the chain's end with it
+# (records removed from the end show).
+audit_heads = sa.Table(
+    "audit_heads",
+    metadata,
+    sa.Column("workspace_id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
 # Owned by slack_sdk's installation and OAuth state stores (created by our migrations).
 SLACK_OAUTH_TABLES = ("slack_installations", "slack_bots", "slack_oauth_states")
 
@@ -209,6 +246,13 @@ def notification_from(row: sa.Row[Any]) -> Notification:
 def training_event_from(row: sa.Row[Any]) -> TrainingEvent:
     """A training_events row as a TrainingEvent."""
     return TrainingEvent(**_fields(TrainingEvent, row._mapping))
+
+
+def audit_record_from(row: sa.Row[Any]) -> AuditRecord:
+    """An audit_log row as an AuditRecord."""
+    values = _fields(AuditRecord, row._mapping)
+    values["imported"] = bool(values["imported"])
+    return AuditRecord(**values)
 
 
 def workspace_from(row: sa.Row[Any]) -> Workspace:

@@ -7,7 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.model import ReportState, Workspace
+from bot.model import AuditAction, AuditEntry, ReportState, Workspace
+from bot.store.audit import append_in
 from bot.store.engine import Database
 from bot.store.schema import (
     admin_events,
@@ -17,6 +18,20 @@ from bot.store.schema import (
     workspace_from,
     workspaces,
 )
+
+# The admin_events table's words for admin changes (kept for its readers and for old rows).
+ADMIN_EVENT_NAMES = {
+    AuditAction.KEY_SET: "set_key",
+    AuditAction.KEY_REMOVED: "remove_key",
+    AuditAction.ALLOW_LIST_ADDED: "allow",
+    AuditAction.ALLOW_LIST_REMOVED: "deny",
+    AuditAction.AUDIT_CHANNEL_SET: "set_audit_channel",
+    AuditAction.NOTIFY_CHANNEL_SET: "set_notification_channel",
+    AuditAction.WEBHOOK_TOKEN_ROTATED: "rotate_webhook_token",
+    AuditAction.ENV_IMPORTED: "import_env",
+    AuditAction.POLICY_SET: "set_safety",
+}
+AUDIT_ACTION_FOR_EVENT = {name: action for action, name in ADMIN_EVENT_NAMES.items()}
 
 
 class WorkspaceTable:
@@ -32,8 +47,21 @@ class WorkspaceTable:
         enterprise_id: str | None = None,
         name: str | None = None,
         installed: bool | None = None,
+        audit: AuditEntry | None = None,
     ) -> None:
-        """Create the workspace row if missing; update what is given."""
+        """Create the workspace row if missing; update what is given (and audit it, if told)."""
+        async with self.db.begin() as conn:
+            await self._ensure(conn, workspace_id, enterprise_id, name, installed)
+            await self._record(conn, audit)
+
+    async def _ensure(
+        self,
+        conn: Any,
+        workspace_id: str,
+        enterprise_id: str | None = None,
+        name: str | None = None,
+        installed: bool | None = None,
+    ) -> None:
         now = time.time()
         values: dict[str, Any] = {"updated_at": now}
         if enterprise_id is not None:
@@ -52,8 +80,22 @@ class WorkspaceTable:
             )
             .on_conflict_do_update(index_elements=["workspace_id"], set_=values)
         )
-        async with self.db.begin() as conn:
-            await conn.execute(stmt)
+        await conn.execute(stmt)
+
+    async def _record(self, conn: Any, audit: AuditEntry | None) -> None:
+        """An admin change's admin event and audit record, on the change's connection."""
+        if audit is None:
+            return
+        await conn.execute(
+            sa.insert(admin_events).values(
+                workspace_id=audit.workspace_id,
+                actor=audit.actor,
+                action=ADMIN_EVENT_NAMES.get(audit.action, audit.action.value),
+                detail=audit.detail or "",
+                at=time.time(),
+            )
+        )
+        await append_in(conn, self.db, [audit])
 
     async def get(self, workspace_id: str) -> Workspace | None:
         """Return one workspace's row."""
@@ -79,15 +121,28 @@ class WorkspaceTable:
             )
             return [(workspace_from(r), int(r._mapping["allowed"])) for r in rows]
 
-    async def update(self, workspace_id: str, **values: Any) -> None:
-        """Set workspace columns (the row is created if missing)."""
-        await self.ensure(workspace_id)
+    async def update(
+        self, workspace_id: str, *, audit: AuditEntry | None = None, **values: Any
+    ) -> None:
+        """Set workspace columns (the row is created if missing); audit the change, if told."""
         async with self.db.begin() as conn:
+            await self._ensure(conn, workspace_id)
             await conn.execute(
                 sa.update(workspaces)
                 .where(workspaces.c.workspace_id == workspace_id)
                 .values(updated_at=time.time(), **values)
             )
+            await self._record(conn, audit)
+
+    async def by_audit_token_hash(self, token_hash: str) -> Workspace | None:
+        """Return the workspace whose GET /audit token hashes to this value."""
+        async with self.db.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(workspaces).where(workspaces.c.audit_token_hash == token_hash)
+                )
+            ).first()
+        return workspace_from(row) if row is not None else None
 
     async def by_webhook_hash(self, token_hash: str) -> Workspace | None:
         """Return the workspace whose webhook token hashes to this value."""
@@ -111,11 +166,11 @@ class WorkspaceTable:
             return [str(r) for r in rows.scalars()]
 
     async def allow(self, workspace_id: str, entries: list[str], *, by: str) -> list[str]:
-        """Add entries to a workspace's allow-list; return those that were new."""
-        await self.ensure(workspace_id)
+        """Add entries to a workspace's allow-list; return those that were new (audited)."""
         now = time.time()
         added = []
         async with self.db.begin() as conn:
+            await self._ensure(conn, workspace_id)
             for entry in entries:
                 stmt = (
                     self.db.insert(allow_entries)
@@ -126,10 +181,17 @@ class WorkspaceTable:
                 )
                 if (await conn.execute(stmt)).first() is not None:
                     added.append(entry)
+            if added:
+                await self._record(
+                    conn,
+                    AuditEntry(
+                        workspace_id, by, AuditAction.ALLOW_LIST_ADDED, detail=", ".join(added)
+                    ),
+                )
         return added
 
-    async def deny(self, workspace_id: str, entries: list[str]) -> list[str]:
-        """Remove entries from a workspace's allow-list; return those that were there."""
+    async def deny(self, workspace_id: str, entries: list[str], *, by: str) -> list[str]:
+        """Remove entries from a workspace's allow-list; return those that were there (audited)."""
         a = allow_entries.c
         removed = []
         async with self.db.begin() as conn:
@@ -141,21 +203,23 @@ class WorkspaceTable:
                 )
                 if result.rowcount:
                     removed.append(entry)
+            if removed:
+                await self._record(
+                    conn,
+                    AuditEntry(
+                        workspace_id, by, AuditAction.ALLOW_LIST_REMOVED, detail=", ".join(removed)
+                    ),
+                )
         return removed
 
     async def record_admin_event(
         self, workspace_id: str, *, actor: str, action: str, detail: str = ""
     ) -> None:
-        """Record an admin change (never a secret)."""
+        """Record an admin change that is only an event (never a secret), and audit it."""
+        audited = AUDIT_ACTION_FOR_EVENT.get(action) or AuditAction(action)
         async with self.db.begin() as conn:
-            await conn.execute(
-                sa.insert(admin_events).values(
-                    workspace_id=workspace_id,
-                    actor=actor,
-                    action=action,
-                    detail=detail,
-                    at=time.time(),
-                )
+            await self._record(
+                conn, AuditEntry(workspace_id, actor, audited, detail=detail or None)
             )
 
     async def admin_events(self, workspace_id: str, *, limit: int = 20) -> list[dict[str, Any]]:
@@ -170,8 +234,9 @@ class WorkspaceTable:
             )
             return [dict(r._mapping) for r in rows]
 
-    async def forget(self, workspace_id: str) -> None:
-        """Uninstall: drop key, allow-list, settings, webhook token and undelivered reports; keep history."""
+    async def forget(self, workspace_id: str, *, by: str = "slack") -> None:
+        """Uninstall: drop key, allow-list, settings, webhook token and undelivered reports; keep
+        history and the audit log (which records the uninstall)."""
         c = cancellations.c
         async with self.db.begin() as conn:
             await conn.execute(
@@ -190,6 +255,7 @@ class WorkspaceTable:
                     notify_channel=None,
                     webhook_token_hash=None,
                     webhook_token_ciphertext=None,
+                    audit_token_hash=None,
                     updated_at=time.time(),
                 )
             )
@@ -205,6 +271,18 @@ class WorkspaceTable:
                 sa.update(cancellations)
                 .where(c.workspace_id == workspace_id)
                 .values(response_url=None)
+            )
+            await append_in(
+                conn,
+                self.db,
+                [
+                    AuditEntry(
+                        workspace_id,
+                        by,
+                        AuditAction.UNINSTALLED,
+                        detail="tokens, key, allow-list and settings deleted",
+                    )
+                ],
             )
 
     async def rotate_ciphertexts(self, rotate: Any) -> int:

@@ -19,9 +19,14 @@ async def is_admin(deps: Deps, workspace_id: str, user_id: str, client: Any) -> 
     return await deps.workspaces.is_admin(workspace_id, user_id, client)
 
 
-async def admin_settings(deps: Deps, workspace_id: str) -> AdminSettings:
+async def admin_settings(
+    deps: Deps, workspace_id: str, *, new_audit_token: str | None = None
+) -> AdminSettings:
     """What the admin part of Home shows."""
     ws = deps.workspaces
+    token_set = (
+        await deps.audit.has_token(workspace_id) if deps.audit.per_workspace_tokens else None
+    )
     return AdminSettings(
         key=await ws.describe_key(workspace_id),
         fixed_entries=ws.fixed_entries(workspace_id),
@@ -30,16 +35,20 @@ async def admin_settings(deps: Deps, workspace_id: str) -> AdminSettings:
         audit_channel=await ws.audit_channel(workspace_id),
         notify_channel=await ws.notify_channel(workspace_id),
         dry_run=deps.service.dry_run,
+        audit_token_set=token_set,
+        new_audit_token=new_audit_token,
         safety=await ws.safety(workspace_id),
     )
 
 
-async def publish_home(deps: Deps, client: Any, workspace_id: str, user_id: str) -> None:
-    """Publish the Home tab for one user."""
+async def publish_home(
+    deps: Deps, client: Any, workspace_id: str, user_id: str, *, new_audit_token: str | None = None
+) -> None:
+    """Publish the Home tab for one user (an audit token just issued is shown to them once)."""
     decision = await deps.access.check(workspace_id, user_id)
     recent = await deps.queries.history(workspace_id, limit=10)
     admin = (
-        await admin_settings(deps, workspace_id)
+        await admin_settings(deps, workspace_id, new_audit_token=new_audit_token)
         if await is_admin(deps, workspace_id, user_id, client)
         else None
     )

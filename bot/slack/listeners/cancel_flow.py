@@ -54,6 +54,7 @@ class CancelAnswer:
     created: bool = False
     refused: bool = False
     reason: str = ""  # why it was refused, as plain words (for the audit channel)
+    rule: str = ""  # which rule refused it (the access policy's code, for the audit log)
 
 
 async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
@@ -66,7 +67,9 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
     decision = await deps.access.check(req.workspace_id, req.user_id)
     if not decision.allowed:
         deps.metrics.refusals.labels(reason=decision.code).inc()
-        return CancelAnswer(build_refusal(decision), refused=True, reason=decision.reason)
+        return CancelAnswer(
+            build_refusal(decision), refused=True, reason=decision.reason, rule=decision.code
+        )
     remaining = CLAIM_DEADLINE - (time.monotonic() - arrived)
     if remaining <= 0:
         return CancelAnswer(build_error(TOO_BUSY))
@@ -101,13 +104,30 @@ async def request_cancel(deps: Deps, req: CancelRequest) -> CancelAnswer:
 
 
 async def audit_refusal(
-    deps: Deps, req: CancelRequest, reason: str, *, doing: str = "cancelling"
+    deps: Deps,
+    req: CancelRequest,
+    reason: str,
+    *,
+    doing: str = "cancelling",
+    rule: str = "",
 ) -> None:
-    """Post a refusal to the audit channel, if there is one (best effort, after the ack).
+    """Record a refusal in the audit log, and post it to the audit channel if there is one
+    (after the ack; the post is best effort).
 
     `reason` is the refusal in plain words (CancelAnswer.reason), not the user's message;
     `doing` what was refused ("cancelling", "undoing the cancellation of", ...).
     """
+    try:
+        await deps.audit.record_refusal(
+            workspace_id=req.workspace_id,
+            user_id=req.user_id,
+            training_id=req.training_id[:64] or None,
+            origin=req.origin.value,
+            rule=(rule or "not_allowed") + ("" if doing == "cancelling" else f" ({doing})"),
+            reason=reason,
+        )
+    except StoreUnavailable:
+        logger.warning("audit log: refusal not recorded (the database is not answering)")
     channel = await deps.workspaces.audit_channel(req.workspace_id)
     if not channel:
         return

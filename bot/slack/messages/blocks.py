@@ -119,7 +119,8 @@ def build_usage() -> Message:
         f"*{COMMAND} {arg}* — show what would be cancelled, with a Cancel training button "
         "(ids look like `F5jvdzGnYi` or a UUID)\n"
         f"*{COMMAND}* — list the trainings you can still cancel, each with a button\n"
-        f"*{COMMAND} history* — the last 10 cancellations in this workspace\n"
+        f"*{COMMAND} history* — the last 10 cancellations in this workspace; narrow with a "
+        f"training id, an @user and/or a period: `{COMMAND} history @alice 7d`\n"
         f"*{COMMAND} watch {arg}* — post a live status message for a training started elsewhere\n"
         f"*{COMMAND} cancel {arg}* — the same for an id that happens to be a subcommand word\n"
         f"*{COMMAND} can-i [{arg}]* — whether you may cancel, and which rule decides it\n"
@@ -496,9 +497,26 @@ def build_outcome(row: Cancellation, *, owner_id: str | None = None) -> Message:
     return _message(plain, [_section(text)])
 
 
-def build_history(rows: Sequence[Cancellation], links: dict[int, str]) -> Message:
-    """The last cancellations, one line each, with a link to each thread."""
+def build_history(
+    rows: Sequence[Cancellation],
+    links: dict[int, str],
+    *,
+    more: int = 0,
+    training_id: str | None = None,
+    user_id: str | None = None,
+    period: str | None = None,
+) -> Message:
+    """The newest cancellations (perhaps filtered), one line each, with a link to each thread;
+    `more` of them left out are counted, with where to find them all."""
+    narrowed = [
+        f"training `{outside(training_id, 64)}`" if training_id else "",
+        f"requested by {policy.user(user_id)}" if user_id else "",
+        f"in the last {outside(period, 8)}" if period else "",
+    ]
+    scope = ", ".join(n for n in narrowed if n)
     if not rows:
+        if scope:
+            return _ephemeral(f"No cancellations match: {scope}.")
         return _ephemeral("No cancellations yet in this workspace.")
     lines = []
     for row in rows:
@@ -513,9 +531,16 @@ def build_history(rows: Sequence[Cancellation], links: dict[int, str]) -> Messag
                 LINE_CHARS,
             )
         )
-    heading = "*Last cancellations*\n"
-    listed = policy.summarise(lines, policy.MESSAGE_TEXT - policy.units(heading), separator="\n")
-    return _ephemeral(heading + listed)
+    heading = f"*Cancellations: {scope}*\n" if scope else "*Last cancellations*\n"
+    footer = ""
+    if more > 0:
+        footer = (
+            f"\n{policy.more(more)}: narrow with `{COMMAND} history {escape('<id>')} @user 7d`, or ask an "
+            "operator for `python -m bot audit export`."
+        )
+    room = policy.MESSAGE_TEXT - policy.units(heading) - policy.units(footer)
+    listed = policy.summarise(lines, room, separator="\n")
+    return _ephemeral(heading + listed + footer)
 
 
 def build_cancellable_list(notes: Sequence[Notification]) -> Message:

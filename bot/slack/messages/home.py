@@ -40,6 +40,7 @@ SET_KEY = "home_set_key"
 REMOVE_KEY = "home_remove_key"
 EDIT_ALLOW = "home_edit_allow"
 ROTATE_WEBHOOK = "home_rotate_webhook"
+ROTATE_AUDIT_TOKEN = "home_rotate_audit_token"  # noqa: S105 - an action id, not a secret
 AUDIT_CHANNEL = "home_audit_channel"
 NOTIFY_CHANNEL = "home_notify_channel"
 UNDO_WINDOW = "home_undo_window"
@@ -68,6 +69,10 @@ class AdminSettings:
     audit_channel: str | None
     notify_channel: str | None
     dry_run: bool
+    # GET /audit: None in single-workspace mode (the operator's AUDIT_TOKEN), else whether this
+    # workspace has a token; a token just issued is shown once, to the admin who issued it.
+    audit_token_set: bool | None = None
+    new_audit_token: str | None = None
     safety: Safety = field(default_factory=Safety)
 
 
@@ -204,6 +209,7 @@ def _admin_blocks(admin: AdminSettings) -> list[Block]:
                 )
             ],
         ),
+        *_audit_token_blocks(admin),
         _section(
             "*Audit channel* (every outcome and refusal)",
             accessory=_channel_select(AUDIT_CHANNEL, admin.audit_channel),
@@ -231,6 +237,40 @@ def _admin_blocks(admin: AdminSettings) -> list[Block]:
             ),
         ),
     ]
+    return blocks
+
+
+def _audit_token_blocks(admin: AdminSettings) -> list[Block]:
+    """GET /audit's token: issued (and rotated) here in OAuth mode, shown only once."""
+    if admin.audit_token_set is None:
+        return [
+            _section(
+                "*Audit log export* (`GET /audit`, JSON lines): with the operator's AUDIT_TOKEN."
+            )
+        ]
+    state = "a token is set" if admin.audit_token_set else "_no token yet_"
+    blocks: list[Block] = [
+        _section(f"*Audit log export* (`GET /audit`, JSON lines, bearer token): {state}.")
+    ]
+    if admin.new_audit_token:
+        blocks.append(
+            _section(
+                ":key: New token, shown only this once (copy it now): "
+                f"`{outside(admin.new_audit_token, 100)}`"
+            )
+        )
+    blocks.append(
+        ActionsBlock(
+            block_id="audit_token_actions",
+            elements=[
+                _button(
+                    "Issue new audit token",
+                    ROTATE_AUDIT_TOKEN,
+                    confirm="The old token stops working at once.",
+                )
+            ],
+        )
+    )
     return blocks
 
 

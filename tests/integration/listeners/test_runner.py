@@ -23,7 +23,7 @@ async def test_the_ack_is_answered_before_the_work_after_it_is_done(
     bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = bot.runtime.store
-    real = store.cancellations.recent
+    real = store.cancellations.search
     reading = asyncio.Event()
     release = asyncio.Event()
 
@@ -32,7 +32,7 @@ async def test_the_ack_is_answered_before_the_work_after_it_is_done(
         await release.wait()
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(store.cancellations, "recent", slow_history)
+    monkeypatch.setattr(store.cancellations, "search", slow_history)
     # /cancel-training history acks at once, then reads the store and respond()s.
     ack = await asyncio.wait_for(bot.command("history"), 5)
     assert ack == {}
@@ -53,7 +53,7 @@ async def test_an_error_after_the_ack_is_logged_and_the_user_is_told(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("history query blew up")
 
-    monkeypatch.setattr(bot.runtime.store.cancellations, "recent", broken)
+    monkeypatch.setattr(bot.runtime.store.cancellations, "search", broken)
     assert await bot.command("history") == {}
     [posted] = await bot.slack.wait_for_response("cmd")
     assert posted["text"] == SORRY and posted["text"].startswith(FAILURE_START)

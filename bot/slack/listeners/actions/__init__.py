@@ -10,6 +10,7 @@ from bot.slack.listeners.actions.settings import (
     handle_channel_pick,
     handle_edit_allow,
     handle_remove_key,
+    handle_rotate_audit_token,
     handle_rotate_webhook,
     handle_safety_pick,
     handle_set_key,
@@ -38,6 +39,7 @@ def register(app: AsyncApp) -> None:
     app.action(home.REMOVE_KEY)(acks_first(handle_remove_key))
     app.action(home.EDIT_ALLOW)(acks_first(handle_edit_allow))
     app.action(home.ROTATE_WEBHOOK)(acks_first(handle_rotate_webhook))
+    app.action(home.ROTATE_AUDIT_TOKEN)(acks_first(handle_rotate_audit_token))
     app.action(home.AUDIT_CHANNEL)(acks_first(handle_channel_pick))
     app.action(home.NOTIFY_CHANNEL)(acks_first(handle_channel_pick))
     app.action(home.UNDO_WINDOW)(acks_first(handle_safety_pick))

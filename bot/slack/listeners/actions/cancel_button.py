@@ -80,4 +80,4 @@ async def handle_cancel_button(
     elif not answer.created or container.get("is_ephemeral"):
         await respond(**answer.message, replace_original=False)
     if answer.refused:
-        await audit_refusal(deps, req, answer.reason)
+        await audit_refusal(deps, req, answer.reason, rule=answer.rule)

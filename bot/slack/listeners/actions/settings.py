@@ -78,6 +78,21 @@ async def handle_rotate_webhook(
     await publish_home(deps, context.client, team, user)
 
 
+async def handle_rotate_audit_token(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext
+) -> None:
+    """Issue a new GET /audit token (OAuth), shown once in the issuing admin's Home."""
+    await ack()
+    if not await _admin_or_refuse(body, context):
+        return
+    deps, team, user = deps_of(context), str(context.team_id), str(context.user_id)
+    if not deps.audit.per_workspace_tokens:
+        return  # single workspace: the operator's AUDIT_TOKEN; Home offers no button
+    token = await deps.workspaces.rotate_audit_token(team, by=user)
+    await audit_admin_change(deps, team, user, "issued a new audit log token (the old one stops)")
+    await publish_home(deps, context.client, team, user, new_audit_token=token)
+
+
 async def handle_channel_pick(
     ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from bot.errors import InvalidTrainingId, StoreUnavailable
 from bot.ids import validate_training_id
 from bot.model import Origin
+from bot.service.audit import parse_period
 from bot.slack.context import Deps, deps_of, received_at
 from bot.slack.listeners.cancel_flow import (
     CLAIM_DEADLINE,
@@ -36,6 +38,7 @@ from bot.slack.messages.blocks import (
 from bot.slack.messages.safe import build_can_i, build_preview_card, build_who_can
 
 SUBCOMMANDS = ("help", "history", "watch", "cancel", "can-i", "who-can")
+HISTORY_LIMIT = 10
 # The preview card's status call must leave the ack room within Slack's 3 s.
 PREVIEW_STATUS_BUDGET = 1.2
 
@@ -69,7 +72,9 @@ def parse_command_text(text: str) -> Parsed:
     first = words[0].lower()
     if first in SUBCOMMANDS:
         rest = words[1:]
-        if first in ("help", "history", "who-can"):
+        if first == "history":
+            return Parsed(Verb.HISTORY, " ".join(rest))
+        if first in ("help", "who-can"):
             return Parsed(Verb(first)) if not rest else Parsed(Verb.USAGE)
         if first == "can-i" and len(rest) <= 1:
             return Parsed(Verb.CAN_I, rest[0] if rest else "")
@@ -79,6 +84,64 @@ def parse_command_text(text: str) -> Parsed:
     if len(words) == 1:
         return Parsed(Verb.CANCEL, words[0])
     return Parsed(Verb.USAGE)
+
+
+# An escaped mention as Slack sends it in command text: <@U123ABC|name> (or <@U123ABC>).
+_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>")
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """What `/cancel-training history …` narrows to: a training, a requester, a period."""
+
+    training_id: str | None = None
+    user_id: str | None = None
+    period: str | None = None  # as typed, e.g. "7d"
+    seconds: float | None = None
+
+
+def parse_history_filters(text: str) -> HistoryFilter | None:
+    """`[<training_id>] [@user] [24h|7d|…]` in any order; None when a word is none of those."""
+    found: dict[str, object] = {}
+    for word in text.split():
+        mention = _MENTION.fullmatch(word)
+        seconds = parse_period(word)
+        if mention is not None:
+            key, value = "user_id", mention.group(1)
+        elif seconds is not None:
+            key, value = "period", word.lower()
+            found["seconds"] = seconds
+        else:
+            try:
+                key, value = "training_id", validate_training_id(word)
+            except InvalidTrainingId:
+                return None
+        if key in found:
+            return None
+        found[key] = value
+    return HistoryFilter(**found)  # type: ignore[arg-type]
+
+
+async def answer_history(deps: Deps, workspace_id: str, text: str) -> dict[str, Any]:
+    """The history answer: the newest matching cancellations, bounded, with their threads."""
+    filters = parse_history_filters(text)
+    if filters is None:
+        return build_usage()
+    history = await deps.queries.history(
+        workspace_id,
+        training_id=filters.training_id,
+        user_id=filters.user_id,
+        period=filters.seconds,
+        limit=HISTORY_LIMIT,
+    )
+    return build_history(
+        history.rows,
+        report_links(history.rows, history.notifications),
+        more=history.total - len(history.rows),
+        training_id=filters.training_id,
+        user_id=filters.user_id,
+        period=filters.period,
+    )
 
 
 async def start_watching(
@@ -110,7 +173,9 @@ async def preview_card(deps: Deps, req: CancelRequest) -> CancelAnswer:
     decision = await deps.access.check(req.workspace_id, req.user_id)
     if not decision.allowed:
         deps.metrics.refusals.labels(reason=decision.code).inc()
-        return CancelAnswer(build_refusal(decision), refused=True, reason=decision.reason)
+        return CancelAnswer(
+            build_refusal(decision), refused=True, reason=decision.reason, rule=decision.code
+        )
     elapsed = time.monotonic() - (req.received_at or time.monotonic())
     within = min(PREVIEW_STATUS_BUDGET, CLAIM_DEADLINE - elapsed - 0.5)
     try:
@@ -161,7 +226,7 @@ async def handle_cancel_training(
         answer = await preview_card(deps, req)
         await ack(**answer.message)
         if answer.refused:
-            await audit_refusal(deps, req, answer.reason)
+            await audit_refusal(deps, req, answer.reason, rule=answer.rule)
         return
     if parsed.verb in (Verb.HELP, Verb.USAGE):
         await ack(**build_usage())
@@ -182,9 +247,7 @@ async def handle_cancel_training(
             await respond(**build_who_can(await deps.access.allowed_entries(workspace_id)))
             return
         if parsed.verb is Verb.HISTORY:
-            history = await deps.queries.history(workspace_id, limit=10)
-            links = report_links(history.rows, history.notifications)
-            await respond(**build_history(history.rows, links))
+            await respond(**await answer_history(deps, workspace_id, parsed.argument))
             return
         decision = await deps.access.check(workspace_id, user_id)
         if not decision.allowed:

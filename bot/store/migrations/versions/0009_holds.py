@@ -4,7 +4,7 @@ A held row holds the claim like a requested one, so the partial unique index ove
 states is rebuilt with `held` in it.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from alembic import op
 
 revision = "0009"
 # 0008 is being written in parallel (audit); the lead re-chains this one at merge.
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
