@@ -23,7 +23,7 @@ from bot.cli.common import (
 )
 from bot.config import Purpose
 from bot.errors import BotError, ConfigError, InvalidTrainingId, MissingKey, StoreUnavailable
-from bot.model import Cancellation, Origin, OutcomeKind, State
+from bot.model import Cancellation, Hold, Origin, OutcomeKind, State
 from bot.slack.messages.outcomes import headline, modelslab_said
 
 if TYPE_CHECKING:
@@ -98,6 +98,16 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
                 f"at {_when(row.finished_at or row.requested_at)}: {headline(row)}."
             )
             return EXIT_OK
+        if not result.created and row.state is State.HELD:
+            # Waiting would end in "another instance": say at once what it waits for.
+            why = "an approval in Slack" if row.hold is Hold.APPROVAL else "its undo window"
+            until = f" until {_when(row.held_until)}" if row.held_until else ""
+            print(
+                f"Training {row.training_id} was requested by {row.requested_by} at "
+                f"{_when(row.requested_at)} and is held for {why}{until}; nothing was sent "
+                "from here. Its outcome will be posted in Slack."
+            )
+            return EXIT_FAILED
         if result.created:
             await service.run_now(row.id)
         settled = await service.wait_settled(row.id, timeout=CLI_WAIT_SECONDS)

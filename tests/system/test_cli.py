@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from bot.model import Hold, Origin
 from bot.store import Store
 from tests.fakes import modelslab as ml
 from tests.fakes.modelslab import FakeModelsLab
@@ -314,3 +316,22 @@ async def test_a_run_from_a_subdirectory_does_not_use_the_parents_dotenv(
     assert not list(sub.glob("*.db")), "check created a database"
     here = await run_bot_cli({}, "check", "--offline", cwd=tmp_path)
     assert str(tmp_path / ".env") in here.out and "SLACK_BOT_TOKEN is missing" not in here.out
+
+
+async def test_cancel_of_a_held_training_says_what_it_waits_for(
+    cli_env, store: Store, modelslab: FakeModelsLab
+) -> None:
+    # Someone asked in Slack under the two-person rule: the terminal must not wait 40 s and
+    # then blame "another instance", nor call ModelsLab around the approval.
+    await store.cancellations.enqueue(
+        workspace_id="T0A1B2C3D",
+        training_id="F5jvdzGnYi",
+        requested_by="U0BOB0001",
+        origin=Origin.COMMAND.value,
+        hold=Hold.APPROVAL,
+        held_until=time.time() + 900,
+    )
+    run = await run_bot_cli(cli_env, "cancel", "F5jvdzGnYi", "--team", "T0A1B2C3D")
+    assert run.code == 1, run
+    assert "held for an approval in Slack" in run.out and "U0BOB0001" in run.out, run
+    assert modelslab.cancel_calls() == []
