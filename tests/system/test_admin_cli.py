@@ -24,12 +24,6 @@ KEY = "ml-cli-SECRET-key-4Rb9"
 DAVE, ERIN = "U0DAVE001", "U0ERIN001"
 GROUP = "S0GROUP01"
 
-SINGLE_MODE_COUNT_DEFECT = (
-    "bot/cli/admin.py cmd_allow builds Workspaces without single_workspace_id, so in "
-    "single-workspace mode Workspaces.entries(team) returns None and the command prints "
-    "'the list now has 0 entries' right after adding someone"
-)
-
 
 @pytest.fixture
 def encryption_key() -> str:

@@ -18,6 +18,8 @@ from tests.harness import ALICE, CAROL, CHANNEL, TRAINING, Bot, card_button
         ("  ", Parsed(Verb.LIST)),
         ("help", Parsed(Verb.HELP)),
         ("HISTORY", Parsed(Verb.HISTORY)),
+        ("history 7d", Parsed(Verb.HISTORY, "7d")),
+        ("history two ids", Parsed(Verb.USAGE)),
         ("F5jvdzGnYi", Parsed(Verb.CANCEL, "F5jvdzGnYi")),
         ("cancel help", Parsed(Verb.CANCEL, "help")),
         ("watch abc", Parsed(Verb.WATCH, "abc")),

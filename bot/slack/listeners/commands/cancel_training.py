@@ -73,7 +73,11 @@ def parse_command_text(text: str) -> Parsed:
     if first in SUBCOMMANDS:
         rest = words[1:]
         if first == "history":
-            return Parsed(Verb.HISTORY, " ".join(rest))
+            # Bad filters are a usage error like any other: answered in the ack, not after it.
+            argument = " ".join(rest)
+            if parse_history_filters(argument) is None:
+                return Parsed(Verb.USAGE)
+            return Parsed(Verb.HISTORY, argument)
         if first in ("help", "who-can"):
             return Parsed(Verb(first)) if not rest else Parsed(Verb.USAGE)
         if first == "can-i" and len(rest) <= 1:
