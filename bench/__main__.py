@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv(str, ALL_SCENARIOS),
         default=DEFAULT_SCENARIOS,
         help=f"comma-separated from {','.join(ALL_SCENARIOS)}; default "
-        f"{','.join(DEFAULT_SCENARIOS)} (trace: probed runs of our bot showing where the "
+        f"{','.join(DEFAULT_SCENARIOS)} (crash: split targets only, the worker is killed with "
+        "SIGKILL mid-load and started again; trace: probed runs of our bot showing where the "
         "milliseconds of one ack go, printed as a second table)",
     )
     p.add_argument("--in-flight", type=_csv(int), default=(1, 50, 100, 200), metavar="N,N,…")

@@ -141,6 +141,25 @@ def _mem(key: str, source: str) -> Callable[[dict[str, Any]], float | None]:
     return get
 
 
+def _crash_calls_max(t: dict[str, Any]) -> float | None:
+    """The most ModelsLab calls any cancellation of the crash run got (1 when none doubled)."""
+    c = t.get("crash")
+    if c is None or not c["modelslab_calls_per_cancellation"]:
+        return None
+    calls = c["modelslab_calls_per_cancellation"]
+    if "0" in calls:
+        return 0.0
+    return float(max(int(k) for k in calls))
+
+
+def _crash_calls_fmt(v: float | None, t: dict[str, Any]) -> str:
+    c = t.get("crash")
+    if c is None:
+        return "-"
+    calls = c["modelslab_calls_per_cancellation"]
+    return ", ".join(f"{k}: {n}" for k, n in sorted(calls.items())) or "-"
+
+
 def build_rows(results: dict[str, Any]) -> list[tuple[str, list[Row]]]:
     options = results["options"]
     latencies = options["latencies"]
@@ -280,6 +299,46 @@ def build_rows(results: dict[str, Any]) -> list[tuple[str, list[Row]]]:
     )
     sections.append(
         (
+            "Crash run (split targets): the worker is killed with SIGKILL mid-load and started "
+            "again",
+            [
+                Row(
+                    "cancellations acked during the crash run",
+                    lambda t: None if t.get("crash") is None else float(t["crash"]["acks"]),
+                    _num,
+                    ratio=False,
+                ),
+                Row(
+                    "outcomes lost (no reply in the thread)",
+                    lambda t: (
+                        None if t.get("crash") is None else float(len(t["crash"]["outcomes_lost"]))
+                    ),
+                    _num,
+                    "0",
+                    lambda v, _n: v == 0,
+                    ratio=False,
+                    context="crash run",
+                ),
+                Row(
+                    "ModelsLab calls per cancellation (calls: cancellations)",
+                    _crash_calls_max,
+                    _crash_calls_fmt,
+                    "exactly 1",
+                    lambda v, _n: v == 1,
+                    ratio=False,
+                    context="crash run",
+                ),
+                Row(
+                    "last outcome, seconds after the worker restarted (lease of the killed one: 45 s)",
+                    lambda t: (t.get("crash") or {}).get("last_outcome_after_restart_seconds"),
+                    _sec,
+                    ratio=False,
+                ),
+            ],
+        )
+    )
+    sections.append(
+        (
             "Memory: peak RSS (VmHWM) in MB, (+ over the import baseline)",
             [
                 Row('import baseline (python -c "import M")', _mem("VmHWM", "import"), _mb),
@@ -404,6 +463,69 @@ def verdicts(results: dict[str, Any]) -> list[str]:
     return out
 
 
+@dataclass
+class FloorTarget:
+    """A target stated as a ratio to the floor measured in the same run (issue 16)."""
+
+    label: str
+    value: Callable[[dict[str, Any]], float | None]
+    limits: dict[str, float]  # variant → the largest allowed ratio to the floor
+
+
+def _cpu_per_ack(t: dict[str, Any]) -> float | None:
+    return (t.get("throughput", {}).get("allowed") or {}).get("server_cpu_per_request_ms")
+
+
+def floor_targets(results: dict[str, Any]) -> list[FloorTarget]:
+    """The ratio targets: CPU per allowed ack and ack p99 at 100 in flight."""
+    out = [
+        FloorTarget(
+            "allowed-path server CPU per ack (web process, user+system)",
+            _cpu_per_ack,
+            {"sqlite-single": 4.0, "pg-split": 5.0},
+        )
+    ]
+    if 100 in results["options"]["in_flight"]:
+        for latency in results["options"]["latencies"]:
+            out.append(
+                FloorTarget(
+                    f"ack p99 at 100 in flight, ModelsLab {latency:g} s",
+                    _grid(f"100@{latency:g}", "p99"),
+                    {"pg-split": 2.0, "sqlite-single": 3.0},
+                )
+            )
+    return out
+
+
+def floor_verdicts(results: dict[str, Any]) -> list[str]:
+    """PASS or MISSED, with the ratio, per ratio target and variant it names."""
+    targets = results["targets"]
+    floor = targets.get("floor")
+    lines = []
+    for ft in floor_targets(results):
+        base = None if floor is None else ft.value(floor)
+        for name, limit in ft.limits.items():
+            if name not in targets:
+                continue
+            value = ft.value(targets[name])
+            head = f"{ft.label}, {LABELS[name]} [≤ {limit:g}x the floor]"
+            if value is None or not base:
+                lines.append(f"n/a     {head}: not measured (floor or variant missing)")
+                continue
+            ratio = value / base
+            mark = "PASS  " if ratio <= limit else "MISSED"
+            lines.append(
+                f"{mark}  {head}: {ratio:.2f}x ({value * _unit(ft):.2f} vs floor "
+                f"{base * _unit(ft):.2f} ms)"
+            )
+    return lines
+
+
+def _unit(ft: FloorTarget) -> float:
+    """CPU figures are already in ms; latencies are in seconds."""
+    return 1.0 if ft.value is _cpu_per_ack else 1000.0
+
+
 def machine_text(results: dict[str, Any]) -> str:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
@@ -476,6 +598,10 @@ def full_report(results: dict[str, Any]) -> str:
     if scenarios - {"trace"}:
         parts += [table(results), "", "Targets:"]
         parts += [f"  {line}" for line in verdicts(results)]
+        ratio_lines = floor_verdicts(results)
+        if ratio_lines:
+            parts += ["", "Targets as ratios to the floor of this run:"]
+            parts += [f"  {line}" for line in ratio_lines]
     traced = trace_table(results)
     if traced is not None:
         parts += [

@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,9 @@ ALL_TARGETS = (
 # pg-split: the web process (serve --no-worker) on the server core, its worker (python -m bot
 # worker) on the other one, beside the load, the fakes and this orchestrator (2 cores).
 WORKER_CORE = LOAD_CORE
-ALL_SCENARIOS = ("grid", "throughput", "e2e", "trace")
-DEFAULT_SCENARIOS = ("grid", "throughput", "e2e")
+ALL_SCENARIOS = ("grid", "throughput", "e2e", "crash", "trace")
+# "crash" only runs on split targets (a worker process to kill); elsewhere it is skipped.
+DEFAULT_SCENARIOS = ("grid", "throughput", "e2e", "crash")
 TRACE_CELLS = (("refused", 1), ("allowed", 1), ("allowed", 50))
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 WARMUP_REQUESTS = 10
@@ -87,6 +89,10 @@ class Options:
     throughput_warmup: float = 1.0
     throughput_in_flight: int = 50
     e2e_clicks: int = 30
+    crash_in_flight: int = 10
+    crash_requests: int = 30
+    crash_modelslab_delay: float = 0.5
+    crash_outcome_timeout: float = 120.0
     cap: float = 10.0
     max_requests: int = 50_000
     quick_requests: int = 20
@@ -190,6 +196,7 @@ class Instance:
     start_seconds: float
     cleanup: list[Any] = field(default_factory=list)
     worker: Child | None = None  # pg-split: the worker process beside the web one
+    database_url: str = ""
 
     @property
     def events_url(self) -> str:
@@ -384,7 +391,7 @@ class BotTarget(Target):
         instance = Instance(child, url, took)
         if split:
             try:
-                worker = await self._start_worker(database_url, cell)
+                worker = await self.start_worker(database_url, cell)
             except BaseException:
                 await child.kill()
                 raise
@@ -392,7 +399,7 @@ class BotTarget(Target):
             instance.cleanup.append(worker.kill)
         return instance
 
-    async def _start_worker(self, database_url: str, cell: str) -> Child:
+    async def start_worker(self, database_url: str, cell: str) -> Child:
         """`python -m bot worker` on the worker core; healthy once its /healthz answers."""
         port = free_port()
         env = {**self.env(database_url), "PORT": str(port)}
@@ -490,6 +497,7 @@ class BotTarget(Target):
             await self._drop_database(url)
 
         instance.cleanup.append(drop)
+        instance.database_url = url
         return instance
 
     async def seed_notifications(self, instance: Instance, ids: list[str]) -> dict[str, list[str]]:
@@ -793,10 +801,97 @@ class Bench:
                 f"ModelsLab answer→reply {_ms(result.get('modelslab_to_reply_p50'))})"
                 f" lost={len(result['lost'])} slack/cancel={res['e2e']['slack_per_cancellation']}"
             )
+        if "crash" in o.scenarios and isinstance(target, BotTarget) and target.split:
+            res["crash"] = await self.crash(target, launch)
         if "trace" in o.scenarios and isinstance(target, BotTarget):
             res["trace"] = await self.trace(target)
         await target.finish()
         return res
+
+    async def crash(
+        self, target: BotTarget, launch: Callable[[str], Awaitable[Instance]]
+    ) -> dict[str, Any]:
+        """kill -9 the worker mid-load, start it again: is every outcome posted, once called?
+
+        A first batch of claims is sent; once the fake ModelsLab has received a third of its
+        cancel calls (so calls are in flight and claims wait), the worker gets SIGKILL, a second
+        batch is claimed while no worker runs, then a new worker starts on the same database.
+        Rows the dead worker held wait for their lease to expire (45 s) before it is retaken.
+        """
+        o = self.options
+        await self.fakes.configure(modelslab_delay=o.crash_modelslab_delay)
+        self.log(
+            f"{target.label}: crash run, 2 x {o.crash_requests} claims at {o.crash_in_flight} in"
+            f" flight, ModelsLab {o.crash_modelslab_delay:g} s, worker killed (SIGKILL) mid-work"
+        )
+        instance = await launch("crash")
+        try:
+            assert instance.worker is not None
+
+            async def batch() -> dict[str, Any]:
+                spec = await self.load_spec(
+                    target,
+                    instance,
+                    users=target.allowed,
+                    concurrency=o.crash_in_flight,
+                    duration=60.0,
+                    max_requests=o.crash_requests,
+                    return_ids=True,
+                )
+                return await self.run_load(spec)
+
+            first = await batch()
+            wanted = max(len(first["ok_ids"]) // 3, 1)
+            deadline = time.monotonic() + 60
+            while True:
+                before_kill = await self.fakes.stats()
+                if before_kill["modelslab_cancel_calls"] >= wanted or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+            killed_pid = instance.worker.pid
+            await instance.worker.kill()
+            killed_code = instance.worker.proc.returncode
+            second = await batch()
+            restart_at = time.monotonic()
+            worker = await target.start_worker(instance.database_url, "crash-restart")
+            restart_seconds = time.monotonic() - restart_at
+            instance.worker = worker
+            instance.cleanup.append(worker.kill)
+            ok_ids: list[str] = first["ok_ids"] + second["ok_ids"]
+            started = time.monotonic()
+            outcomes = await self.fakes.wait_outcomes(ok_ids, timeout=o.crash_outcome_timeout)
+            all_in_seconds = time.monotonic() - started
+            await asyncio.sleep(1.0)
+            stats = await self.fakes.stats(detail=True)
+        finally:
+            await target.release(instance)
+        by_training = stats.get("modelslab_cancel_by_training", {})
+        per_cancel = [by_training.get(t, 0) for t in ok_ids]
+        calls: dict[str, int] = {}
+        for c in per_cancel:
+            calls[str(c)] = calls.get(str(c), 0) + 1
+        out = {
+            "acks": len(ok_ids),
+            "acks_over_3s_or_failed": first["over_3s_or_failed"] + second["over_3s_or_failed"],
+            "killed_pid": killed_pid,
+            "killed_exit_code": killed_code,
+            "modelslab_calls_before_kill": before_kill["modelslab_cancel_calls"],
+            "worker_restart_seconds": restart_seconds,
+            "outcomes_lost": outcomes["missing"],
+            "last_outcome_after_restart_seconds": all_in_seconds,
+            "modelslab_calls_per_cancellation": calls,
+            "modelslab_cancel_calls_total": stats.get("modelslab_cancel_calls"),
+            "cancellations_called_more_than_once": sorted(
+                t for t, c in zip(ok_ids, per_cancel, strict=True) if c > 1
+            ),
+        }
+        self.log(
+            f"    acks={out['acks']} lost={len(out['outcomes_lost'])} "
+            f"ModelsLab calls per cancellation {calls} "
+            f"(killed after {out['modelslab_calls_before_kill']} calls; all outcomes in "
+            f"{all_in_seconds:.1f} s after the restart)"
+        )
+        return out
 
     async def trace(self, target: BotTarget) -> dict[str, Any]:
         """Probed runs: where the milliseconds of one ack go (bench/probe.py)."""
