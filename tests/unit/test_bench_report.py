@@ -76,3 +76,23 @@ def test_crash_run_fails_when_a_cancellation_was_called_twice_or_lost() -> None:
     crash_lines = [line for line in lines if "crash run" in line]
     assert len(crash_lines) == 2
     assert all(line.startswith("PASS") for line in crash_lines)
+
+
+def test_crash_run_allows_one_resend_of_a_call_the_kill_interrupted_and_nothing_more() -> None:
+    # Design §6: only a crash in the middle of a call may cause one re-send on recovery.
+    resent = {
+        "acks": 3,
+        "outcomes_lost": [],
+        "modelslab_calls_per_cancellation": {"1": 2, "2": 1},
+        "cancellations_called_beyond_design": [],
+        "last_outcome_after_restart_seconds": 1.0,
+    }
+    lines = verdicts(_results(**{"pg-split": _target(1, 0.01, resent)}))
+    [calls] = [line for line in lines if "crash run" in line and "ModelsLab calls" in line]
+    assert calls.startswith("PASS"), calls
+
+    # A second call of a cancellation the dead worker had not begun is a real double cancel.
+    doubled = {**resent, "cancellations_called_beyond_design": ["t2"]}
+    lines = verdicts(_results(**{"pg-split": _target(1, 0.01, doubled)}))
+    [calls] = [line for line in lines if "crash run" in line and "ModelsLab calls" in line]
+    assert calls.startswith("FAIL"), calls
