@@ -267,32 +267,36 @@ class CancellationService:
         row = await self._held(cancellation_id, workspace_id)
         if row is None:
             return await self._too_late(cancellation_id)
-        if user_id not in (row.requested_by, row.owner_id):
-            decision = await self._allowed(workspace_id, user_id)
-            if not decision.allowed:
-                return _refused(
-                    row,
-                    "Only the requester, the training's owner or someone "
-                    "on the allow-list may undo this cancellation.",
-                    decision,
-                )
-        return await self._withdrawn(row, by=user_id, outcome=UNDONE)
+        return await self._withdraw(
+            row,
+            user_id,
+            outcome=UNDONE,
+            refusal="Only the requester, the training's owner or someone "
+            "on the allow-list may undo this cancellation.",
+        )
 
     async def deny(self, cancellation_id: int, *, workspace_id: str, user_id: str) -> HoldAnswer:
         """Refuse a cancellation waiting for approval (the owner, or an allowed user)."""
         row = await self._held(cancellation_id, workspace_id)
         if row is None or row.hold is not Hold.APPROVAL:
             return await self._too_late(cancellation_id)
+        return await self._withdraw(
+            row,
+            user_id,
+            outcome=DENIED,
+            refusal="Only the training's owner or someone on the "
+            "allow-list may deny this cancellation.",
+        )
+
+    async def _withdraw(
+        self, row: Cancellation, user_id: str, *, outcome: str, refusal: str
+    ) -> HoldAnswer:
+        # Undo and Deny: the requester and the owner may always; anyone else must be allowed.
         if user_id not in (row.requested_by, row.owner_id):
-            decision = await self._allowed(workspace_id, user_id)
+            decision = await self._allowed(row.workspace_id, user_id)
             if not decision.allowed:
-                return _refused(
-                    row,
-                    "Only the training's owner or someone on the "
-                    "allow-list may deny this cancellation.",
-                    decision,
-                )
-        return await self._withdrawn(row, by=user_id, outcome=DENIED)
+                return _refused(row, refusal, decision)
+        return await self._withdrawn(row, by=user_id, outcome=outcome)
 
     async def approve(self, cancellation_id: int, *, workspace_id: str, user_id: str) -> HoldAnswer:
         """Approve a held cancellation: the owner or a second allowed user, never the requester."""
