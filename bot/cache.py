@@ -14,13 +14,21 @@ V = TypeVar("V")
 class TtlCache(Generic[K, V]):
     """Values loaded at most once per `ttl` seconds per key; concurrent misses share one load.
 
-    None (nothing there yet) is not kept: what appears, such as a workspace just installed, is
-    seen at once.
+    None (nothing there yet) is not kept unless `keep_none`: by default what appears, such as a
+    workspace just installed, is seen at once.
     """
 
-    def __init__(self, load: Callable[[K], Awaitable[V]], *, ttl: float, max_size: int = 10_000):
+    def __init__(
+        self,
+        load: Callable[[K], Awaitable[V]],
+        *,
+        ttl: float,
+        max_size: int = 10_000,
+        keep_none: bool = False,
+    ):
         self._load = load
         self._ttl = ttl
+        self._keep_none = keep_none
         self._max_size = max_size
         self._values: dict[K, tuple[float, V]] = {}
         self._loading: dict[K, asyncio.Future[V]] = {}
@@ -45,7 +53,9 @@ class TtlCache(Generic[K, V]):
     async def _fill(self, key: K) -> V:
         started = time.monotonic()
         value = await self._load(key)
-        if value is None or self._loading.get(key) is not asyncio.current_task():
+        if (value is None and not self._keep_none) or self._loading.get(
+            key
+        ) is not asyncio.current_task():
             # Nothing there yet, or forget() was called during the load: do not keep it.
             return value
         if len(self._values) >= self._max_size:

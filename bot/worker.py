@@ -23,6 +23,11 @@ class QueueWorker(Generic[T]):
     `take(limit)` leases items in the store; `handle(item)` must not raise (it owns its errors);
     `next_due()` says when something becomes due, so an idle worker sleeps exactly that long
     (at most `idle` seconds) unless `wake()` is called first.
+
+    A take is a write (a lease), so the loop takes only when there may be something to take: when
+    woken, when its sleep ends, when `next_due()` says something is due, or when a slot frees up
+    after a take that filled every slot. An item that ends otherwise only has the loop ask
+    `next_due()` again (a read), since that item may have scheduled its own retry.
     """
 
     def __init__(
@@ -53,6 +58,10 @@ class QueueWorker(Generic[T]):
         self._stopped = False
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
+        # Whether the next pass takes (a lease, written) or only asks next_due() (read).
+        self._take_wanted = True
+        # The last take filled every free slot, so due items may be waiting for one.
+        self._starved = False
 
     @property
     def in_flight(self) -> int:
@@ -61,12 +70,14 @@ class QueueWorker(Generic[T]):
 
     def wake(self) -> None:
         """There is new work: look now."""
+        self._take_wanted = True
         self._wake.set()
 
     def start(self) -> None:
         """Start the loop on the running event loop."""
         if self._loop is None:
             self._stopping = self._stopped = False
+            self._take_wanted = True
             self._loop = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self, *, grace: float) -> None:
@@ -118,13 +129,15 @@ class QueueWorker(Generic[T]):
     def unreserve(self) -> None:
         """Give back a slot reserve() held (the item was not leased to us after all)."""
         self._reserved -= 1
-        self._wake.set()
+        self._slot_freed()
 
     def submit(self, item: T, *, reserved: bool = False) -> bool:
         """Start handling an item this process already leased; False if it is being handled."""
         if reserved:
+            # The reserved slot becomes the item's: nothing new to take, but stop() may wait.
             self._reserved -= 1
-            self._wake.set()
+            if self._stopping:
+                self._wake.set()
         item_key = self._key(item)
         if item_key in self._busy or self._stopped:
             # After stop() nobody would wait for it: its lease runs out and it is taken again.
@@ -139,21 +152,30 @@ class QueueWorker(Generic[T]):
         """Lease what is due and start handling it; return how many items were taken."""
         free = self._concurrency - len(self._tasks) - self._reserved
         if free <= 0 or self._stopping:
+            self._starved = free <= 0
             return 0
-        return sum(self.submit(item) for item in await self._take(free))
+        items = await self._take(free)
+        self._starved = len(items) >= free
+        return sum(self.submit(item) for item in items)
 
     def _done(self, task: asyncio.Task[None], *, item_key: Hashable) -> None:
         self._tasks.discard(task)
         self._busy.discard(item_key)
-        # A free slot may mean more due work can be taken.
+        self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        if self._starved:
+            self._take_wanted = True  # due work may have waited for this slot
+        # Otherwise only ask when the next item is due: this one may have rescheduled itself.
         self._wake.set()
 
     async def _run(self) -> None:
         backoff = 0.5
         while not self._stopping:
             self._wake.clear()
+            take, self._take_wanted = self._take_wanted, False
             try:
-                taken = await self.drain()
+                taken = await self.drain() if take else 0
                 backoff = 0.5
                 if taken:
                     # Each item wakes the loop when it is done; the next pass asks again. A
@@ -161,6 +183,9 @@ class QueueWorker(Generic[T]):
                     delay = min(self.idle, 1.0)
                 else:
                     next_due = await self._next_due()
+                    if not take and next_due is not None and next_due <= time.time():
+                        self._take_wanted = True  # due now (a retry, an expired lease): take it
+                        continue
                     delay = (
                         self.idle
                         if next_due is None
@@ -169,10 +194,14 @@ class QueueWorker(Generic[T]):
             except StoreUnavailable as exc:
                 logger.warning("%s: %s; retrying in %.1fs", self.name, exc, backoff)
                 delay, backoff = backoff, min(backoff * 2, 30.0)
+                self._take_wanted = True
             except Exception:
                 # The loop is a boundary like a listener: whatever a query raised (a database
                 # that restarted, a dropped connection), the queue must keep being worked.
                 logger.exception("%s: unexpected error; retrying in %.1fs", self.name, backoff)
                 delay, backoff = backoff, min(backoff * 2, 30.0)
-            with contextlib.suppress(asyncio.TimeoutError):
+                self._take_wanted = True
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                self._take_wanted = True  # the poll: the safety net for wake-ups that never came

@@ -99,7 +99,9 @@ class Workspaces:
         self.installations = installations
         self.key_wording = key_wording
         self._admins: dict[tuple[str, str], tuple[bool, float]] = {}
-        self._rows = TtlCache(store.workspaces.get, ttl=SETTINGS_CACHE_SECONDS)
+        # No row means the defaults (single-workspace mode may never write one): kept like a row,
+        # or every claim and report would read the table for the same answer.
+        self._rows = TtlCache(store.workspaces.get, ttl=SETTINGS_CACHE_SECONDS, keep_none=True)
         self._keys = TtlCache(self._load_key, ttl=SETTINGS_CACHE_SECONDS)
         self._entries = TtlCache(self._load_entries, ttl=SETTINGS_CACHE_SECONDS)
 

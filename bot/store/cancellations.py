@@ -75,12 +75,6 @@ class CancellationQueue(LeasedQueue[Cancellation]):
     def _order(self, item: Cancellation) -> Any:
         return (item.next_attempt_at, item.id)
 
-    def _due(self) -> Any:
-        # Due, or leased to a worker that may have died: whichever is later. Scalar max(a, b)
-        # is spelled greatest(a, b) on PostgreSQL.
-        pairwise_max = sa.func.greatest if self.db.dialect == "postgresql" else sa.func.max
-        return pairwise_max(_c.next_attempt_at, sa.func.coalesce(_c.lease_expires_at, 0))
-
     async def enqueue(
         self,
         *,

@@ -72,7 +72,10 @@ class LeasedQueue(abc.ABC, Generic[T]):
 
     def _due(self) -> Any:
         """When a waiting row next needs a worker (next_due's minimum)."""
-        return self.lease.due_at
+        # Due, or leased to a worker that may have died: whichever is later (a row in hand is no
+        # work for anyone until its lease runs out). Scalar max(a, b) is greatest() on PostgreSQL.
+        pairwise_max = sa.func.greatest if self.db.dialect == "postgresql" else sa.func.max
+        return pairwise_max(self.lease.due_at, sa.func.coalesce(self.lease.expires_at, 0))
 
     async def take(
         self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None

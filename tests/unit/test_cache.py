@@ -84,7 +84,7 @@ async def test_a_value_is_reloaded_once_its_ttl_has_passed() -> None:
     assert load.calls == ["T1", "T1"]
 
 
-async def test_none_is_never_cached() -> None:
+async def test_none_is_never_cached_by_default() -> None:
     # "Nothing there yet" (a workspace not installed, no key) must not hide what appears next.
     load = Loader(answers=[None, None, "installed"])
     cache: TtlCache[str, str | None] = TtlCache(load, ttl=60)
@@ -93,6 +93,18 @@ async def test_none_is_never_cached() -> None:
     assert await cache.get("T1") == "installed"
     assert await cache.get("T1") == "installed"
     assert len(load.calls) == 3
+
+
+async def test_keep_none_caches_an_absent_row_until_ttl_or_forget() -> None:
+    # Workspace settings: "no row" means the defaults, read once per ttl like any row.
+    load = Loader(answers=[None, "written"])
+    cache: TtlCache[str, str | None] = TtlCache(load, ttl=60, keep_none=True)
+    assert await cache.get("T1") is None
+    assert await cache.get("T1") is None
+    assert len(load.calls) == 1
+    cache.forget("T1")  # a change made in this process is seen at once
+    assert await cache.get("T1") == "written"
+    assert len(load.calls) == 2
 
 
 async def test_forget_makes_the_next_get_reload() -> None:
