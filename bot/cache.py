@@ -53,10 +53,9 @@ class TtlCache(Generic[K, V]):
     async def _fill(self, key: K) -> V:
         started = time.monotonic()
         value = await self._load(key)
-        if (value is None and not self._keep_none) or self._loading.get(
-            key
-        ) is not asyncio.current_task():
-            # Nothing there yet, or forget() was called during the load: do not keep it.
+        current = self._loading.get(key) is asyncio.current_task()
+        if not current or (value is None and not self._keep_none):
+            # forget() was called during the load, or nothing is there yet: do not keep it.
             return value
         if len(self._values) >= self._max_size:
             now = time.monotonic()

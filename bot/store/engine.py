@@ -65,16 +65,11 @@ def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
     # Reads run in autocommit (no BEGIN): nothing is left to roll back when a connection goes
     # back to the pool, so each read is one round trip (SQLite: one thread hop) instead of three.
     # Every read is one statement, or several that need no common snapshot.
+    autocommit: dict[str, Any] = {"pool_reset_on_return": None, "isolation_level": "AUTOCOMMIT"}
     if not url.startswith("sqlite"):
         # A small pool: at most 10 more connections per process (the writer's 20 stay).
         return create_async_engine(
-            url,
-            pool_size=5,
-            max_overflow=5,
-            pool_recycle=300,
-            pool_timeout=10,
-            pool_reset_on_return=None,
-            isolation_level="AUTOCOMMIT",
+            url, pool_size=5, max_overflow=5, pool_recycle=300, pool_timeout=10, **autocommit
         )
     reader = create_async_engine(
         url,
@@ -82,8 +77,7 @@ def create_reader(url: str, writer: AsyncEngine) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=30,
         poolclass=sa.AsyncAdaptedQueuePool,
-        pool_reset_on_return=None,
-        isolation_level="AUTOCOMMIT",
+        **autocommit,
     )
     _configure_sqlite(reader, writer=False)
     return reader

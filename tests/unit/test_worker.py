@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from bot.worker import QueueWorker
 
@@ -78,6 +80,16 @@ async def test_items_leased_while_the_worker_is_stopping_are_still_handled() -> 
     assert not worker.has_room()  # and nothing new is handed over after a stop
 
 
+@contextlib.asynccontextmanager
+async def running(worker: QueueWorker[int]) -> AsyncIterator[QueueWorker[int]]:
+    """The worker's loop, running for the block and stopped after it."""
+    worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop(grace=1)
+
+
 class Queue:
     """A queue of due items: take() leases them (the write a take costs), next_due() reads."""
 
@@ -127,9 +139,7 @@ async def test_a_handed_over_item_costs_no_take_and_a_wake_does() -> None:
     # A take is a lease written to the store; an item handed over in memory, and its end, must
     # not make the loop write one more (every claim and report would pay for it twice).
     queue = Queue()
-    worker = queue.worker()
-    worker.start()
-    try:
+    async with running(queue.worker()) as worker:
         await queue.until(lambda: queue.due_reads >= 1)  # the first pass: one take, nothing due
         assert queue.takes == 1
         assert worker.reserve()
@@ -141,16 +151,12 @@ async def test_a_handed_over_item_costs_no_take_and_a_wake_does() -> None:
         worker.wake()  # new work (a claim in another process, a NOTIFY)
         await queue.until(lambda: queue.handled == [5, 6])
         assert queue.takes == 2
-    finally:
-        await worker.stop(grace=1)
 
 
 async def test_a_retry_an_ended_item_scheduled_is_taken_when_due() -> None:
     # An item that reschedules itself ends without a wake: the loop's next_due() must see it.
     queue = Queue()
-    worker = queue.worker()
-    worker.start()
-    try:
+    async with running(queue.worker()) as worker:
         await queue.until(lambda: queue.due_reads >= 1)
         queue.due.append(8)
         queue.retry_at = 0.0  # already due
@@ -158,8 +164,6 @@ async def test_a_retry_an_ended_item_scheduled_is_taken_when_due() -> None:
         assert worker.submit(7, reserved=True)
         await queue.until(lambda: queue.handled == [7, 8])
         assert queue.takes == 2
-    finally:
-        await worker.stop(grace=1)
 
 
 async def test_due_items_left_by_a_full_take_are_taken_when_a_slot_frees() -> None:
@@ -176,10 +180,7 @@ async def test_due_items_left_by_a_full_take_are_taken_when_a_slot_frees() -> No
     worker: QueueWorker[int] = QueueWorker(
         name="test", take=queue.take, handle=slow, next_due=queue.next_due, concurrency=1, idle=60
     )
-    worker.start()
-    try:
+    async with running(worker):
         await queue.until(lambda: queue.handled == [1])
         release.set()  # the only slot frees up: 2 and 3 are taken without any wake
         await queue.until(lambda: queue.handled == [1, 2, 3])
-    finally:
-        await worker.stop(grace=1)
